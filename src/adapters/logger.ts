@@ -1,0 +1,31 @@
+import winston from 'winston'
+import type { Logger } from '../log.js'
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug' | 'silent'
+export type LogFormat = 'pretty' | 'json'
+
+/**
+ * The process logger: winston to stdout, one line per event. `pretty` is for people
+ * (`2026-11-22T10:00:00.000Z info  device online deviceId=sensor-1`), `json` for log shippers.
+ */
+export function createLogger(level: LogLevel, format: LogFormat): Logger {
+  const pretty = winston.format.printf((info) => {
+    const { timestamp, level: lvl, message, ...meta } = info
+    let line = `${String(timestamp)} ${lvl.padEnd(5)} ${String(message)}`
+    for (const [k, v] of Object.entries(meta)) {
+      if (v === undefined) continue
+      const text = typeof v === 'string' && !/[\s"=]/.test(v) && v !== '' ? v : JSON.stringify(v)
+      line += ` ${k}=${text}`
+    }
+    return line
+  })
+  return winston.createLogger({
+    level: level === 'silent' ? 'error' : level,
+    silent: level === 'silent',
+    format: winston.format.combine(
+      winston.format.timestamp(),
+      format === 'json' ? winston.format.json() : pretty,
+    ),
+    transports: [new winston.transports.Console()],
+  })
+}

@@ -1,0 +1,146 @@
+import { readFileSync } from 'node:fs'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import type { MqttPort, PublishOptions, QoS } from '../bridge/port.js'
+import { ConfigError } from '../errors.js'
+import type { Logger } from '../log.js'
+
+export interface MqttClientOptions {
+  readonly url: string
+  readonly username: string | null
+  readonly password: string | null
+  readonly clientId: string
+  readonly ca: string | null
+  readonly cert: string | null
+  readonly key: string | null
+  readonly rejectUnauthorized: boolean
+  readonly reconnectPeriodMs: number
+  /** Last will: the broker publishes it if this connection is lost ([HT-5.4]). */
+  readonly will: { readonly topic: string; readonly payload: string }
+  readonly logger: Logger
+}
+
+/**
+ * The gateway's MQTT connection (MQTT.js), as an {@link MqttPort}. Reconnects by itself (the
+ * bridge then re-subscribes what it needs). A failure to reach the broker is logged once per
+ * outage (then at debug), never thrown at the caller.
+ */
+export class MqttClientPort implements MqttPort {
+  readonly client: MqttClient
+  private readonly logger: Logger
+  private readonly url: string
+  private outage = false
+
+  constructor(options: MqttClientOptions) {
+    this.logger = options.logger
+    this.url = redact(options.url)
+    const opts: IClientOptions = {
+      clientId: options.clientId,
+      protocolVersion: 4,
+      clean: true,
+      keepalive: 30,
+      reconnectPeriod: options.reconnectPeriodMs,
+      connectTimeout: 10_000,
+      // The bridge re-subscribes on reconnect itself: MQTT.js's bookkeeping would skip a
+      // SUBSCRIBE issued while an UNSUBSCRIBE of the same topic is still queued.
+      resubscribe: false,
+      will: { topic: options.will.topic, payload: Buffer.from(options.will.payload), qos: 1, retain: true },
+      rejectUnauthorized: options.rejectUnauthorized,
+    }
+    if (options.username !== null) opts.username = options.username
+    if (options.password !== null) opts.password = options.password
+    if (options.ca !== null) opts.ca = readPem('mqttCa', options.ca)
+    if (options.cert !== null) opts.cert = readPem('mqttCert', options.cert)
+    if (options.key !== null) opts.key = readPem('mqttKey', options.key)
+    this.client = mqtt.connect(options.url, opts)
+    this.client.on('connect', () => {
+      if (this.outage) this.logger.info('broker connection restored', { url: this.url })
+      this.outage = false
+    })
+    this.client.on('error', (err: Error & { code?: string | number }) => this.reportOutage(err.message))
+    this.client.on('offline', () => this.reportOutage('connection lost'))
+  }
+
+  private reportOutage(reason: string): void {
+    if (this.outage) {
+      this.logger.debug('broker still unreachable', { url: this.url, reason })
+      return
+    }
+    this.outage = true
+    this.logger.error('broker unreachable, retrying', { url: this.url, reason })
+  }
+
+  /** Resolves at the first successful connection, or false after `timeoutMs` without one. */
+  waitConnected(timeoutMs: number): Promise<boolean> {
+    if (this.client.connected) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const done = (ok: boolean) => {
+        clearTimeout(timer)
+        this.client.removeListener('connect', onConnect)
+        resolve(ok)
+      }
+      const onConnect = () => done(true)
+      const timer = setTimeout(() => done(false), timeoutMs)
+      this.client.on('connect', onConnect)
+    })
+  }
+
+  get connected(): boolean {
+    return this.client.connected
+  }
+
+  publish(
+    topic: string,
+    payload: string | Buffer,
+    options: PublishOptions,
+    done: (err?: Error) => void,
+  ): void {
+    this.client.publish(topic, payload, { qos: options.qos, retain: options.retain ?? false }, (err) =>
+      done(err),
+    )
+  }
+
+  subscribe(topics: readonly string[], qos: QoS, done: (err?: Error) => void): void {
+    this.client.subscribe([...topics], { qos }, (err, granted) => {
+      if (err) return done(err)
+      const refused = granted?.find((g) => g.qos === 128)
+      done(refused ? new Error(`broker refused the subscription to ${refused.topic}`) : undefined)
+    })
+  }
+
+  unsubscribe(topics: readonly string[], done: (err?: Error) => void): void {
+    this.client.unsubscribe([...topics], (err) => done(err ?? undefined))
+  }
+
+  onMessage(handler: (topic: string, payload: Buffer) => void): void {
+    this.client.on('message', handler)
+  }
+
+  onConnect(handler: () => void): void {
+    this.client.on('connect', handler)
+  }
+
+  /** Disconnects cleanly (no last will); pending publishes are flushed first unless `force`. */
+  end(force = false): Promise<void> {
+    return new Promise((resolve) => this.client.end(force, {}, () => resolve()))
+  }
+}
+
+function readPem(key: string, path: string): Buffer {
+  try {
+    return readFileSync(path)
+  } catch (err) {
+    throw new ConfigError(key, `cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
+}
+
+/** The URL without credentials, for logs. */
+export function redact(url: string): string {
+  try {
+    const u = new URL(url)
+    u.username = ''
+    u.password = ''
+    return u.toString()
+  } catch {
+    return url
+  }
+}

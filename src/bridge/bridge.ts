@@ -1,0 +1,342 @@
+import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
+import type { GatewayConfig } from '../config/schema.js'
+import type { Logger } from '../log.js'
+import { Cmd, Status } from '../protocol/constants.js'
+import { envelopeBody, type LoginRequest, parseControl, parseDownlink } from '../protocol/messages.js'
+import type { Session } from '../session/session.js'
+import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../session/types.js'
+import type { GatewayStats } from '../stats.js'
+import type { MqttPort } from './port.js'
+import { Subscriptions } from './subscriptions.js'
+import { compileTemplate, gatewayStatusTopic, type TopicTemplate } from './topics.js'
+
+/** A logged-in (or logging-in) device as the bridge tracks it. */
+interface Attached {
+  readonly session: Session
+  readonly up: string
+  readonly down: string
+  readonly status: string
+  readonly control: string
+  /** When it was attached (ms), to ignore takeovers older than this login. */
+  readonly at: number
+}
+
+type Route = { readonly kind: 'down' | 'control'; readonly device: Attached }
+
+export interface BridgeOptions {
+  readonly config: GatewayConfig
+  readonly mqtt: MqttPort
+  readonly registry: DeviceRegistry
+  readonly logger: Logger
+  readonly stats: GatewayStats
+}
+
+/**
+ * Maps sessions to MQTT ([HT-4], [HT-5]): publishes what devices send, subscribes each logged-in
+ * device's down and control topics, delivers what arrives there, keeps retained presence, and
+ * settles takeovers between connections and between gateway instances. Everything between
+ * instances travels through the broker ([HT-6.3]).
+ */
+export class Bridge implements SessionHost {
+  readonly gatewayId: string
+  private readonly config: GatewayConfig
+  private readonly mqtt: MqttPort
+  private readonly registry: DeviceRegistry
+  private readonly logger: Logger
+  private readonly stats: GatewayStats
+  private readonly templates: Record<'up' | 'down' | 'status' | 'control', TopicTemplate>
+  private readonly broadcastTopic: string
+  readonly gatewayStatusTopic: string
+
+  /** Devices on this instance, by id. */
+  private readonly devices = new Map<string, Attached>()
+  /** Subscribed topic → what it is for. */
+  private readonly routes = new Map<string, Route>()
+  private readonly subscriptions: Subscriptions
+  /** Publishes handed to the broker and not yet settled. */
+  private pending = 0
+  private drainWaiters: (() => void)[] = []
+  /** Set when shutting down: skips per-device unsubscribes (the connection is about to go). */
+  private closing = false
+
+  constructor({ config, mqtt, registry, logger, stats }: BridgeOptions) {
+    this.config = config
+    this.mqtt = mqtt
+    this.registry = registry
+    this.logger = logger
+    this.stats = stats
+    this.gatewayId = config.gatewayId
+    const t = config.topics
+    this.templates = {
+      up: compileTemplate(t.up, ['c', 'u', 'g']),
+      down: compileTemplate(t.down, ['c', 'u']),
+      status: compileTemplate(t.status, ['c', 'u']),
+      control: compileTemplate(t.control, ['c', 'u']),
+    }
+    this.broadcastTopic = compileTemplate(t.broadcast, []).render({})
+    this.gatewayStatusTopic = gatewayStatusTopic(t.gatewayStatus, this.gatewayId)
+    this.subscriptions = new Subscriptions(mqtt, config.qos.down)
+    mqtt.onMessage((topic, payload) => this.onMessage(topic, payload))
+  }
+
+  /** Subscriptions every instance holds, whatever its devices ([HT-5.3]). */
+  start(): Promise<void> {
+    return this.subscriptions.add([this.broadcastTopic])
+  }
+
+  /**
+   * After the broker connection came back: the broker (clean session) has forgotten the
+   * subscriptions and may have published our last will; restore both for every device here.
+   */
+  restore(): void {
+    this.subscriptions.restore()
+    for (const device of this.devices.values()) {
+      if (device.session.state !== 'online') continue
+      this.publishPresence(device, { online: true, at: Date.now(), gateway: this.gatewayId }, true).catch(
+        (err: Error) => device.session.logger.warn('presence not republished', { error: err.message }),
+      )
+    }
+  }
+
+  get size(): number {
+    return this.devices.size
+  }
+
+  /** Local sessions, for shutdown. */
+  sessions(): Session[] {
+    return [...this.devices.values()].map((d) => d.session)
+  }
+
+  authenticate(request: LoginRequest): AuthResult {
+    return this.registry.authenticate(request.token, request.deviceId)
+  }
+
+  /**
+   * [HT-3.3] Takeover: a newer login of the same device wins. Locally the older session is
+   * closed here; other instances are told on the device's control topic. Then the down and
+   * control topics are subscribed and presence announced; the login is answered after the
+   * broker confirmed both, so a downlink published right after the login reply is delivered.
+   */
+  async attach(session: Session): Promise<void> {
+    if (!this.mqtt.connected) throw new Error('not connected to the broker')
+    const identity = session.identity!
+    const values = { c: identity.deviceId, u: identity.username, g: this.gatewayId }
+    const device: Attached = {
+      session,
+      up: this.templates.up.render(values),
+      down: this.templates.down.render(values),
+      status: this.templates.status.render(values),
+      control: this.templates.control.render(values),
+      at: Date.now(),
+    }
+    const previous = this.devices.get(identity.deviceId)
+    this.devices.set(identity.deviceId, device)
+    this.routes.set(device.down, { kind: 'down', device })
+    this.routes.set(device.control, { kind: 'control', device })
+    if (previous !== undefined) previous.session.close('takeover')
+    const takeover = JSON.stringify({
+      action: 'takeover',
+      gateway: this.gatewayId,
+      session: session.id,
+      at: device.at,
+    })
+    // Issued in this order on one connection: other instances see the takeover before our
+    // subscription exists, and presence after it.
+    const told = this.call((done) => this.mqtt.publish(device.control, takeover, { qos: 1 }, done))
+    const subscribed = this.subscriptions.add([device.down, device.control])
+    const announced = this.publishPresence(
+      device,
+      { online: true, at: device.at, gateway: this.gatewayId },
+      true,
+    )
+    await Promise.all([told, subscribed, announced])
+  }
+
+  uplink(session: Session, kind: UplinkKind, targetId: string, payload: unknown, done: UplinkDone): void {
+    const id = session.deviceId!
+    const device = this.devices.get(id)
+    if (device === undefined || device.session !== session) {
+      done(Status.SERVER_ERROR)
+      return
+    }
+    if (this.pending >= this.config.maxPendingPublishes) {
+      // [HT-4.5] Past the buffer: an error status, never a false success.
+      this.logger.warn('uplink refused: too many publishes awaiting the broker', { pending: this.pending })
+      done(Status.SERVER_ERROR)
+      return
+    }
+    let topic: string
+    let body: string
+    let qos: 0 | 1 | 2
+    switch (kind) {
+      case 'server': // [HT-4.2], [HT-5.1]
+        topic = device.up
+        body = JSON.stringify(payload)
+        qos = this.config.qos.up
+        break
+      case 'direct': // [HT-4.4]: the target's down topic, whichever instance holds it
+        topic = this.templates.down.render({ c: targetId, u: this.registry.usernameOf(targetId) })
+        body = envelopeBody(id, payload)
+        qos = this.config.qos.direct
+        break
+      case 'broadcast': // [HT-5.3]
+        topic = this.broadcastTopic
+        body = envelopeBody(id, payload)
+        qos = this.config.qos.broadcast
+        break
+    }
+    this.publish(topic, body, qos, false, (err) => {
+      if (err) {
+        session.logger.warn('publish failed', { topic, error: err.message })
+        done(Status.SERVER_ERROR)
+      } else done(0)
+    })
+  }
+
+  detach(session: Session, reason: CloseReason): void {
+    const id = session.deviceId
+    if (id === undefined) return // never logged in: nothing announced, nothing subscribed
+    const device = this.devices.get(id)
+    const current = device !== undefined && device.session === session
+    // Not current and not taken over: attach never ran (broker down), nothing to undo or announce.
+    if (!current && reason !== 'takeover') return
+    if (current) {
+      this.devices.delete(id)
+      this.routes.delete(device.down)
+      this.routes.delete(device.control)
+      if (!this.closing) this.subscriptions.remove([device.down, device.control])
+    }
+    // [HT-5.4] Offline presence with the reason. A takeover's is not retained: the retained
+    // state must stay the newer connection's "online", whichever instance published it.
+    const topic = this.templates.status.render({ c: id, u: session.identity!.username })
+    const state = { online: false, at: Date.now(), reason, gateway: this.gatewayId }
+    this.publish(topic, JSON.stringify(state), this.config.qos.presence, reason !== 'takeover', (err) => {
+      if (err) this.logger.warn('offline presence not published', { deviceId: id, error: err.message })
+    })
+  }
+
+  private publishPresence(device: Attached, state: object, retain: boolean): Promise<void> {
+    return this.call((done) =>
+      this.publish(device.status, JSON.stringify(state), this.config.qos.presence, retain, done),
+    )
+  }
+
+  /** Publishes, counting what awaits the broker (bounded by maxPendingPublishes, drained on shutdown). */
+  private publish(
+    topic: string,
+    body: string | Buffer,
+    qos: 0 | 1 | 2,
+    retain: boolean,
+    done: (err?: Error) => void,
+  ): void {
+    this.pending++
+    this.mqtt.publish(topic, body, { qos, retain }, (err) => {
+      this.pending--
+      done(err)
+      if (this.pending === 0 && this.drainWaiters.length > 0) {
+        const waiters = this.drainWaiters
+        this.drainWaiters = []
+        for (const w of waiters) w()
+      }
+    })
+  }
+
+  private call(fn: (done: (err?: Error) => void) => void): Promise<void> {
+    return new Promise((resolve, reject) => fn((err) => (err ? reject(err) : resolve())))
+  }
+
+  private onMessage(topic: string, message: Buffer): void {
+    if (topic === this.broadcastTopic) return this.onBroadcast(message)
+    const route = this.routes.get(topic)
+    if (route === undefined) return // a late message for a device that has left
+    if (route.kind === 'down') this.onDownlink(route.device, message)
+    else this.onControl(route.device, message)
+  }
+
+  /** [HT-5.2] A message on a device's down topic. */
+  private onDownlink(device: Attached, message: Buffer): void {
+    const downlink = parseDownlink(message)
+    if (!downlink.ok) {
+      this.stats.dropped++
+      device.session.logger.warn('downlink dropped', { reason: downlink.reason, bytes: message.length })
+      return
+    }
+    this.deliver(device.session, Cmd.JSON_MESSAGE, downlink.body)
+  }
+
+  /** [HT-5.3] To every device here except the sender. The body is shared, not copied per device. */
+  private onBroadcast(message: Buffer): void {
+    const downlink = parseDownlink(message)
+    if (!downlink.ok) {
+      this.stats.dropped++
+      this.logger.warn('broadcast dropped', { reason: downlink.reason, bytes: message.length })
+      return
+    }
+    const body = typeof downlink.body === 'string' ? Buffer.from(downlink.body) : downlink.body
+    for (const [id, device] of this.devices) {
+      if (id !== downlink.from) this.deliver(device.session, Cmd.BROADCAST, body)
+    }
+  }
+
+  private deliver(session: Session, type: number, body: Buffer | string): void {
+    const result = session.deliver(type, body)
+    if (result === 'ok') {
+      this.stats.delivered++
+      return
+    }
+    if (result === 'not_online') return // still logging in, or gone: not its message yet
+    this.stats.dropped++
+    session.logger.warn('message to device dropped', {
+      reason:
+        result === 'too_large'
+          ? `over the ${this.config.maxDownlinkSize}-byte downlink limit`
+          : 'device is not reading',
+    })
+  }
+
+  /** [HT-5.5] kick, redirect; and takeovers announced by other instances ([HT-3.3]). */
+  private onControl(device: Attached, message: Buffer): void {
+    const control = parseControl(message)
+    const session = device.session
+    switch (control.action) {
+      case 'kick':
+        session.logger.info('kicked via control topic')
+        session.close('kicked')
+        return
+      case 'redirect':
+        session.logger.info('redirected via control topic', { server: control.server, port: control.port })
+        session.redirect(control.server, control.port)
+        return
+      case 'takeover':
+        if (control.gateway === this.gatewayId) return // our own announcement
+        if (control.at < device.at) return // older than this login: the device has moved on since
+        session.logger.info('taken over by another gateway', { gateway: control.gateway })
+        session.close('takeover')
+        return
+      case 'invalid':
+        this.logger.warn('control message ignored', { topic: device.control, reason: control.reason })
+        return
+      default: {
+        const never: never = control
+        throw new Error(`unhandled control ${JSON.stringify(never)}`)
+      }
+    }
+  }
+
+  /** Resolves once every publish handed to the broker has settled, or after `timeoutMs`. */
+  drain(timeoutMs: number): Promise<boolean> {
+    if (this.pending === 0) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs)
+      this.drainWaiters.push(() => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
+  }
+
+  /** Stops per-device unsubscribes: the whole connection is about to close. */
+  beginShutdown(): void {
+    this.closing = true
+  }
+}

@@ -1,0 +1,130 @@
+import yargs from 'yargs'
+import { hideBin } from 'yargs/helpers'
+import { createLogger } from './adapters/logger.js'
+import { readConfigFile } from './config/load.js'
+import { type ConfigLayer, envLayer, fromString, resolveConfig } from './config/resolve.js'
+import { type GatewayConfig, SETTINGS } from './config/schema.js'
+import { GatewayError } from './errors.js'
+import { createGateway, type Gateway } from './gateway.js'
+
+/** Settings that are secrets: never printed. */
+const SECRETS = new Set(['mqttPassword'])
+
+function kebab(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+}
+
+/**
+ * The command line: `hypertcp-gateway --config FILE [--flag value …]`. Every scalar setting has a
+ * flag (`mqttUrl` → `--mqtt-url`); flags override HYPERTCP_* env, which overrides the file.
+ * The only place that exits the process.
+ */
+export async function main(argv: string[]): Promise<void> {
+  const parser = yargs(argv)
+    .scriptName('hypertcp-gateway')
+    .usage(
+      '$0 [--config FILE] [options]\n\nBridges HyperTCP devices to MQTT. Without --mqtt-url it runs its own (embedded Aedes) broker.\nSettings: defaults < config file < HYPERTCP_* environment < flags.',
+    )
+    .option('config', {
+      alias: 'c',
+      type: 'string',
+      describe: 'JSON config file (settings and the device registry)',
+    })
+    .option('print-config', {
+      type: 'boolean',
+      describe: 'print the resolved configuration (secrets hidden) and exit',
+    })
+    .strict()
+    .help()
+    .alias('help', 'h')
+    .version()
+    .wrap(Math.min(110, process.stdout.columns || 110))
+    .epilogue('Docs: README.md (configuration and topic reference), docs/PROTOCOL.md (wire contract).')
+  for (const [key, spec] of Object.entries(SETTINGS)) {
+    parser.option(kebab(key), { type: 'string', describe: spec.doc, group: 'Settings:', requiresArg: true })
+  }
+  const args = await parser.parseAsync()
+
+  const layers: ConfigLayer[] = []
+  let config: GatewayConfig
+  let unknownEnv: string[]
+  try {
+    if (typeof args.config === 'string') {
+      layers.push({ source: `config file ${args.config}`, values: await readConfigFile(args.config) })
+    }
+    const env = envLayer(process.env)
+    unknownEnv = env.unknown
+    layers.push(env.layer)
+    const flags: Record<string, unknown> = {}
+    for (const [key, spec] of Object.entries(SETTINGS)) {
+      const raw = (args as Record<string, unknown>)[key]
+      if (typeof raw === 'string') flags[key] = fromString(`--${kebab(key)}`, spec, raw)
+    }
+    layers.push({ source: 'command line', values: flags })
+    config = resolveConfig(layers)
+  } catch (err) {
+    return fail(err)
+  }
+
+  if (args.printConfig) {
+    const shown = {
+      ...config,
+      ...Object.fromEntries([...SECRETS].map((k) => [k, config[k as keyof typeof config] ? '***' : null])),
+      devices: config.devices.map((d) => ({ ...d, token: '***' })),
+    }
+    process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`)
+    return
+  }
+
+  const logger = createLogger(config.logLevel, config.logFormat)
+  for (const name of unknownEnv) logger.warn(`ignoring unknown environment variable ${name}`)
+  process.on('uncaughtException', (err) => {
+    logger.error('fatal: uncaught exception', { error: err.stack ?? String(err) })
+    process.exit(70)
+  })
+  process.on('unhandledRejection', (err) => {
+    logger.error('fatal: unhandled rejection', {
+      error: err instanceof Error ? (err.stack ?? err.message) : String(err),
+    })
+    process.exit(70)
+  })
+
+  let gateway: Gateway
+  try {
+    gateway = await createGateway({ ...config, logger })
+  } catch (err) {
+    return fail(err)
+  }
+
+  let signals = 0
+  const stop = (signal: NodeJS.Signals) => {
+    if (++signals > 1) {
+      logger.warn(`${signal} again: exiting without a clean shutdown`)
+      process.exit(1)
+    }
+    logger.info(`${signal} received`)
+    gateway.close().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error('shutdown failed', { error: String(err) })
+        process.exit(1)
+      },
+    )
+  }
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
+}
+
+function fail(err: unknown): never {
+  if (err instanceof GatewayError) {
+    const what = err.code === 'HT_ERR_CONFIG' ? 'invalid configuration: ' : ''
+    process.stderr.write(`hypertcp-gateway: ${what}${err.message}\n`)
+    process.exit(err.code === 'HT_ERR_CONFIG' ? 2 : 1)
+  }
+  process.stderr.write(
+    `hypertcp-gateway: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  )
+  process.exit(1)
+}
+
+await main(hideBin(process.argv))

@@ -1,0 +1,32 @@
+/**
+ * Errors with stable codes. Tests and callers match on `code`, never on message text
+ * (the pattern of undici's lib/core/errors.js).
+ */
+export type GatewayErrorCode =
+  | 'HT_ERR_FRAME_TOO_LARGE'
+  | 'HT_ERR_CONFIG'
+  | 'HT_ERR_LISTEN'
+  | 'HT_ERR_BROKER_UNREACHABLE'
+  | 'HT_ERR_PUBLISH'
+  | 'HT_ERR_CLOSED'
+
+export class GatewayError extends Error {
+  readonly code: GatewayErrorCode
+
+  constructor(code: GatewayErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'GatewayError'
+    this.code = code
+  }
+}
+
+/** A configuration problem; `key` is the dotted path of the offending setting. */
+export class ConfigError extends GatewayError {
+  readonly key: string
+
+  constructor(key: string, message: string) {
+    super('HT_ERR_CONFIG', `${key}: ${message}`)
+    this.name = 'ConfigError'
+    this.key = key
+  }
+}

@@ -1,0 +1,164 @@
+import { isUtf8 } from 'node:buffer'
+
+/**
+ * JSON bodies of HyperTCP frames: parsing and validation of what devices send, and the exact
+ * shapes of what the gateway sends them. Pure: no I/O.
+ */
+
+/** A parsed LOGIN body ([HT-2.1] raw token or [HT-2.2] JSON form). */
+export interface LoginRequest {
+  /** The token: raw body bytes, or the JSON form's `token` string. */
+  readonly token: Buffer | string
+  /** The JSON form's `device_id`, when present. */
+  readonly deviceId: string | undefined
+}
+
+const OPEN_BRACE = 0x7b
+
+/**
+ * [HT-2.2] A body that parses as a JSON object with a string `token` is the JSON form; anything
+ * else is a raw token (unchanged devices send the token bytes as they are, [HT-2.1]).
+ * A raw token is returned as a view of `body`: copy it to keep it past the call.
+ */
+export function parseLogin(body: Buffer): LoginRequest {
+  const json = firstNonSpace(body) === OPEN_BRACE ? parseJsonObject(body) : undefined
+  if (json !== undefined && typeof json.token === 'string') {
+    const id = json.device_id
+    return { token: json.token, deviceId: typeof id === 'string' ? id : undefined }
+  }
+  return { token: body, deviceId: undefined }
+}
+
+/** A device's `{"targetId": ..., "payload": ...}` ([HT-2.4], [HT-4.1]). */
+export type Envelope =
+  | { readonly ok: true; readonly targetId: string; readonly payload: unknown }
+  | { readonly ok: false; readonly reason: string }
+
+/**
+ * [HT-4.1] The body must be UTF-8 JSON, an object with a string `targetId` and a `payload`.
+ * `reason` says what was wrong (for the debug log; the device only gets the status).
+ */
+export function parseEnvelope(body: Buffer): Envelope {
+  if (body.length === 0) return { ok: false, reason: 'empty body' }
+  if (!isUtf8(body)) return { ok: false, reason: 'body is not valid UTF-8' }
+  let value: unknown
+  try {
+    value = JSON.parse(body.toString('utf8'))
+  } catch {
+    return { ok: false, reason: 'body is not JSON' }
+  }
+  if (!isPlainObject(value)) return { ok: false, reason: 'body is not a JSON object' }
+  const targetId = value.targetId
+  if (typeof targetId !== 'string') return { ok: false, reason: 'targetId is missing or not a string' }
+  if (!('payload' in value)) return { ok: false, reason: 'payload is missing' }
+  return { ok: true, targetId, payload: value.payload }
+}
+
+/** [HT-3.5] `{"command": "ping", ...}` addressed to `server` is answered in-band. */
+export function isJsonPing(payload: unknown): payload is Record<string, unknown> {
+  return isPlainObject(payload) && payload.command === 'ping'
+}
+
+/** [HT-3.5] The pong body: the ping's other fields echoed, `command` set to `pong`. */
+export function pongBody(ping: Record<string, unknown>): string {
+  return JSON.stringify({ from: 'server', payload: { ...ping, command: 'pong' } })
+}
+
+/** `{"from": "<id>", "payload": <payload>}`, the shape devices read ([HT-2.6], [HT-4.4], [HT-5.3]). */
+export function envelopeBody(from: string, payload: unknown): string {
+  return `{"from":${JSON.stringify(from)},"payload":${JSON.stringify(payload)}}`
+}
+
+/** [HT-2.8] The REDIRECT body unchanged devices read. */
+export function redirectBody(server: string, port: number): string {
+  return JSON.stringify({ server, port })
+}
+
+/** A message from MQTT made ready for a device, or why it cannot be delivered. */
+export type Downlink =
+  | { readonly ok: true; readonly from: string; readonly body: Buffer | string }
+  | { readonly ok: false; readonly reason: string }
+
+/**
+ * [HT-5.2] Turns an MQTT message on a down (or broadcast) topic into the JSON body of the frame
+ * sent to the device. A JSON object with a `payload` key and a string (or absent) `from` is an
+ * envelope: delivered as-is (verbatim bytes), `"from": "server"` added when absent. Any other
+ * JSON value is the payload of a `{"from": "server"}` envelope. Not UTF-8 JSON: refused.
+ * The size limit is the caller's to apply, on the returned body.
+ */
+export function parseDownlink(message: Buffer): Downlink {
+  if (message.length === 0) return { ok: false, reason: 'empty message' }
+  if (!isUtf8(message)) return { ok: false, reason: 'message is not valid UTF-8' }
+  const text = message.toString('utf8')
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    return { ok: false, reason: 'message is not JSON' }
+  }
+  if (isPlainObject(value) && 'payload' in value) {
+    if (typeof value.from === 'string') return { ok: true, from: value.from, body: message }
+    if (value.from === undefined) {
+      // Keep the sender's bytes; only the `from` member is new.
+      const brace = text.indexOf('{')
+      return { ok: true, from: 'server', body: `{"from":"server",${text.slice(brace + 1)}` }
+    }
+  }
+  return { ok: true, from: 'server', body: `{"from":"server","payload":${text.trim()}}` }
+}
+
+/** A ctl-topic command ([HT-5.5]). */
+export type Control =
+  | { readonly action: 'kick' }
+  | { readonly action: 'redirect'; readonly server: string; readonly port: number }
+  | { readonly action: 'takeover'; readonly gateway: string; readonly session: string; readonly at: number }
+  | { readonly action: 'invalid'; readonly reason: string }
+
+export function parseControl(message: Buffer): Control {
+  const value = isUtf8(message) ? parseJsonObject(message) : undefined
+  if (value === undefined) return { action: 'invalid', reason: 'not a JSON object' }
+  switch (value.action) {
+    case 'kick':
+      return { action: 'kick' }
+    case 'redirect': {
+      const { server, port } = value
+      if (typeof server !== 'string' || server.length === 0 || server.length > 255) {
+        return { action: 'invalid', reason: 'redirect needs a "server" host name' }
+      }
+      if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+        return { action: 'invalid', reason: 'redirect needs a "port" from 1 to 65535' }
+      }
+      return { action: 'redirect', server, port }
+    }
+    case 'takeover': {
+      // Sent by another gateway instance when the device logs in there ([HT-3.3]).
+      const { gateway, session, at } = value
+      if (typeof gateway !== 'string' || typeof session !== 'string' || typeof at !== 'number') {
+        return { action: 'invalid', reason: 'takeover needs "gateway", "session" and "at"' }
+      }
+      return { action: 'takeover', gateway, session, at }
+    }
+    default:
+      return { action: 'invalid', reason: `unknown action ${JSON.stringify(value.action)}` }
+  }
+}
+
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function parseJsonObject(body: Buffer): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(body.toString('utf8'))
+    return isPlainObject(value) ? value : undefined
+  } catch {
+    return undefined
+  }
+}
+
+function firstNonSpace(body: Buffer): number {
+  for (const byte of body) {
+    if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) return byte
+  }
+  return -1
+}

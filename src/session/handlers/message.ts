@@ -1,0 +1,51 @@
+import { Cmd, Status } from '../../protocol/constants.js'
+import { isValidTopicLevel } from '../../protocol/ids.js'
+import { isJsonPing, parseEnvelope, pongBody } from '../../protocol/messages.js'
+import type { Session } from '../session.js'
+
+/**
+ * JSON_MESSAGE and BROADCAST ([HT-4]). Validates the envelope, answers the in-band JSON ping
+ * ([HT-3.5]) itself, and hands everything else to the host, which acks once the broker has it.
+ */
+export function handleMessage(session: Session, msgId: number, body: Buffer, broadcast: boolean): void {
+  const envelope = parseEnvelope(body)
+  if (!envelope.ok) {
+    session.logger.debug('bad message body', { reason: envelope.reason })
+    session.stats.rejected++
+    session.reply(msgId, Status.ILLEGAL_COMMAND_BODY) // [HT-4.1] nothing published, kept connected
+    return
+  }
+  const { targetId, payload } = envelope
+  // [HT-4.3] A BROADCAST frame broadcasts whatever its targetId says.
+  if (broadcast || targetId === 'broadcast') {
+    session.uplink(msgId, 'broadcast', 'broadcast', payload)
+    return
+  }
+  if (targetId === 'server') {
+    if (isJsonPing(payload)) return answerPing(session, msgId, payload)
+    session.uplink(msgId, 'server', 'server', payload)
+    return
+  }
+  // [HT-4.4] Device to device. The id becomes a topic level: no wildcards, '/' or NUL.
+  if (!isValidTopicLevel(targetId)) {
+    session.logger.debug('bad targetId', { targetId })
+    session.stats.rejected++
+    session.reply(msgId, Status.ILLEGAL_COMMAND_BODY)
+    return
+  }
+  session.uplink(msgId, 'direct', targetId, payload)
+}
+
+/**
+ * [HT-3.5] Acked, then answered in-band with a pong; not published upstream. A ping whose echo
+ * would exceed the device's downlink limit gets ILLEGAL_COMMAND_BODY instead of a cut pong.
+ */
+function answerPing(session: Session, msgId: number, ping: Record<string, unknown>): void {
+  const pong = pongBody(ping)
+  if (Buffer.byteLength(pong) > session.options.maxDownlinkSize) {
+    session.reply(msgId, Status.ILLEGAL_COMMAND_BODY)
+    return
+  }
+  session.reply(msgId, 0)
+  session.deliver(Cmd.JSON_MESSAGE, pong)
+}

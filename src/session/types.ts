@@ -1,0 +1,45 @@
+import type { AuthResult, Identity } from '../auth/registry.js'
+import type { LoginRequest } from '../protocol/messages.js'
+import type { Session } from './session.js'
+
+/** [HT-3.8] Why a connection ended. Logged, counted, and published on the presence topic (5.4). */
+export type CloseReason =
+  | 'client_closed'
+  | 'login_timeout'
+  | 'invalid_token'
+  | 'not_allowed'
+  | 'keepalive_timeout'
+  | 'takeover'
+  | 'frame_too_large'
+  | 'not_authenticated'
+  | 'kicked'
+  | 'redirected'
+  | 'rate_limited'
+  | 'shutdown'
+  | 'socket_error'
+  | 'broker_unavailable'
+
+export type UplinkKind = 'server' | 'direct' | 'broadcast'
+
+/**
+ * Completion of an uplink: 0 when the broker accepted it, else the status to put in the
+ * RESPONSE's length field ([HT-4.5]: never a false success).
+ */
+export type UplinkDone = (status: number) => void
+
+/** What a session needs from the rest of the gateway; the bridge implements it. */
+export interface SessionHost {
+  /** [HT-3.2], [HT-3.3] Synchronous registry lookup. */
+  authenticate(request: LoginRequest): AuthResult
+  /**
+   * Makes a freshly authenticated session reachable: takes over an older connection of the same
+   * device, subscribes its topics, announces presence. The login is answered when this settles.
+   */
+  attach(session: Session): Promise<void>
+  /** Publishes a device's message ([HT-4.2]–[HT-4.4]); `done` is called exactly once. */
+  uplink(session: Session, kind: UplinkKind, targetId: string, payload: unknown, done: UplinkDone): void
+  /** The session ended (after `attach` or not). Called exactly once per session. */
+  detach(session: Session, reason: CloseReason): void
+}
+
+export type { Identity }

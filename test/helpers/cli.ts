@@ -1,0 +1,68 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { Inbox } from './inbox.js'
+
+export const root = fileURLToPath(new URL('../..', import.meta.url))
+export const bin = `${root}bin/hypertcp-gateway.js`
+
+/** The CLI runs the compiled dist/ (npm test builds it first). */
+export function requireBuild(): void {
+  if (!existsSync(`${root}dist/cli.js`))
+    throw new Error('dist/cli.js is missing: run `npm run build` (npm test does)')
+}
+
+/** Runs the CLI to completion. */
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    cwd: root,
+    env: { ...process.env, ...env },
+    encoding: 'utf8',
+    timeout: 15_000,
+  })
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr }
+}
+
+/** A running CLI whose output lines can be awaited. */
+export class CliProcess {
+  readonly lines = new Inbox<string>('gateway output')
+  readonly exited: Promise<number | null>
+  private constructor(readonly child: ChildProcess) {
+    let buf = ''
+    const onData = (d: Buffer) => {
+      buf += d.toString()
+      let nl = buf.indexOf('\n')
+      while (nl >= 0) {
+        this.lines.push(buf.slice(0, nl))
+        buf = buf.slice(nl + 1)
+        nl = buf.indexOf('\n')
+      }
+    }
+    child.stdout?.on('data', onData)
+    child.stderr?.on('data', onData)
+    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)))
+  }
+
+  static start(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
+    return new CliProcess(
+      spawn(process.execPath, [bin, ...args], {
+        cwd: root,
+        env: { ...process.env, ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }),
+    )
+  }
+
+  /** Waits for a line matching `re` and returns its match. */
+  async match(re: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+    const line = await this.lines.take((l) => re.test(l), timeoutMs, `line matching ${re}`)
+    return line.match(re)!
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGTERM'): void {
+    this.child.kill(signal)
+  }
+}

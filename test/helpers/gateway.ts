@@ -1,0 +1,74 @@
+import { createLogger } from '../../src/adapters/logger.js'
+import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway.js'
+import { silentLogger } from '../../src/log.js'
+import { Mosquitto } from './mosquitto.js'
+
+/** The test device registry. */
+export const DEVICES = [
+  { id: 'dev-1', token: 'tok-1' },
+  { id: 'dev-2', token: 'tok-2', allowedIds: ['dev-2b'] },
+  { id: 'dev-3', token: 'tok-3' },
+  { id: 'dev-4', token: 'tok-4', username: 'acme' },
+]
+
+let instances = 0
+
+/**
+ * A gateway on 127.0.0.1 and free ports, quiet unless HTGW_TEST_LOG=debug|info is set.
+ * Embedded broker (WebSocket off) unless `mqttUrl` is given.
+ */
+export function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
+  const level = process.env.HTGW_TEST_LOG
+  const logger = level === 'debug' || level === 'info' ? createLogger(level, 'pretty') : silentLogger
+  return createGateway({
+    gatewayId: `test-gw-${++instances}`,
+    host: '127.0.0.1',
+    port: 0,
+    brokerHost: '127.0.0.1',
+    brokerPort: 0,
+    brokerWsPort: 'off',
+    devices: DEVICES,
+    logger,
+    ...options,
+  })
+}
+
+/** The brokers every end-to-end suite runs against. */
+export interface BrokerKind {
+  readonly name: 'aedes' | 'mosquitto'
+  /** Called in `before`: sets up what the broker needs (Mosquitto is started here). */
+  setup(ctx: Mocha.Context): Promise<void>
+  /** Gateway options that put a gateway on this broker; the first gateway of an aedes suite hosts it. */
+  options(host?: Gateway): GatewayOptions
+  teardown(): Promise<void>
+  /** The running Mosquitto, for outage tests. */
+  readonly mosquitto: Mosquitto | undefined
+}
+
+export function aedesBroker(): BrokerKind {
+  return {
+    name: 'aedes',
+    mosquitto: undefined,
+    async setup() {},
+    options: (host) => (host ? { mqttUrl: host.mqttUrl } : {}),
+    async teardown() {},
+  }
+}
+
+export function mosquittoBroker(require: (ctx: Mocha.Context) => void): BrokerKind {
+  let m: Mosquitto | undefined
+  return {
+    name: 'mosquitto',
+    get mosquitto() {
+      return m
+    },
+    async setup(ctx) {
+      require(ctx)
+      m = await Mosquitto.start()
+    },
+    options: () => ({ mqttUrl: m!.url }),
+    async teardown() {
+      await m?.dispose()
+    },
+  }
+}

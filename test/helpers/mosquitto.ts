@@ -1,0 +1,123 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+/** Where Debian puts the broker and its clients; PATH first. */
+function which(name: string): string | undefined {
+  for (const dir of [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/bin', '/usr/local/sbin']) {
+    const p = join(dir, name)
+    if (dir && existsSync(p)) return p
+  }
+  return undefined
+}
+
+export const mosquittoBin = which('mosquitto')
+export const mosquittoSub = which('mosquitto_sub')
+export const mosquittoPub = which('mosquitto_pub')
+
+/**
+ * Skips the calling suite with a printed reason when Mosquitto is not installed — unless
+ * HTGW_REQUIRE_MOSQUITTO is set (CI sets it), where its absence fails the run instead.
+ */
+export function requireMosquitto(ctx: Mocha.Context, clients = false): void {
+  const missing = !mosquittoBin
+    ? 'mosquitto'
+    : clients && (!mosquittoSub || !mosquittoPub)
+      ? 'mosquitto-clients'
+      : ''
+  if (!missing) return
+  const reason = `${missing} is not installed (apt-get install -y mosquitto mosquitto-clients)`
+  if (process.env.HTGW_REQUIRE_MOSQUITTO) throw new Error(`required: ${reason}`)
+  console.warn(`      SKIPPED: ${ctx.test?.parent?.fullTitle() ?? 'suite'}: ${reason}`)
+  ctx.skip()
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number }
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+function canConnect(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1')
+    s.once('connect', () => {
+      s.destroy()
+      resolve(true)
+    })
+    s.once('error', () => resolve(false))
+  })
+}
+
+/** A real Mosquitto broker on 127.0.0.1 and a free port, owned by the test that started it. */
+export class Mosquitto {
+  private child: ChildProcess | undefined
+  private readonly dir: string
+  readonly port: number
+
+  private constructor(port: number) {
+    this.port = port
+    this.dir = mkdtempSync(join(tmpdir(), 'htgw-mosquitto-'))
+    writeFileSync(
+      join(this.dir, 'mosquitto.conf'),
+      `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n`,
+    )
+  }
+
+  static async start(): Promise<Mosquitto> {
+    const m = new Mosquitto(await freePort())
+    await m.run()
+    return m
+  }
+
+  get url(): string {
+    return `mqtt://127.0.0.1:${this.port}`
+  }
+
+  /** (Re)starts the broker on the same port and waits until it accepts connections. */
+  async run(): Promise<void> {
+    if (!mosquittoBin) throw new Error('mosquitto is not installed')
+    let output = ''
+    const child = spawn(mosquittoBin, ['-c', join(this.dir, 'mosquitto.conf')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    child.stdout?.on('data', (d) => (output += d))
+    child.stderr?.on('data', (d) => (output += d))
+    this.child = child
+    const deadline = Date.now() + 10_000
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}): ${output}`)
+      if (await canConnect(this.port)) return
+      await new Promise((r) => setTimeout(r, 30))
+    }
+    child.kill('SIGKILL')
+    throw new Error(`mosquitto did not listen on ${this.port} within 10 s: ${output}`)
+  }
+
+  /** Stops the broker (SIGKILL by default: an outage, not a goodbye). */
+  async stop(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.child
+    this.child = undefined
+    if (!child || child.exitCode !== null) return
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill(signal)
+    await exited
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop()
+    rmSync(this.dir, { recursive: true, force: true })
+  }
+}
+
+/** Runs `mosquitto_pub` once. */
+export function mosquittoPublish(port: number, topic: string, message: string): void {
+  execFileSync(mosquittoPub!, ['-h', '127.0.0.1', '-p', String(port), '-q', '1', '-t', topic, '-m', message])
+}

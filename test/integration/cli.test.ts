@@ -1,0 +1,227 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { expect } from 'chai'
+import mqtt from 'mqtt'
+import { CliProcess, requireBuild, runCli } from '../helpers/cli.js'
+import { Inbox } from '../helpers/inbox.js'
+import { mosquittoPublish, mosquittoSub, requireMosquitto } from '../helpers/mosquitto.js'
+import { OriginalDevice } from '../helpers/original-device.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'htgw-cli-'))
+function configFile(name: string, content: unknown): string {
+  const path = join(dir, name)
+  writeFileSync(path, typeof content === 'string' ? content : JSON.stringify(content))
+  return path
+}
+
+describe('command line', () => {
+  before(requireBuild)
+
+  it('documents every flag in --help', () => {
+    const r = runCli(['--help'])
+    expect(r.status).to.equal(0)
+    for (const flag of [
+      '--config',
+      '--host',
+      '--port',
+      '--mqtt-url',
+      '--mqtt-username',
+      '--mqtt-password',
+      '--broker-port',
+      '--broker-ws-port',
+      '--log-level',
+      '--log-format',
+      '--gateway-id',
+      '--keepalive',
+      '--login-timeout',
+      '--max-frame-size',
+    ]) {
+      expect(r.stdout, flag).to.contain(flag)
+    }
+  })
+
+  it('stops with exit code 2 and names the key for an invalid config file', () => {
+    const r = runCli(['--config', configFile('bad.json', { port: 'eighty', devices: [] })])
+    expect(r.status).to.equal(2)
+    expect(r.stderr)
+      .to.contain('invalid configuration')
+      .and.contain('port')
+      .and.contain('expected a port number')
+  })
+
+  it('names an unknown key in the file, with a suggestion', () => {
+    const r = runCli(['--config', configFile('typo.json', { keepAlive: 30 })])
+    expect(r.status).to.equal(2)
+    expect(r.stderr).to.contain('keepAlive').and.contain('did you mean "keepalive"')
+  })
+
+  it('reports a config file that is missing or not JSON', () => {
+    expect(runCli(['--config', join(dir, 'missing.json')]).stderr).to.contain('cannot be read (ENOENT)')
+    const r = runCli(['--config', configFile('broken.json', '{"port": 80,')])
+    expect(r.status).to.equal(2)
+    expect(r.stderr).to.contain('is not valid JSON')
+  })
+
+  it('refuses an unknown flag and a bad flag value', () => {
+    const unknown = runCli(['--prot', '80'])
+    expect(unknown.status).to.not.equal(0)
+    expect(unknown.stderr).to.match(/Unknown argument/i)
+    const bad = runCli(['--keepalive', 'soon'])
+    expect(bad.status).to.equal(2)
+    expect(bad.stderr).to.contain('--keepalive')
+  })
+
+  it('layers file < environment < flags, and hides secrets in --print-config', () => {
+    const file = configFile('layers.json', {
+      port: 1000,
+      host: '127.0.0.1',
+      devices: [{ id: 'd', token: 'secret-token' }],
+    })
+    const r = runCli(['--config', file, '--print-config', '--log-level', 'warn'], {
+      HYPERTCP_PORT: '2000',
+      HYPERTCP_MQTT_PASSWORD: 'hunter2',
+      HYPERTCP_LOG_LEVEL: 'debug',
+    })
+    expect(r.status).to.equal(0)
+    const c = JSON.parse(r.stdout) as Record<string, unknown>
+    expect(c).to.include({ port: 2000, host: '127.0.0.1', logLevel: 'warn', mqttPassword: '***' })
+    expect(r.stdout).to.not.contain('secret-token').and.not.contain('hunter2')
+  })
+
+  describe('with ports in use', () => {
+    let blocker: Server
+    let port: number
+    before(async () => {
+      blocker = createServer()
+      await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+      port = (blocker.address() as { port: number }).port
+    })
+    after(() => new Promise<void>((resolve) => blocker.close(() => resolve())))
+
+    it('exits 1 with a clear message when the HyperTCP port is taken', () => {
+      const r = runCli([
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--broker-port',
+        '0',
+        '--broker-ws-port',
+        'off',
+        '--log-level',
+        'error',
+      ])
+      expect(r.status).to.equal(1)
+      expect(r.stderr)
+        .to.contain(`HyperTCP listener cannot listen on 127.0.0.1:${port}`)
+        .and.contain('already in use')
+    })
+
+    it('exits 1 with a clear message when the embedded broker port is taken', () => {
+      const r = runCli([
+        '--broker-host',
+        '127.0.0.1',
+        '--broker-port',
+        String(port),
+        '--port',
+        '0',
+        '--log-level',
+        'error',
+      ])
+      expect(r.status).to.equal(1)
+      expect(r.stderr).to.contain('embedded MQTT broker cannot listen').and.contain('already in use')
+    })
+  })
+
+  describe('the README tour, with the example config', () => {
+    let gw: CliProcess
+    let sub: ChildProcess | undefined
+    let ports: { hypertcp: number; mqtt: number; ws: number }
+
+    before(async function () {
+      requireMosquitto(this, true)
+      gw = CliProcess.start([
+        '--config',
+        'config/gateway.example.json',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--broker-host',
+        '127.0.0.1',
+        '--broker-port',
+        '0',
+        '--broker-ws-port',
+        '0',
+      ])
+      // One line per listener, with the real (OS-chosen) ports.
+      const mqttLine = await gw.match(/embedded MQTT broker listening on 127\.0\.0\.1:(\d+)/)
+      const wsLine = await gw.match(/MQTT-over-WebSocket listening on 127\.0\.0\.1:(\d+)/)
+      const htLine = await gw.match(/HyperTCP listening on 127\.0\.0\.1:(\d+)/)
+      ports = { mqtt: Number(mqttLine[1]), ws: Number(wsLine[1]), hypertcp: Number(htLine[1]) }
+    })
+    after(async () => {
+      sub?.kill()
+      if (gw && gw.child.exitCode === null) {
+        gw.kill('SIGKILL')
+        await gw.exited
+      }
+    })
+
+    it('carries up, down, presence over mosquitto_sub/mosquitto_pub, MQTT over WebSocket, and shuts down on SIGTERM', async () => {
+      const seen = new Inbox<string>('mosquitto_sub')
+      sub = spawn(mosquittoSub!, [
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(ports.mqtt),
+        '-t',
+        'hypertcp/#',
+        '-v',
+        '-q',
+        '1',
+      ])
+      let buf = ''
+      sub.stdout?.on('data', (d: Buffer) => {
+        buf += d.toString()
+        const lines = buf.split('\n')
+        buf = lines.pop()!
+        for (const l of lines) seen.push(l)
+      })
+      // mosquitto_sub is subscribed once it gets the gateway's retained status.
+      await seen.take((l) => l.startsWith('hypertcp/$gateway/gw-local/status {"online":true'), 10_000)
+
+      const ws = await mqtt.connectAsync(`ws://127.0.0.1:${ports.ws}`)
+      const wsInbox = new Inbox<string>('websocket client')
+      ws.on('message', (topic, payload) => wsInbox.push(`${topic} ${payload}`))
+      await ws.subscribeAsync('hypertcp/+/up', { qos: 1 })
+
+      const device = await OriginalDevice.connect(ports.hypertcp, 'demo-token-sensor-1', {
+        pingIntervalMs: 0,
+      })
+      expect(device.loginStatus).to.equal(200)
+      await seen.take((l) => l.startsWith('hypertcp/sensor-1/status {"online":true'))
+      device.sendToServer({ temperature: 25.6, humidity: 65.3 })
+      await seen.take((l) => l === 'hypertcp/sensor-1/up {"temperature":25.6,"humidity":65.3}')
+      await wsInbox.take((l) => l === 'hypertcp/sensor-1/up {"temperature":25.6,"humidity":65.3}')
+
+      mosquittoPublish(ports.mqtt, 'hypertcp/sensor-1/dn', '{"command":"toggle","device":"relay_1"}')
+      expect(await device.events.take((e) => e.kind === 'message')).to.deep.include({
+        from: 'server',
+        payload: { command: 'toggle', device: 'relay_1' },
+      })
+      await ws.endAsync()
+
+      gw.kill('SIGTERM')
+      await device.closed
+      await seen.take((l) => /^hypertcp\/sensor-1\/status \{"online":false,.*"reason":"shutdown"/.test(l))
+      await seen.take((l) =>
+        /^hypertcp\/\$gateway\/gw-local\/status \{"online":false,.*"reason":"shutdown"/.test(l),
+      )
+      expect(await gw.exited).to.equal(0)
+    })
+  })
+})

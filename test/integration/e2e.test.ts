@@ -1,0 +1,324 @@
+import { expect } from 'chai'
+import type { Gateway } from '../../src/gateway.js'
+import { Cmd } from '../../src/protocol/constants.js'
+import { aedesBroker, type BrokerKind, mosquittoBroker, startGateway } from '../helpers/gateway.js'
+import { waitUntil } from '../helpers/inbox.js'
+import { requireMosquitto } from '../helpers/mosquitto.js'
+import { MqttWatcher } from '../helpers/mqtt.js'
+import { OriginalDevice } from '../helpers/original-device.js'
+import { RawClient } from '../helpers/raw-client.js'
+import { bytes, vector } from '../helpers/vectors.js'
+
+type Presence = { online: boolean; at: number; gateway?: string; reason?: string }
+
+for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(ctx))] as BrokerKind[]) {
+  describe(`end to end, broker: ${broker.name}`, () => {
+    let gw: Gateway
+    const cleanups: (() => unknown)[] = []
+
+    before(async function () {
+      await broker.setup(this)
+      gw = await startGateway(broker.options())
+    })
+    after(async () => {
+      await gw?.close()
+      await broker.teardown()
+    })
+    afterEach(async () => {
+      for (const c of cleanups.splice(0).reverse()) await c()
+    })
+
+    async function device(
+      token: string,
+      options: { pingIntervalMs?: number; port?: number } = {},
+    ): Promise<OriginalDevice> {
+      const d = await OriginalDevice.connect(options.port ?? gw.port, token, {
+        pingIntervalMs: options.pingIntervalMs ?? 0,
+      })
+      cleanups.push(async () => {
+        d.destroy()
+        await d.closed
+      })
+      expect(d.loginStatus, `login of ${token}`).to.equal(200)
+      return d
+    }
+    async function raw(port = gw.port): Promise<RawClient> {
+      const c = await RawClient.connect(port)
+      cleanups.push(async () => {
+        c.destroy()
+        await c.closed
+      })
+      return c
+    }
+    async function watch(...topics: string[]): Promise<MqttWatcher> {
+      const w = await MqttWatcher.connect(gw.mqttUrl, topics)
+      cleanups.push(() => w.end())
+      return w
+    }
+
+    describe('login [HT-2.1] [HT-2.2] [HT-3.2]', () => {
+      it('answers an unchanged device with RESPONSE(1, length 1, [200]) and announces it online, retained', async () => {
+        const w = await watch('hypertcp/dev-1/status')
+        const c = await raw()
+        const since = Date.now()
+        c.send(Buffer.concat([Buffer.from('1d00010005', 'hex'), Buffer.from('tok-1')]))
+        await c.frames.take((f) => f.type === Cmd.RESPONSE)
+        expect(c.received.toString('hex')).to.equal(vector('login_ok').hex)
+        const online = await w.json<Presence>('hypertcp/dev-1/status', (p) => p.online && p.at >= since)
+        expect(online).to.deep.include({ online: true, gateway: gw.config.gatewayId })
+        const late = await watch('hypertcp/dev-1/status') // a later subscriber gets the retained state
+        expect(await late.json<Presence>('hypertcp/dev-1/status')).to.deep.include({ online: true })
+      })
+
+      it('accepts the JSON form and honours an allowed device_id', async () => {
+        const w = await watch('hypertcp/dev-2b/up')
+        const c = await raw()
+        expect(await c.login({ token: 'tok-2', device_id: 'dev-2b' })).to.equal(200)
+        c.sendFrame(Cmd.JSON_MESSAGE, 1, { targetId: 'server', payload: { via: 'json-login' } })
+        expect(await c.response(1)).to.equal(0)
+        expect(await w.json('hypertcp/dev-2b/up')).to.deep.equal({ via: 'json-login' })
+      })
+    })
+
+    describe('device → MQTT', () => {
+      it('publishes the payload to hypertcp/<id>/up and acks with an empty RESPONSE [HT-4.2] [HT-4.5]', async () => {
+        const w = await watch('hypertcp/dev-1/up')
+        const c = await raw()
+        expect(await c.login('tok-1')).to.equal(200)
+        c.send(bytes('json_to_server')) // msg_id 1: the first message after login reuses 1 [HT-2.3]
+        expect(await w.json('hypertcp/dev-1/up')).to.deep.equal({ temperature: 25.6 })
+        await c.response(1)
+        expect(c.received.subarray(6).toString('hex')).to.equal(vector('ack_ok').hex)
+      })
+
+      it('routes device to device through the broker, as an envelope [HT-4.4]', async () => {
+        const a = await device('tok-1')
+        const b = await device('tok-2')
+        const w = await watch('hypertcp/dev-2/dn')
+        const id = a.sendMessage('dev-2', {
+          command: 'control',
+          device: 'relay_1',
+          action: 'toggle',
+          value: 1,
+        })
+        const got = await b.events.take((e) => e.kind === 'message')
+        expect(got).to.deep.include({
+          from: 'dev-1',
+          payload: { command: 'control', device: 'relay_1', action: 'toggle', value: 1 },
+        })
+        expect(await w.json('hypertcp/dev-2/dn')).to.deep.equal({
+          from: 'dev-1',
+          payload: { command: 'control', device: 'relay_1', action: 'toggle', value: 1 },
+        })
+        expect(await a.events.take((e) => e.kind === 'response' && e.msgId === id)).to.deep.include({
+          length: 0,
+        })
+      })
+
+      it('broadcasts to every other device, and not back to the sender [HT-4.3] [HT-5.3]', async () => {
+        const a = await device('tok-1')
+        const b = await device('tok-2')
+        const c = await device('tok-3')
+        const w = await watch('hypertcp/broadcast')
+        a.broadcastMessage({ notification: 'System update available' })
+        for (const d of [b, c]) {
+          expect(await d.events.take((e) => e.kind === 'broadcast')).to.deep.include({
+            from: 'dev-1',
+            payload: { notification: 'System update available' },
+          })
+        }
+        expect(await w.json('hypertcp/broadcast')).to.deep.equal({
+          from: 'dev-1',
+          payload: { notification: 'System update available' },
+        })
+        // A JSON_MESSAGE to "broadcast" broadcasts too.
+        b.sendMessage('broadcast', { n: 2 })
+        expect(await a.events.take((e) => e.kind === 'broadcast')).to.deep.include({
+          from: 'dev-2',
+          payload: { n: 2 },
+        })
+        expect(await c.events.take((e) => e.kind === 'broadcast')).to.deep.include({
+          from: 'dev-2',
+          payload: { n: 2 },
+        })
+        // The sender got neither of its own: the next thing dev-1 receives is this downlink.
+        await w.publish('hypertcp/dev-1/dn', '{"sentinel":true}')
+        expect(await a.events.take((e) => e.kind === 'message' || e.kind === 'broadcast')).to.deep.include({
+          kind: 'message',
+          payload: { sentinel: true },
+        })
+      })
+
+      it('answers a JSON ping in-band with a pong and publishes nothing [HT-3.5]', async () => {
+        const w = await watch('hypertcp/dev-1/up')
+        const d = await device('tok-1')
+        const id = d.sendToServer({ command: 'ping', timestamp: 1234567890 })
+        expect(await d.events.take((e) => e.kind === 'message')).to.deep.include({
+          from: 'server',
+          payload: { command: 'pong', timestamp: 1234567890 },
+        })
+        expect(await d.events.take((e) => e.kind === 'response' && e.msgId === id)).to.deep.include({
+          length: 0,
+        })
+        d.sendToServer({ after: 'ping' })
+        expect(await w.json('hypertcp/dev-1/up')).to.deep.equal({ after: 'ping' }) // the first up message
+      })
+
+      it('answers a device PING with RESPONSE(same id, 0) [HT-3.4]', async () => {
+        const c = await raw()
+        expect(await c.login('tok-1')).to.equal(200)
+        c.send(bytes('device_ping'))
+        await c.response(3)
+        expect(c.received.subarray(6).toString('hex')).to.equal(vector('ping_reply').hex)
+      })
+    })
+
+    describe('MQTT → device', () => {
+      it('delivers a downlink as JSON_MESSAGE from server, with the gateway numbering from 1 [HT-5.2] [HT-1.5]', async () => {
+        const c = await raw()
+        const w = await watch()
+        expect(await c.login('tok-1')).to.equal(200)
+        await w.publish('hypertcp/dev-1/dn', '{"command":"control","device":"relay_1","action":"toggle"}')
+        await c.frames.take((f) => f.type === Cmd.JSON_MESSAGE)
+        expect(c.received.subarray(6).toString('hex')).to.equal(vector('downlink').hex)
+        c.send(bytes('device_ack_of_downlink'))
+        await waitUntil(() => gw.stats().deviceAcks > 0, 'the device ack is counted')
+      })
+
+      it('delivers an envelope as-is, and the original device acks and reads it [HT-2.5] [HT-2.6]', async () => {
+        const d = await device('tok-1')
+        const w = await watch()
+        await w.publish('hypertcp/dev-1/dn', '{"from":"app-7","payload":{"x":1}}')
+        const m = await d.events.take((e) => e.kind === 'message')
+        expect(m).to.deep.include({ from: 'app-7', payload: { x: 1 } })
+      })
+
+      it('reaches every device from an MQTT client publishing on hypertcp/broadcast', async () => {
+        const a = await device('tok-1')
+        const b = await device('tok-2')
+        const w = await watch()
+        await w.publish('hypertcp/broadcast', '{"notice":"maintenance"}')
+        for (const d of [a, b]) {
+          expect(await d.events.take((e) => e.kind === 'broadcast')).to.deep.include({
+            from: 'server',
+            payload: { notice: 'maintenance' },
+          })
+        }
+      })
+
+      it('keeps an unchanged device in sync after an error status in the length field [HT-2.7]', async () => {
+        const d = await device('tok-1')
+        const w = await watch()
+        const bad = d.sendMessage('no/such+target', { x: 1 })
+        expect(await d.events.take((e) => e.kind === 'response' && e.msgId === bad)).to.deep.include({
+          length: 11,
+        })
+        await w.publish('hypertcp/dev-1/dn', '{"still":"in sync"}')
+        expect(await d.events.take((e) => e.kind === 'message')).to.deep.include({
+          payload: { still: 'in sync' },
+        })
+      })
+    })
+
+    describe('presence and control [HT-5.4] [HT-5.5]', () => {
+      // Presence is retained: only states published after `since` belong to the test at hand.
+      let since = 0
+      beforeEach(() => {
+        since = Date.now()
+      })
+      const isOnline = (p: Presence) => p.online && p.at >= since
+      const isOffline = (p: Presence) => !p.online && p.at >= since
+
+      it('publishes offline with the close reason, retained', async () => {
+        const w = await watch('hypertcp/dev-3/status')
+        const d = await device('tok-3')
+        await w.json<Presence>('hypertcp/dev-3/status', isOnline)
+        d.close()
+        const off = await w.json<Presence>('hypertcp/dev-3/status', isOffline)
+        expect(off).to.deep.include({ online: false, reason: 'client_closed', gateway: gw.config.gatewayId })
+        const late = await watch('hypertcp/dev-3/status')
+        expect(await late.json<Presence>('hypertcp/dev-3/status', (p) => p.at >= since)).to.deep.include({
+          online: false,
+          reason: 'client_closed',
+        })
+      })
+
+      it('kicks a device on {"action":"kick"}', async () => {
+        const w = await watch('hypertcp/dev-3/status')
+        const d = await device('tok-3')
+        await w.json<Presence>('hypertcp/dev-3/status', isOnline)
+        await w.publish('hypertcp/dev-3/ctl', '{"action":"kick"}')
+        await d.closed
+        expect(await w.json<Presence>('hypertcp/dev-3/status', isOffline)).to.deep.include({
+          reason: 'kicked',
+        })
+      })
+
+      it('redirects a device with the JSON REDIRECT unchanged devices read, then closes [HT-2.8]', async () => {
+        const w = await watch('hypertcp/dev-3/status')
+        const c = await raw()
+        expect(await c.login('tok-3')).to.equal(200)
+        await w.json<Presence>('hypertcp/dev-3/status', isOnline)
+        await w.publish('hypertcp/dev-3/ctl', '{"action":"redirect","server":"gw2.example.net","port":8080}')
+        const f = await c.frames.take((x) => x.type === Cmd.REDIRECT)
+        expect(f.text).to.equal(vector('redirect_json').frame.text)
+        await c.waitClosed()
+        expect(await w.json<Presence>('hypertcp/dev-3/status', isOffline)).to.deep.include({
+          reason: 'redirected',
+        })
+      })
+
+      it('lets a second login of the same device take over; the retained state stays online [HT-3.3]', async () => {
+        const w = await watch('hypertcp/dev-4/status')
+        const first = await device('tok-4')
+        await w.json<Presence>('hypertcp/dev-4/status', isOnline)
+        since = Date.now()
+        const second = await device('tok-4')
+        await first.closed
+        expect(await w.json<Presence>('hypertcp/dev-4/status', isOffline)).to.deep.include({
+          reason: 'takeover',
+        })
+        await w.json<Presence>('hypertcp/dev-4/status', isOnline)
+        const late = await watch('hypertcp/dev-4/status')
+        expect(await late.json<Presence>('hypertcp/dev-4/status', (p) => p.at >= since)).to.deep.include({
+          online: true,
+        })
+        const up = await watch('hypertcp/dev-4/up')
+        second.sendToServer({ from: 'second' })
+        expect(await up.json('hypertcp/dev-4/up')).to.deep.equal({ from: 'second' })
+      })
+    })
+
+    describe('keepalive [HT-3.4]', () => {
+      let fast: Gateway
+      before(async () => {
+        fast = await startGateway({ ...broker.options(gw), keepalive: 0.3 })
+      })
+      after(() => fast?.close())
+
+      it('pings a silent device, which answers and stays connected', async () => {
+        const d = await device('tok-1', { port: fast.port })
+        await d.events.take((e) => e.kind === 'ping', 3000)
+        await d.events.take((e) => e.kind === 'ping', 3000)
+        const w = await watch('hypertcp/dev-1/up')
+        d.sendToServer({ alive: true })
+        expect(await w.json('hypertcp/dev-1/up')).to.deep.equal({ alive: true })
+      })
+
+      it('closes a device that does not answer, with reason keepalive_timeout', async () => {
+        const since = Date.now()
+        const w = await watch('hypertcp/dev-2/status')
+        const c = await raw(fast.port)
+        expect(await c.login('tok-2')).to.equal(200)
+        const ping = await c.frames.take((f) => f.type === Cmd.PING, 3000)
+        expect(ping.msgId).to.not.equal(0)
+        await c.waitClosed(3000)
+        expect(
+          await w.json<Presence>('hypertcp/dev-2/status', (p) => !p.online && p.at >= since),
+        ).to.deep.include({
+          reason: 'keepalive_timeout',
+        })
+      })
+    })
+  })
+}

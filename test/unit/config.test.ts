@@ -1,0 +1,176 @@
+import { expect } from 'chai'
+import { DeviceRegistry } from '../../src/auth/registry.js'
+import { envLayer, resolveConfig } from '../../src/config/resolve.js'
+import { defaults } from '../../src/config/schema.js'
+import { ConfigError } from '../../src/errors.js'
+import { Status } from '../../src/protocol/constants.js'
+
+const resolve = (values: unknown) => resolveConfig([{ source: 'test', values }])
+
+function errorOf(fn: () => unknown): ConfigError {
+  try {
+    fn()
+  } catch (err) {
+    expect(err).to.be.instanceOf(ConfigError)
+    return err as ConfigError
+  }
+  throw new Error('expected a ConfigError')
+}
+
+describe('config: defaults and layers', () => {
+  it('has the documented defaults', () => {
+    const c = resolve({})
+    expect(c).to.include({
+      port: 8080,
+      brokerPort: 1883,
+      brokerWsPort: 8083,
+      mqttUrl: null,
+      keepalive: 45,
+      loginTimeout: 10,
+      maxFrameSize: 4096,
+      maxDownlinkSize: 1024,
+    })
+    expect(c.topics).to.deep.equal(defaults().topics)
+    expect(c.qos).to.deep.equal({ up: 1, down: 1, direct: 1, broadcast: 1, presence: 1 })
+  })
+
+  it('lets later layers win: file < env < flags, merging topics and qos by key', () => {
+    const c = resolveConfig([
+      { source: 'file', values: { port: 1, host: 'file', topics: { up: 'a/%c/up' }, qos: { up: 0 } } },
+      { source: 'env', values: { port: 2, qos: { direct: 0 } } },
+      { source: 'flags', values: { port: 3 } },
+    ])
+    expect(c).to.include({ port: 3, host: 'file' })
+    expect(c.topics.up).to.equal('a/%c/up')
+    expect(c.topics.down).to.equal('hypertcp/%c/dn')
+    expect(c.qos).to.include({ up: 0, direct: 0, broadcast: 1 })
+  })
+
+  it('reads HYPERTCP_* variables by setting kind and reports unknown ones', () => {
+    const { layer, unknown } = envLayer({
+      HYPERTCP_PORT: '9000',
+      HYPERTCP_MQTT_URL: 'mqtt://b:1883',
+      HYPERTCP_MQTT_REJECT_UNAUTHORIZED: 'false',
+      HYPERTCP_BROKER_WS_PORT: 'off',
+      HYPERTCP_TOPICS_UP: 'x/%c',
+      HYPERTCP_QOS_UP: '0',
+      HYPERTCP_PROT: '1',
+      OTHER: 'x',
+    })
+    const c = resolveConfig([layer])
+    expect(c).to.include({
+      port: 9000,
+      mqttUrl: 'mqtt://b:1883',
+      mqttRejectUnauthorized: false,
+      brokerWsPort: 'off',
+    })
+    expect(c.topics.up).to.equal('x/%c')
+    expect(c.qos.up).to.equal(0)
+    expect(unknown).to.deep.equal(['HYPERTCP_PROT'])
+  })
+})
+
+describe('config: errors name the key and what was expected', () => {
+  const cases: [string, unknown, string][] = [
+    ['unknown key', { prot: 1 }, 'test: prot'],
+    ['bad port', { port: 70000 }, 'test: port'],
+    ['port as text', { port: '80' }, 'test: port'],
+    ['bad enum', { logLevel: 'loud' }, 'test: logLevel'],
+    ['bad url', { mqttUrl: 'http://x' }, 'test: mqttUrl'],
+    ['non-integer', { maxFrameSize: 1.5 }, 'test: maxFrameSize'],
+    ['frame size over 65535', { maxFrameSize: 70000 }, 'test: maxFrameSize'],
+    ['zero keepalive', { keepalive: 0 }, 'test: keepalive'],
+    ['unknown topic', { topics: { upp: 'x' } }, 'test: topics.upp'],
+    ['bad qos', { qos: { up: 3 } }, 'test: qos.up'],
+    ['template wildcard', { topics: { up: 'a/+/%c' } }, 'topics.up'],
+    ['down without %c', { topics: { down: 'all/dn' } }, 'topics.down'],
+    ['devices not array', { devices: {} }, 'test: devices'],
+    ['device without token', { devices: [{ id: 'a' }] }, 'test: devices[0].token'],
+    ['device id with slash', { devices: [{ id: 'a/b', token: 't' }] }, 'test: devices[0].id'],
+    ['reserved id', { devices: [{ id: 'server', token: 't' }] }, 'test: devices[0].id'],
+    [
+      'duplicate id',
+      {
+        devices: [
+          { id: 'a', token: 't' },
+          { id: 'a', token: 'u' },
+        ],
+      },
+      'test: devices[1].id',
+    ],
+    [
+      'duplicate token',
+      {
+        devices: [
+          { id: 'a', token: 't' },
+          { id: 'b', token: 't' },
+        ],
+      },
+      'test: devices[1].token',
+    ],
+    ['unknown device key', { devices: [{ id: 'a', token: 't', tokn: 'x' }] }, 'test: devices[0].tokn'],
+    [
+      'bad allowedIds',
+      { devices: [{ id: 'a', token: 't', allowedIds: ['ok', '#'] }] },
+      'test: devices[0].allowedIds[1]',
+    ],
+  ]
+  for (const [what, values, key] of cases) {
+    it(`refuses ${what}`, () => {
+      const err = errorOf(() => resolve(values))
+      expect(err.code).to.equal('HT_ERR_CONFIG')
+      expect(err.key).to.equal(key)
+      expect(err.message).to.match(/expected|unknown|must|already|same token|reserved/)
+    })
+  }
+
+  it('suggests the near key', () => {
+    expect(errorOf(() => resolve({ prot: 1 })).message).to.contain('did you mean "port"')
+  })
+})
+
+describe('device registry [HT-3.2] [HT-3.3]', () => {
+  const registry = new DeviceRegistry([
+    { id: 'dev-1', token: 'tok-1' },
+    { id: 'dev-2', token: 'tok-2', username: 'owner', allowedIds: ['dev-2b'] },
+  ])
+
+  it('maps a token to its device, raw bytes or string alike', () => {
+    expect(registry.authenticate(Buffer.from('tok-1'), undefined)).to.deep.equal({
+      ok: true,
+      identity: { deviceId: 'dev-1', username: 'dev-1' },
+    })
+    expect(registry.authenticate('tok-2', undefined)).to.deep.equal({
+      ok: true,
+      identity: { deviceId: 'dev-2', username: 'owner' },
+    })
+  })
+
+  it('honours a claimed id only when the token allows it', () => {
+    expect(registry.authenticate('tok-2', 'dev-2b')).to.deep.equal({
+      ok: true,
+      identity: { deviceId: 'dev-2b', username: 'owner' },
+    })
+    expect(registry.authenticate('tok-2', 'dev-2')).to.include({ ok: true })
+    expect(registry.authenticate('tok-2', 'dev-1')).to.deep.equal({
+      ok: false,
+      status: Status.NOT_ALLOWED,
+      reason: 'not_allowed',
+    })
+  })
+
+  it('refuses unknown tokens, including prefixes and case variants', () => {
+    for (const t of ['tok', 'tok-11', 'TOK-1', '', 'tok-1 ']) {
+      expect(registry.authenticate(t, undefined), t).to.deep.equal({
+        ok: false,
+        status: Status.INVALID_TOKEN,
+        reason: 'invalid_token',
+      })
+    }
+  })
+
+  it('knows the username of ids it lists', () => {
+    expect(registry.usernameOf('dev-2b')).to.equal('owner')
+    expect(registry.usernameOf('elsewhere')).to.equal('elsewhere')
+  })
+})

@@ -1,0 +1,184 @@
+import { expect } from 'chai'
+import { Status } from '../../src/protocol/constants.js'
+import { isValidTopicLevel } from '../../src/protocol/ids.js'
+import {
+  envelopeBody,
+  isJsonPing,
+  parseControl,
+  parseDownlink,
+  parseEnvelope,
+  parseLogin,
+  pongBody,
+} from '../../src/protocol/messages.js'
+import { bodyOf, vector } from '../helpers/vectors.js'
+
+describe('messages: LOGIN bodies [HT-2.1] [HT-2.2]', () => {
+  it('takes a raw body as the token, byte for byte', () => {
+    const login = parseLogin(bodyOf(vector('login_raw_token')))
+    expect(Buffer.from(login.token).toString()).to.equal('tok-1')
+    expect(login.deviceId).to.equal(undefined)
+  })
+
+  it('reads the JSON form', () => {
+    expect(parseLogin(bodyOf(vector('login_json_form')))).to.deep.equal({ token: 'tok-2', deviceId: 'dev-2' })
+    expect(parseLogin(Buffer.from(' {"token":"t"}'))).to.deep.equal({ token: 't', deviceId: undefined })
+  })
+
+  it('treats JSON without a string token, and broken JSON, as a raw token', () => {
+    for (const text of ['{"token":5}', '{"tok":"x"}', '{"token":"x"', '["token"]', '{}']) {
+      const login = parseLogin(Buffer.from(text))
+      expect(Buffer.isBuffer(login.token), text).to.equal(true)
+      expect(login.token.toString()).to.equal(text)
+    }
+  })
+
+  it('ignores a device_id that is not a string', () => {
+    expect(parseLogin(Buffer.from('{"token":"t","device_id":7}')).deviceId).to.equal(undefined)
+  })
+})
+
+describe('messages: envelopes [HT-4.1]', () => {
+  it('reads targetId and payload', () => {
+    expect(parseEnvelope(bodyOf(vector('json_to_server')))).to.deep.equal({
+      ok: true,
+      targetId: 'server',
+      payload: { temperature: 25.6 },
+    })
+  })
+
+  it('accepts any JSON payload value, including null', () => {
+    expect(parseEnvelope(Buffer.from('{"targetId":"x","payload":null}'))).to.deep.equal({
+      ok: true,
+      targetId: 'x',
+      payload: null,
+    })
+    expect(parseEnvelope(Buffer.from('{"targetId":"x","payload":[1]}'))).to.deep.equal({
+      ok: true,
+      targetId: 'x',
+      payload: [1],
+    })
+  })
+
+  const bad: [string, Buffer][] = [
+    ['empty body', Buffer.alloc(0)],
+    ['not UTF-8', Buffer.from([0x7b, 0xff, 0xfe, 0x7d])],
+    ['not JSON', Buffer.from('hello')],
+    ['an array', Buffer.from('[1,2]')],
+    ['a string', Buffer.from('"targetId"')],
+    ['no targetId', Buffer.from('{"payload":{}}')],
+    ['numeric targetId', Buffer.from('{"targetId":5,"payload":{}}')],
+    ['no payload', Buffer.from('{"targetId":"server"}')],
+  ]
+  for (const [what, body] of bad) {
+    it(`refuses ${what}`, () => {
+      const env = parseEnvelope(body)
+      expect(env.ok).to.equal(false)
+      if (!env.ok) expect(env.reason).to.be.a('string').and.not.equal('')
+    })
+  }
+})
+
+describe('messages: JSON ping [HT-3.5]', () => {
+  it('recognises a ping and echoes its other fields in the pong', () => {
+    const ping = { command: 'ping', timestamp: 1234567890, seq: 3 }
+    expect(isJsonPing(ping)).to.equal(true)
+    expect(isJsonPing({ command: 'pong' })).to.equal(false)
+    expect(isJsonPing('ping')).to.equal(false)
+    expect(JSON.parse(pongBody(ping))).to.deep.equal({
+      from: 'server',
+      payload: { command: 'pong', timestamp: 1234567890, seq: 3 },
+    })
+  })
+})
+
+describe('messages: downlinks [HT-5.2]', () => {
+  const dn = (text: string) => parseDownlink(Buffer.from(text))
+  const text = (d: ReturnType<typeof parseDownlink>) => (d.ok ? d.body.toString() : `refused: ${d.reason}`)
+
+  it('delivers an envelope with a string from as-is', () => {
+    const raw = '{"from":"app","payload":{"a":1},"extra":true}'
+    const d = dn(raw)
+    expect(d.ok && d.from).to.equal('app')
+    expect(text(d)).to.equal(raw)
+  })
+
+  it('adds from: server to an envelope without one, keeping the rest verbatim', () => {
+    expect(text(dn('  {"payload": {"a": 1.50}}'))).to.equal('{"from":"server","payload": {"a": 1.50}}')
+  })
+
+  it('wraps any other JSON value as the payload from server', () => {
+    expect(text(dn('{"command":"toggle"}'))).to.equal('{"from":"server","payload":{"command":"toggle"}}')
+    expect(text(dn(' 42 '))).to.equal('{"from":"server","payload":42}')
+    expect(text(dn('"hi"'))).to.equal('{"from":"server","payload":"hi"}')
+    // `from` that is not a string: not an envelope, the whole object is the payload
+    expect(text(dn('{"from":7,"payload":1}'))).to.equal('{"from":"server","payload":{"from":7,"payload":1}}')
+  })
+
+  it('matches the golden downlink frame body', () => {
+    const body = vector('downlink').frame.text!
+    expect(text(dn('{"command":"control","device":"relay_1","action":"toggle"}'))).to.equal(body)
+  })
+
+  it('refuses what is not UTF-8 JSON', () => {
+    for (const bad of ['', 'hello', '{"a":', '\u0000'])
+      expect(dn(bad).ok, JSON.stringify(bad)).to.equal(false)
+    expect(parseDownlink(Buffer.from([0x22, 0xc3, 0x28, 0x22])).ok).to.equal(false)
+  })
+
+  it('builds the envelope devices read', () => {
+    expect(envelopeBody('dev-1', { notification: 'System update available' })).to.equal(
+      vector('broadcast_to_device').frame.text,
+    )
+  })
+})
+
+describe('messages: control commands [HT-5.5]', () => {
+  const ctl = (v: unknown) => parseControl(Buffer.from(JSON.stringify(v)))
+  it('reads kick and redirect', () => {
+    expect(ctl({ action: 'kick' })).to.deep.equal({ action: 'kick' })
+    expect(ctl({ action: 'redirect', server: 'gw2', port: 8081 })).to.deep.equal({
+      action: 'redirect',
+      server: 'gw2',
+      port: 8081,
+    })
+  })
+  it('refuses incomplete or unknown commands with a reason', () => {
+    for (const v of [
+      { action: 'redirect', server: 'x' },
+      { action: 'redirect', server: '', port: 1 },
+      { action: 'redirect', server: 'x', port: 70000 },
+      { action: 'reboot' },
+      [1],
+      'kick',
+    ]) {
+      const c = ctl(v)
+      expect(c.action, JSON.stringify(v)).to.equal('invalid')
+    }
+    expect(parseControl(Buffer.from('not json')).action).to.equal('invalid')
+  })
+})
+
+describe('ids: a device id or targetId is exactly one topic level', () => {
+  it('accepts ordinary ids', () => {
+    for (const id of ['dev-1', 'device_192.168.1.100_8080', 'é', 'a'.repeat(128)])
+      expect(isValidTopicLevel(id), id).to.equal(true)
+  })
+  it('refuses empty, long, and ids that would reach other topics', () => {
+    for (const id of ['', 'a'.repeat(129), 'a/b', '+', '#', 'x+', 'a\u0000b', '../x/']) {
+      expect(isValidTopicLevel(id), JSON.stringify(id)).to.equal(false)
+    }
+  })
+  it('has statuses with the protocol family numbers [HT-1.2]', () => {
+    expect(Status).to.include({
+      SUCCESS: 200,
+      NOT_AUTHENTICATED: 5,
+      INVALID_TOKEN: 9,
+      TIMEOUT: 16,
+      QUOTA_LIMIT: 1,
+      ILLEGAL_COMMAND: 2,
+      NOT_ALLOWED: 6,
+      ILLEGAL_COMMAND_BODY: 11,
+      SERVER_ERROR: 19,
+    })
+  })
+})

@@ -1,0 +1,156 @@
+import { Duplex } from 'node:stream'
+import { expect } from 'chai'
+import type { AuthResult } from '../../src/auth/registry.js'
+import { silentLogger } from '../../src/log.js'
+import { Cmd, Status } from '../../src/protocol/constants.js'
+import { FrameDecoder } from '../../src/protocol/decoder.js'
+import { encodeFrame } from '../../src/protocol/encoder.js'
+import { Session, type SessionOptions } from '../../src/session/session.js'
+import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../../src/session/types.js'
+import { createStats } from '../../src/stats.js'
+import { Inbox, waitUntil } from '../helpers/inbox.js'
+
+/** Two connected in-memory streams (node:stream's duplexPair arrived after Node 20). */
+function duplexPair(): [Duplex, Duplex] {
+  const sides: Duplex[] = []
+  const make = (other: () => Duplex) =>
+    new Duplex({
+      read() {},
+      write(chunk: Buffer, _enc, cb) {
+        other().push(chunk)
+        cb()
+      },
+      final(cb) {
+        other().push(null)
+        cb()
+      },
+    })
+  sides.push(
+    make(() => sides[1]!),
+    make(() => sides[0]!),
+  )
+  return [sides[0]!, sides[1]!]
+}
+
+/** A host whose uplinks complete only when the test says so. */
+class ScriptedHost implements SessionHost {
+  readonly uplinks: { kind: UplinkKind; payload: unknown; done: UplinkDone }[] = []
+  readonly detached: CloseReason[] = []
+  attachGate: Promise<void> = Promise.resolve()
+  authenticate(): AuthResult {
+    return { ok: true, identity: { deviceId: 'dev-1', username: 'dev-1' } }
+  }
+  attach(): Promise<void> {
+    return this.attachGate
+  }
+  uplink(_s: Session, kind: UplinkKind, _t: string, payload: unknown, done: UplinkDone): void {
+    this.uplinks.push({ kind, payload, done })
+  }
+  detach(_s: Session, reason: CloseReason): void {
+    this.detached.push(reason)
+  }
+}
+
+const options: SessionOptions = {
+  maxFrameSize: 4096,
+  maxDownlinkSize: 1024,
+  loginTimeoutMs: 5000,
+  keepaliveMs: 60_000,
+  maxInflight: 2,
+  maxWriteQueue: 65536,
+}
+
+function setup(host = new ScriptedHost()) {
+  const [gatewaySide, deviceSide] = duplexPair()
+  const session = new Session('s1', gatewaySide, options, host, silentLogger, createStats())
+  const replies = new Inbox<{ type: number; msgId: number; length: number }>('replies')
+  const decoder = new FrameDecoder(
+    65535,
+    (type, msgId, _b, length) => {
+      replies.push({ type, msgId, length })
+      return undefined
+    },
+    () => {},
+    'device',
+  )
+  decoder.expectLoginReply = true
+  deviceSide.on('data', (c: Buffer) => decoder.push(c))
+  const send = (type: number, id: number, body?: object) =>
+    deviceSide.write(
+      encodeFrame(type, id, body === undefined ? undefined : Buffer.from(JSON.stringify(body))),
+    )
+  return { session, host, replies, send, deviceSide }
+}
+
+const msg = (n: number) => ({ targetId: 'server', payload: { n } })
+
+describe('session over a duplex pair', () => {
+  it('holds frames pipelined behind LOGIN until the login is settled, then handles them in order', async () => {
+    const host = new ScriptedHost()
+    let open!: () => void
+    host.attachGate = new Promise((resolve) => {
+      open = resolve
+    })
+    const { session, replies, send } = setup(host)
+    send(Cmd.LOGIN, 1, { token: 't' })
+    send(Cmd.JSON_MESSAGE, 1, msg(1))
+    send(Cmd.PING, 2)
+    await new Promise((r) => setTimeout(r, 50))
+    expect(session.state).to.equal('authenticating')
+    expect(host.uplinks).to.have.length(0)
+    expect(replies.pending()).to.have.length(0)
+    open()
+    expect(await replies.next()).to.deep.include({ type: Cmd.RESPONSE, msgId: 1, length: 1 }) // login reply
+    await waitUntil(() => host.uplinks.length === 1, 'the pipelined message reaches the host')
+    expect(await replies.next()).to.deep.include({ msgId: 2, length: 0 }) // the PING, answered after
+    session.close('shutdown')
+  })
+
+  it('stops reading at maxInflight uplinks and resumes as the broker confirms them [backpressure]', async () => {
+    const { session, host, replies, send } = setup()
+    send(Cmd.LOGIN, 1, { token: 't' })
+    await replies.next()
+    for (let i = 1; i <= 5; i++) send(Cmd.JSON_MESSAGE, i, msg(i))
+    await waitUntil(() => host.uplinks.length === 2, 'two uplinks in flight')
+    await new Promise((r) => setTimeout(r, 50))
+    expect(host.uplinks).to.have.length(2) // the third is not read while two await the broker
+    host.uplinks[0]!.done(0)
+    expect(await replies.next()).to.deep.include({ msgId: 1, length: 0 })
+    await waitUntil(() => host.uplinks.length === 3, 'a third uplink once one completed')
+    host.uplinks[1]!.done(Status.SERVER_ERROR)
+    expect(await replies.next()).to.deep.include({ msgId: 2, length: Status.SERVER_ERROR })
+    await waitUntil(() => host.uplinks.length === 4, 'a fourth')
+    for (const u of host.uplinks.slice(2)) u.done(0)
+    await waitUntil(() => host.uplinks.length === 5, 'the fifth')
+    host.uplinks[4]!.done(0)
+    const acks = [await replies.next(), await replies.next(), await replies.next()]
+    expect(acks.map((a) => a.msgId)).to.deep.equal([3, 4, 5])
+    session.close('shutdown')
+  })
+
+  it('after stopReading, finishes what is in flight and reads nothing more [graceful shutdown]', async () => {
+    const { session, host, replies, send } = setup()
+    send(Cmd.LOGIN, 1, { token: 't' })
+    await replies.next()
+    send(Cmd.JSON_MESSAGE, 1, msg(1))
+    await waitUntil(() => host.uplinks.length === 1, 'one uplink')
+    session.stopReading()
+    send(Cmd.JSON_MESSAGE, 2, msg(2))
+    host.uplinks[0]!.done(0)
+    expect(await replies.next()).to.deep.include({ msgId: 1, length: 0 })
+    await new Promise((r) => setTimeout(r, 50))
+    expect(host.uplinks).to.have.length(1)
+    session.close('shutdown')
+    expect(host.detached).to.deep.equal(['shutdown'])
+  })
+
+  it('closes once, with one reason, whatever closes it', async () => {
+    const { session, host, deviceSide } = setup()
+    session.close('kicked')
+    session.close('shutdown')
+    deviceSide.destroy()
+    await new Promise((r) => setTimeout(r, 20))
+    expect(host.detached).to.deep.equal(['kicked'])
+    expect(session.closeReason).to.equal('kicked')
+  })
+})
