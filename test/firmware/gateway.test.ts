@@ -4,34 +4,21 @@
  * side: what a user of the library sees end to end.
  */
 import { expect } from 'chai'
-import { createGateway, type Gateway, type GatewayOptions, silentLogger } from '../../src/index.js'
-import { buildFirmware, type FirmwareBuild, missingToolchain } from './support/build.js'
+import type { Gateway, GatewayOptions } from '../../src/index.js'
+import { startGateway as startTestGateway } from '../helpers/gateway.js'
+import { waitUntil } from '../helpers/inbox.js'
+import { MqttWatcher } from '../helpers/mqtt.js'
+import { useFirmwareBuild } from './support/build.js'
 import { type DeviceOptions, DeviceProcess } from './support/device.js'
-import { MqttWatcher } from './support/mqtt.js'
 
 const LOCAL = '127.0.0.1'
-const DEVICES = [
-  { id: 'dev-1', token: 'tok-1' },
-  { id: 'dev-2', token: 'tok-2', allowedIds: ['dev-2b'] },
-]
 
 type Presence = { online: boolean; at: number; gateway?: string; reason?: string }
 
 describe('firmware library vs the gateway', function () {
   this.timeout(20000)
-  let fw: FirmwareBuild
-  let instances = 0
+  const firmware = useFirmwareBuild()
   const cleanups: Array<() => Promise<void>> = []
-
-  before(async function () {
-    const missing = missingToolchain()
-    if (missing) {
-      console.log(`    firmware tests skipped: ${missing}`)
-      this.skip()
-    }
-    this.timeout(120000)
-    fw = await buildFirmware()
-  })
 
   afterEach(async () => {
     // Devices and MQTT clients first, then the gateways (in reverse order of creation).
@@ -39,19 +26,7 @@ describe('firmware library vs the gateway', function () {
   })
 
   async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
-    const gw = await createGateway({
-      gatewayId: `fw-gw-${++instances}`,
-      host: LOCAL,
-      port: 0,
-      brokerHost: LOCAL,
-      brokerPort: 0,
-      brokerWsPort: 'off',
-      logger: silentLogger,
-      keepalive: 45,
-      loginTimeout: 10,
-      devices: DEVICES,
-      ...options,
-    })
+    const gw = await startTestGateway(options)
     let closed = false
     cleanups.push(async () => {
       if (!closed) await gw.close()
@@ -61,14 +36,16 @@ describe('firmware library vs the gateway', function () {
   }
 
   async function watch(gw: Gateway, ...topics: string[]): Promise<MqttWatcher> {
-    const w = await MqttWatcher.connect(gw.mqttUrl)
-    cleanups.push(() => w.close())
-    if (topics.length) await w.subscribe(...topics)
+    const w = await MqttWatcher.connect(gw.mqttUrl, topics)
+    cleanups.push(() => w.end())
     return w
   }
 
   function startDevice(gw: Gateway, token: string, options: Partial<DeviceOptions> = {}): DeviceProcess {
-    const d = DeviceProcess.start(fw.device, { connect: [`${LOCAL}:${gw.port}:${token}`], ...options })
+    const d = DeviceProcess.start(firmware().device, {
+      connect: [`${LOCAL}:${gw.port}:${token}`],
+      ...options,
+    })
     cleanups.push(() => d.stop())
     return d
   }
@@ -267,13 +244,8 @@ describe('firmware library vs the gateway', function () {
     const dev = startDevice(gw, 'tok-1', { keepalive: 1000, heartbeatTimeout: 1500 })
     await dev.waitFor(/^LOGIN_OK i=0/)
     const start = gw.stats().framesOut
-    // Poll the gateway's counter until it has sent six PINGs (about 3 s).
-    const deadline = Date.now() + 10000
-    while (gw.stats().framesOut - start < 6) {
-      if (Date.now() > deadline)
-        throw new Error(`the gateway sent ${gw.stats().framesOut - start} frames in 10 s`)
-      await new Promise((r) => setTimeout(r, 50))
-    }
+    // The gateway's counter: six PINGs sent (about 3 s).
+    await waitUntil(() => gw.stats().framesOut - start >= 6, 'the gateway has sent six PINGs', 10_000)
     await w.publish('hypertcp/dev-1/dn', '{"alive":true}')
     await dev.waitFor(/^MSG i=0 from=server payload=\{"alive":true\}$/)
     expect(dev.all(/^DISCONNECTED/)).to.deep.equal([])

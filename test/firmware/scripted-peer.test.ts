@@ -6,27 +6,18 @@
 import net from 'node:net'
 import { expect } from 'chai'
 import fc from 'fast-check'
-import { buildFirmware, type FirmwareBuild, missingToolchain } from './support/build.js'
+import { Cmd, Status } from '../../src/protocol/constants.js'
+import { bytes, vector } from '../helpers/vectors.js'
+import { useFirmwareBuild } from './support/build.js'
 import { type DeviceOptions, DeviceProcess } from './support/device.js'
-import { CMD, frame, type PeerConnection, ScriptedPeer, STATUS } from './support/peer.js'
-import { hex, VECTORS } from './support/vectors.js'
+import { frame, type PeerConnection, ScriptedPeer } from './support/peer.js'
 
 const LOCAL = '127.0.0.1'
 
 describe('firmware library vs a scripted peer', function () {
   this.timeout(20000)
-  let fw: FirmwareBuild
+  const firmware = useFirmwareBuild()
   const cleanups: Array<() => Promise<void>> = []
-
-  before(async function () {
-    const missing = missingToolchain()
-    if (missing) {
-      console.log(`    firmware tests skipped: ${missing}`)
-      this.skip()
-    }
-    this.timeout(120000)
-    fw = await buildFirmware()
-  })
 
   afterEach(async () => {
     // Devices first (they were registered after their peers), then peers.
@@ -40,7 +31,7 @@ describe('firmware library vs a scripted peer', function () {
   }
 
   function startDevice(options: DeviceOptions): DeviceProcess {
-    const d = DeviceProcess.start(fw.device, options)
+    const d = DeviceProcess.start(firmware().device, options)
     cleanups.push(() => d.stop())
     return d
   }
@@ -61,8 +52,8 @@ describe('firmware library vs a scripted peer', function () {
       const dev = startDevice({ connect: [`${LOCAL}:${peer.port}:tok-1`], blocking: true })
       const conn = await peer.nextConnection()
       const login = await conn.nextFrame()
-      expect(frame(login.type, login.id, login.body).toString('hex')).to.equal(VECTORS.login_raw_token)
-      conn.write(hex('login_ok'))
+      expect(frame(login.type, login.id, login.body).toString('hex')).to.equal(vector('login_raw_token').hex)
+      conn.write(bytes('login_ok'))
       await dev.waitFor(/^CONNECT_RESULT i=0 ok=1$/)
       await dev.waitFor(/^LOGIN_OK i=0 host=127\.0\.0\.1 port=\d+$/)
     })
@@ -72,11 +63,11 @@ describe('firmware library vs a scripted peer', function () {
       startDevice({ connect: [`${LOCAL}:${peer.port}:tok-2:dev-2`] })
       const conn = await peer.nextConnection()
       const login = await conn.nextFrame()
-      expect(frame(login.type, login.id, login.body).toString('hex')).to.equal(VECTORS.login_json_form)
+      expect(frame(login.type, login.id, login.body).toString('hex')).to.equal(vector('login_json_form').hex)
     })
 
     it('stops retrying after INVALID_TOKEN or NOT_ALLOWED, and reports the status', async () => {
-      for (const status of [STATUS.INVALID_TOKEN, STATUS.NOT_ALLOWED]) {
+      for (const status of [Status.INVALID_TOKEN, Status.NOT_ALLOWED]) {
         const peer = await startPeer()
         const dev = startDevice({ connect: [`${LOCAL}:${peer.port}:bad`], backoff: [20, 40] })
         const conn = await peer.nextConnection()
@@ -93,7 +84,7 @@ describe('firmware library vs a scripted peer', function () {
         // within the next 300 ms.
         await new Promise((r) => setTimeout(r, 300))
         await dev.command('state 0', /^STATE i=0 state=refused retrying=0 attempts=1 /)
-        expect(peer.connections).to.have.length(1)
+        expect(peer.connections.history).to.have.length(1)
       }
     })
 
@@ -101,7 +92,7 @@ describe('firmware library vs a scripted peer', function () {
       const peer = await startPeer()
       const dev = startDevice({ connect: [`${LOCAL}:${peer.port}:tok-1`], backoff: [20, 40] })
       const first = await peer.nextConnection()
-      await first.acceptLogin(STATUS.SERVER_ERROR)
+      await first.acceptLogin(Status.SERVER_ERROR)
       await dev.waitFor(/^LOGIN_FAILED i=0 status=19$/)
       await dev.waitFor(/^DISCONNECTED i=0 reason=login_failed$/)
       const second = await peer.nextConnection()
@@ -113,8 +104,8 @@ describe('firmware library vs a scripted peer', function () {
       const peer = await startPeer()
       const dev = startDevice({ connect: [`${LOCAL}:${peer.port}:bad`] })
       const conn = await peer.nextConnection()
-      await conn.nextOfType(CMD.LOGIN)
-      conn.write(frame(CMD.RESPONSE, 1, Buffer.alloc(0), STATUS.INVALID_TOKEN))
+      await conn.nextOfType(Cmd.LOGIN)
+      conn.write(frame(Cmd.RESPONSE, 1, Buffer.alloc(0), Status.INVALID_TOKEN))
       await dev.waitFor(/^LOGIN_FAILED i=0 status=9$/)
       await dev.waitFor(/^DISCONNECTED i=0 reason=login_refused$/)
     })
@@ -127,7 +118,7 @@ describe('firmware library vs a scripted peer', function () {
         backoff: [20, 40],
       })
       const silent = await peer.nextConnection()
-      await silent.nextOfType(CMD.LOGIN)
+      await silent.nextOfType(Cmd.LOGIN)
       await dev.waitFor(/^LOGIN_FAILED i=0 status=16$/) // TIMEOUT
       await dev.waitFor(/^DISCONNECTED i=0 reason=login_timeout$/)
       await silent.closed
@@ -141,11 +132,11 @@ describe('firmware library vs a scripted peer', function () {
     it('uses the original envelope and numbering, byte for byte [HT-2.3, HT-2.4]', async () => {
       const { dev, conn } = await online()
       await dev.command('server 0 {"temperature":25.6}', /^SENT i=0 id=1$/)
-      const first = await conn.nextOfType(CMD.JSON_MESSAGE)
-      expect(frame(first.type, first.id, first.body).toString('hex')).to.equal(VECTORS.json_to_server)
+      const first = await conn.nextOfType(Cmd.JSON_MESSAGE)
+      expect(frame(first.type, first.id, first.body).toString('hex')).to.equal(vector('json_to_server').hex)
 
       await dev.command('send 0 dev-2 {"a":[1,true,null,"x"]}', /^SENT i=0 id=2$/)
-      const d2d = await conn.nextOfType(CMD.JSON_MESSAGE)
+      const d2d = await conn.nextOfType(Cmd.JSON_MESSAGE)
       expect(d2d.id).to.equal(2)
       expect(d2d.body.toString()).to.equal('{"targetId":"dev-2","payload":{"a":[1,true,null,"x"]}}')
 
@@ -155,13 +146,15 @@ describe('firmware library vs a scripted peer', function () {
 
       // Sent verbatim, less surrounding whitespace; the target id is escaped.
       await dev.command('send 0 we"ird   { "x" : [1, 2] }  ', /^SENT i=0 id=3$/)
-      const odd = await conn.nextOfType(CMD.JSON_MESSAGE)
+      const odd = await conn.nextOfType(Cmd.JSON_MESSAGE)
       expect(odd.body.toString()).to.equal('{"targetId":"we\\"ird","payload":{ "x" : [1, 2] }}')
       expect(JSON.parse(odd.body.toString())).to.deep.equal({ targetId: 'we"ird', payload: { x: [1, 2] } })
 
       await dev.command('bcast 0 {"notification":"System update available"}', /^SENT i=0 id=4$/)
-      const bcast = await conn.nextOfType(CMD.BROADCAST)
-      expect(frame(bcast.type, bcast.id, bcast.body).toString('hex')).to.equal(VECTORS.broadcast_from_device)
+      const bcast = await conn.nextOfType(Cmd.BROADCAST)
+      expect(frame(bcast.type, bcast.id, bcast.body).toString('hex')).to.equal(
+        vector('broadcast_from_device').hex,
+      )
     })
 
     it('never sends msg_id 0: the counter wraps from 65535 to 1 [HT-1.5]', async () => {
@@ -173,7 +166,7 @@ describe('firmware library vs a scripted peer', function () {
         sent.push(Number(m[1]))
       }
       const received: number[] = []
-      for (let k = 0; k < 4; k++) received.push((await conn.nextOfType(CMD.JSON_MESSAGE)).id)
+      for (let k = 0; k < 4; k++) received.push((await conn.nextOfType(Cmd.JSON_MESSAGE)).id)
       expect(sent).to.deep.equal([65534, 65535, 1, 2])
       expect(received).to.deep.equal([65534, 65535, 1, 2])
       // msgid 0 is turned into 1
@@ -199,21 +192,21 @@ describe('firmware library vs a scripted peer', function () {
   describe('receiving', () => {
     it('delivers and acknowledges messages and broadcasts, and answers PING [HT-2.5, HT-2.6]', async () => {
       const { dev, conn } = await online()
-      conn.write(hex('downlink'))
+      conn.write(bytes('downlink'))
       const msg = await dev.waitFor(/^MSG i=0 from=(\S+) payload=(.*)$/)
       expect(msg[1]).to.equal('server')
       expect(JSON.parse(msg[2]!)).to.deep.equal({ command: 'control', device: 'relay_1', action: 'toggle' })
-      const ack = await conn.nextOfType(CMD.RESPONSE)
-      expect(frame(ack.type, ack.id, ack.body).toString('hex')).to.equal(VECTORS.device_ack_of_downlink)
+      const ack = await conn.nextOfType(Cmd.RESPONSE)
+      expect(frame(ack.type, ack.id, ack.body).toString('hex')).to.equal(vector('device_ack_of_downlink').hex)
 
-      conn.write(hex('broadcast_to_device'))
+      conn.write(bytes('broadcast_to_device'))
       const b = await dev.waitFor(/^BCAST i=0 from=(\S+) payload=(.*)$/)
       expect(b[1]).to.equal('dev-1')
       expect(JSON.parse(b[2]!)).to.deep.equal({ notification: 'System update available' })
-      expect((await conn.nextOfType(CMD.RESPONSE)).id).to.equal(2)
+      expect((await conn.nextOfType(Cmd.RESPONSE)).id).to.equal(2)
 
-      conn.write(frame(CMD.PING, 7))
-      const pong = await conn.nextOfType(CMD.RESPONSE)
+      conn.write(frame(Cmd.PING, 7))
+      const pong = await conn.nextOfType(Cmd.RESPONSE)
       expect([pong.id, pong.length]).to.deep.equal([7, 0])
     })
 
@@ -227,10 +220,10 @@ describe('firmware library vs a scripted peer', function () {
         'nope',
       ]
       bad.forEach((body, k) => {
-        conn.write(frame(CMD.JSON_MESSAGE, 10 + k, body))
+        conn.write(frame(Cmd.JSON_MESSAGE, 10 + k, body))
       })
       conn.write(
-        frame(CMD.JSON_MESSAGE, 20, '{"payload": {"k": "v\\n"}, "from": "a\\"b\\u00e9\\ud83d\\ude00"}'),
+        frame(Cmd.JSON_MESSAGE, 20, '{"payload": {"k": "v\\n"}, "from": "a\\"b\\u00e9\\ud83d\\ude00"}'),
       )
       for (let k = 0; k < bad.length; k++)
         await dev.waitFor(new RegExp(`^DROP i=0 type=30 id=${10 + k} len=\\d+ reason=malformed$`))
@@ -239,7 +232,7 @@ describe('firmware library vs a scripted peer', function () {
       expect(msg[2]).to.equal('{"k": "v\\n"}')
       // Every message is acknowledged, malformed or not, as an unchanged device does.
       const ids: number[] = []
-      for (let k = 0; k <= bad.length; k++) ids.push((await conn.nextOfType(CMD.RESPONSE)).id)
+      for (let k = 0; k <= bad.length; k++) ids.push((await conn.nextOfType(Cmd.RESPONSE)).id)
       expect(ids).to.deep.equal([10, 11, 12, 13, 14, 20])
     })
 
@@ -252,9 +245,9 @@ describe('firmware library vs a scripted peer', function () {
       // RESPONSE would swallow the message's header.
       conn.write(
         Buffer.concat([
-          hex('ack_ok'),
-          hex('ack_illegal_body'),
-          frame(CMD.JSON_MESSAGE, 3, '{"from":"server","payload":{"after":true}}'),
+          bytes('ack_ok'),
+          bytes('ack_illegal_body'),
+          frame(Cmd.JSON_MESSAGE, 3, '{"from":"server","payload":{"after":true}}'),
         ]),
       )
       await dev.waitFor(/^ACK i=0 id=1 status=0$/)
@@ -271,7 +264,7 @@ describe('firmware library vs a scripted peer', function () {
         Buffer.concat([
           frame(99, 5, big),
           frame(77, 6, 'abcd'),
-          frame(CMD.JSON_MESSAGE, 7, '{"from":"server","payload":{"still":"in sync"}}'),
+          frame(Cmd.JSON_MESSAGE, 7, '{"from":"server","payload":{"still":"in sync"}}'),
         ]),
       )
       await dev.waitFor(/^DROP i=0 type=99 id=5 len=3000 reason=too_large$/)
@@ -286,19 +279,19 @@ describe('firmware library vs a scripted peer', function () {
       const huge = `{"from":"server","payload":{"f":"${filler}"}}`
       conn.write(
         Buffer.concat([
-          frame(CMD.JSON_MESSAGE, 9, huge),
-          frame(CMD.JSON_MESSAGE, 10, '{"from":"server","payload":{}}'),
+          frame(Cmd.JSON_MESSAGE, 9, huge),
+          frame(Cmd.JSON_MESSAGE, 10, '{"from":"server","payload":{}}'),
         ]),
       )
       await dev.waitFor(new RegExp(`^DROP i=0 type=30 id=9 len=${huge.length} reason=too_large$`))
       await dev.waitFor(/^MSG i=0 from=server payload=\{\}$/)
-      expect((await conn.nextOfType(CMD.RESPONSE)).id).to.equal(9)
-      expect((await conn.nextOfType(CMD.RESPONSE)).id).to.equal(10)
+      expect((await conn.nextOfType(Cmd.RESPONSE)).id).to.equal(9)
+      expect((await conn.nextOfType(Cmd.RESPONSE)).id).to.equal(10)
       // A body of exactly the buffer size (1024) still fits.
       const shell = '{"from":"server","payload":{"f":""}}'
       const fits = shell.replace('""', `"${'y'.repeat(1024 - shell.length)}"`)
       expect(fits.length).to.equal(1024)
-      conn.write(frame(CMD.JSON_MESSAGE, 11, fits))
+      conn.write(frame(Cmd.JSON_MESSAGE, 11, fits))
       await dev.waitFor(/^MSG i=0 from=server payload=\{"f":"y+"\}$/)
     })
 
@@ -321,15 +314,15 @@ describe('firmware library vs a scripted peer', function () {
       }
       conn.write(
         Buffer.concat([
-          ...bodies.map((b, k) => frame(k % 2 ? CMD.BROADCAST : CMD.JSON_MESSAGE, k + 1, b)),
-          frame(CMD.JSON_MESSAGE, 60000, valid),
+          ...bodies.map((b, k) => frame(k % 2 ? Cmd.BROADCAST : Cmd.JSON_MESSAGE, k + 1, b)),
+          frame(Cmd.JSON_MESSAGE, 60000, valid),
         ]),
       )
       const msg = await dev.waitFor(/^MSG i=0 from=dev-9 payload=(.*)$/)
       expect(JSON.parse(msg[1]!)).to.deep.equal({ a: [1, 2, { b: 'cA' }], d: -1500, e: null })
       // Every frame was acknowledged, in order, and the stream stayed in sync.
       const ids: number[] = []
-      for (let k = 0; k <= bodies.length; k++) ids.push((await conn.nextOfType(CMD.RESPONSE)).id)
+      for (let k = 0; k <= bodies.length; k++) ids.push((await conn.nextOfType(Cmd.RESPONSE)).id)
       expect(ids).to.deep.equal([...bodies.map((_, k) => k + 1), 60000])
       expect(dev.running).to.equal(true)
     })
@@ -337,19 +330,19 @@ describe('firmware library vs a scripted peer', function () {
     it('gives the same frames for any split of the bytes, down to one byte at a time [HT-1.4]', async () => {
       const { dev, conn } = await online()
       const stream = Buffer.concat([
-        hex('downlink'),
-        frame(CMD.PING, 2),
+        bytes('downlink'),
+        frame(Cmd.PING, 2),
         frame(99, 3, Buffer.alloc(1500, 0x1e)),
-        hex('broadcast_to_device'),
+        bytes('broadcast_to_device'),
       ])
       await conn.writeByByte(stream)
       await dev.waitFor(/^MSG i=0 from=server /)
       await dev.waitFor(/^DROP i=0 type=99 id=3 len=1500 reason=too_large$/)
       await dev.waitFor(/^BCAST i=0 from=dev-1 /)
       const acks = [
-        await conn.nextOfType(CMD.RESPONSE),
-        await conn.nextOfType(CMD.RESPONSE),
-        await conn.nextOfType(CMD.RESPONSE),
+        await conn.nextOfType(Cmd.RESPONSE),
+        await conn.nextOfType(Cmd.RESPONSE),
+        await conn.nextOfType(Cmd.RESPONSE),
       ]
       expect(acks.map((a) => a.id)).to.deep.equal([1, 2, 2])
     })
@@ -364,7 +357,7 @@ describe('firmware library vs a scripted peer', function () {
       await a1.acceptLogin()
       await dev.waitFor(/^LOGIN_OK i=0/)
 
-      a1.write(frame(CMD.REDIRECT, 3, JSON.stringify({ server: LOCAL, port: b.port })))
+      a1.write(frame(Cmd.REDIRECT, 3, JSON.stringify({ server: LOCAL, port: b.port })))
       await dev.waitFor(new RegExp(`^REDIRECT i=0 host=127\\.0\\.0\\.1 port=${b.port}$`))
       await dev.waitFor(/^DISCONNECTED i=0 reason=redirect$/)
       await a1.closed
@@ -373,12 +366,12 @@ describe('firmware library vs a scripted peer', function () {
       expect(login.body.toString()).to.equal('tok-1')
       await dev.waitFor(new RegExp(`^LOGIN_OK i=0 host=127\\.0\\.0\\.1 port=${b.port}$`))
       await dev.command('server 0 {"at":"b"}', /^SENT i=0 id=1$/)
-      expect((await b1.nextOfType(CMD.JSON_MESSAGE)).body.toString()).to.contain('"at":"b"')
+      expect((await b1.nextOfType(Cmd.JSON_MESSAGE)).body.toString()).to.contain('"at":"b"')
 
       // The older form: host, NUL, port digits.
       b1.write(
         frame(
-          CMD.REDIRECT,
+          Cmd.REDIRECT,
           4,
           Buffer.concat([Buffer.from(LOCAL), Buffer.from([0]), Buffer.from(String(a.port))]),
         ),
@@ -394,17 +387,17 @@ describe('firmware library vs a scripted peer', function () {
       const b = await startPeer()
       const dev = startDevice({ connect: [`${LOCAL}:${a.port}:tok-1`] })
       const a1 = await a.nextConnection()
-      await a1.nextOfType(CMD.LOGIN)
-      a1.write(frame(CMD.REDIRECT, 1, `{"server":"${LOCAL}","port":${b.port}}`))
+      await a1.nextOfType(Cmd.LOGIN)
+      a1.write(frame(Cmd.REDIRECT, 1, `{"server":"${LOCAL}","port":${b.port}}`))
       const b1 = await b.nextConnection()
       await b1.acceptLogin()
       await dev.waitFor(new RegExp(`^LOGIN_OK i=0 host=127\\.0\\.0\\.1 port=${b.port}$`))
 
       for (const body of ['{"server":5,"port":1}', '{"server":"h","port":70000}', 'h\u0000x'])
-        b1.write(frame(CMD.REDIRECT, 2, body))
+        b1.write(frame(Cmd.REDIRECT, 2, body))
       for (let k = 0; k < 3; k++) await dev.waitFor(/^DROP i=0 type=41 id=2 len=\d+ reason=malformed$/)
       await dev.command('server 0 {}', /^SENT i=0 id=1$/)
-      await b1.nextOfType(CMD.JSON_MESSAGE)
+      await b1.nextOfType(Cmd.JSON_MESSAGE)
     })
   })
 
@@ -421,7 +414,7 @@ describe('firmware library vs a scripted peer', function () {
       await dead.acceptLogin()
       await dev.waitFor(/^LOGIN_OK i=0/)
       // The device probes with PING, gets nothing back, gives up.
-      await dead.nextOfType(CMD.PING)
+      await dead.nextOfType(Cmd.PING)
       await dev.waitFor(/^DISCONNECTED i=0 reason=heartbeat_timeout$/)
       await dead.closed
       const next = await peer.nextConnection()
@@ -446,8 +439,8 @@ describe('firmware library vs a scripted peer', function () {
       // instance never pinged.)
       const answerPings = async (c: PeerConnection) => {
         for (let k = 0; k < 12; k++) {
-          const ping = await c.nextOfType(CMD.PING)
-          c.write(frame(CMD.RESPONSE, ping.id))
+          const ping = await c.nextOfType(Cmd.PING)
+          c.write(frame(Cmd.RESPONSE, ping.id))
         }
       }
       await Promise.all([answerPings(ca), answerPings(cb)])
@@ -480,7 +473,7 @@ describe('firmware library vs a scripted peer', function () {
       await second.acceptLogin()
       await dev.waitFor(/^LOGIN_OK i=0/)
       await dev.command('server 0 {"n":2}', /^SENT i=0 id=1$/)
-      expect((await second.nextOfType(CMD.JSON_MESSAGE)).body.toString()).to.contain('"n":2')
+      expect((await second.nextOfType(Cmd.JSON_MESSAGE)).body.toString()).to.contain('"n":2')
     })
 
     it('disconnect() stops reconnecting; connect() starts again', async () => {
@@ -498,21 +491,21 @@ describe('firmware library vs a scripted peer', function () {
 
   it('builds and runs the console example', async () => {
     const peer = await startPeer()
-    const app = DeviceProcess.run(fw.console, [LOCAL, String(peer.port), 'tok-1'])
+    const app = DeviceProcess.run(firmware().console, [LOCAL, String(peer.port), 'tok-1'])
     cleanups.push(() => app.stop())
     const conn = await peer.nextConnection()
     await conn.acceptLogin()
     await app.waitFor(/^Connected to 127\.0\.0\.1:\d+$/)
-    const hello = await conn.nextOfType(CMD.JSON_MESSAGE)
+    const hello = await conn.nextOfType(Cmd.JSON_MESSAGE)
     expect(JSON.parse(hello.body.toString())).to.deep.equal({
       targetId: 'server',
       payload: { status: 'online' },
     })
-    conn.write(hex('downlink'))
+    conn.write(bytes('downlink'))
     await app.waitFor(/^Message from server: \{"command":"control",/)
     app.send('{"temperature": 21.5}')
     await app.waitFor(/^Sent$/)
-    const typed = await conn.nextOfType(CMD.JSON_MESSAGE)
+    const typed = await conn.nextOfType(Cmd.JSON_MESSAGE)
     expect(JSON.parse(typed.body.toString())).to.deep.equal({
       targetId: 'server',
       payload: { temperature: 21.5 },

@@ -43,7 +43,12 @@ export class CliProcess {
     }
     child.stdout?.on('data', onData)
     child.stderr?.on('data', onData)
-    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)))
+    this.exited = new Promise((resolve) =>
+      child.on('exit', (code) => {
+        this.lines.close(`gateway exited (${code})`)
+        resolve(code)
+      }),
+    )
   }
 
   static start(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {

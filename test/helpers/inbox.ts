@@ -1,21 +1,27 @@
 /**
- * Items that arrive asynchronously (frames, MQTT messages, device events), and `take` to await
- * the first one matching a predicate. Event-driven: tests wait for what they expect instead of
- * sleeping and hoping. A timeout fails with what did arrive, to make failures readable.
+ * Items that arrive asynchronously (frames, MQTT messages, device output lines), and `take` to
+ * await the first one matching a predicate. Event-driven: tests wait for what they expect instead
+ * of sleeping and hoping. Each item satisfies one `take` at most. A wait fails with what did
+ * arrive — on timeout, or at once when the source is gone ({@link close}) — to make failures
+ * readable.
  */
 export class Inbox<T> {
   readonly history: T[] = []
   private items: T[] = []
-  private waiters: { match: (t: T) => boolean; resolve: (t: T) => void }[] = []
+  private waiters: { match: (t: T) => boolean; resolve: (t: T) => void; fail: (err: Error) => void }[] = []
+  private closedBecause: string | undefined
 
-  constructor(private readonly label: string) {}
+  /** `context` adds to failure messages (e.g. a process's stderr). */
+  constructor(
+    private readonly label: string,
+    private readonly context: () => string = () => '',
+  ) {}
 
   push(item: T): void {
     this.history.push(item)
-    const i = this.waiters.findIndex((w) => w.match(item))
-    if (i >= 0) {
-      const [w] = this.waiters.splice(i, 1)
-      w!.resolve(item)
+    const w = this.waiters.find((x) => x.match(item))
+    if (w) {
+      w.resolve(item)
       return
     }
     this.items.push(item)
@@ -25,24 +31,25 @@ export class Inbox<T> {
   take(match: (t: T) => boolean = () => true, timeoutMs = 5000, what = 'a matching item'): Promise<T> {
     const i = this.items.findIndex(match)
     if (i >= 0) return Promise.resolve(this.items.splice(i, 1)[0]!)
+    if (this.closedBecause !== undefined)
+      return Promise.reject(this.error(`${this.closedBecause} before ${what}`))
     return new Promise((resolve, reject) => {
+      const settle = () => {
+        clearTimeout(timer)
+        this.waiters.splice(this.waiters.indexOf(waiter), 1)
+      }
       const waiter = {
         match,
         resolve: (t: T) => {
-          clearTimeout(timer)
+          settle()
           resolve(t)
         },
+        fail: (err: Error) => {
+          settle()
+          reject(err)
+        },
       }
-      const timer = setTimeout(() => {
-        this.waiters.splice(this.waiters.indexOf(waiter), 1)
-        const seen = this.history
-          .slice(-8)
-          .map((x) => JSON.stringify(x))
-          .join('\n  ')
-        reject(
-          new Error(`${this.label}: no ${what} within ${timeoutMs} ms; last seen:\n  ${seen || '(nothing)'}`),
-        )
-      }, timeoutMs)
+      const timer = setTimeout(() => waiter.fail(this.error(`no ${what} within ${timeoutMs} ms`)), timeoutMs)
       this.waiters.push(waiter)
     })
   }
@@ -55,6 +62,20 @@ export class Inbox<T> {
   /** Unconsumed items, without consuming them. */
   pending(): readonly T[] {
     return this.items
+  }
+
+  /** The source is gone: waits pending now, and later ones nothing can satisfy, fail at once. */
+  close(reason: string): void {
+    this.closedBecause = reason
+    for (const w of [...this.waiters]) w.fail(this.error(`${reason} while waiting`))
+  }
+
+  private error(message: string): Error {
+    const seen = this.history
+      .slice(-10)
+      .map((x) => (typeof x === 'string' ? x : JSON.stringify(x)))
+      .join('\n  ')
+    return new Error(`${this.label}: ${message}; last seen:\n  ${seen || '(nothing)'}${this.context()}`)
   }
 }
 

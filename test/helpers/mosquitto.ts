@@ -19,7 +19,7 @@ export const mosquittoPub = which('mosquitto_pub')
 
 /**
  * Skips the calling suite with a printed reason when Mosquitto is not installed — unless
- * HTGW_REQUIRE_MOSQUITTO is set (CI sets it), where its absence fails the run instead.
+ * HTGW_REQUIRE_TOOLS is set (CI sets it), where its absence fails the run instead.
  */
 export function requireMosquitto(ctx: Mocha.Context, clients = false): void {
   const missing = !mosquittoBin
@@ -29,7 +29,7 @@ export function requireMosquitto(ctx: Mocha.Context, clients = false): void {
       : ''
   if (!missing) return
   const reason = `${missing} is not installed (apt-get install -y mosquitto mosquitto-clients)`
-  if (process.env.HTGW_REQUIRE_MOSQUITTO) throw new Error(`required: ${reason}`)
+  if (process.env.HTGW_REQUIRE_TOOLS) throw new Error(`required: ${reason}`)
   console.warn(`      SKIPPED: ${ctx.test?.parent?.fullTitle() ?? 'suite'}: ${reason}`)
   ctx.skip()
 }

@@ -47,6 +47,7 @@ export class OriginalDevice {
       socket.on('close', () => {
         clearInterval(this.pingTimer)
         this.loginWaiter?.(-1)
+        this.events.close('connection closed')
         resolve()
       }),
     )

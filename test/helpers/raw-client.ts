@@ -41,7 +41,12 @@ export class RawClient {
       this.decoder.push(chunk)
     })
     socket.on('error', () => {})
-    this.closed = new Promise((resolve) => socket.on('close', () => resolve()))
+    this.closed = new Promise((resolve) =>
+      socket.on('close', () => {
+        this.frames.close('connection closed')
+        resolve()
+      }),
+    )
   }
 
   static connect(port: number, host = '127.0.0.1'): Promise<RawClient> {

@@ -84,3 +84,23 @@ function compile(source: string, output: string, extra: string[]): Promise<void>
     })
   })
 }
+
+/**
+ * Registers a `before` hook that builds the host programs (once per run) and returns a getter for
+ * them. Without g++ the suite is skipped with the reason printed — unless HTGW_REQUIRE_TOOLS is set
+ * (CI sets it), where a missing toolchain fails the run instead.
+ */
+export function useFirmwareBuild(): () => FirmwareBuild {
+  let fw: FirmwareBuild | undefined
+  before(async function () {
+    const missing = missingToolchain()
+    if (missing) {
+      if (process.env.HTGW_REQUIRE_TOOLS) throw new Error(`required: ${missing}`)
+      console.log(`    firmware tests skipped: ${missing}`)
+      this.skip()
+    }
+    this.timeout(120000)
+    fw = await buildFirmware()
+  })
+  return () => fw!
+}

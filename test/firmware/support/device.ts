@@ -9,6 +9,7 @@
  * instances report does not matter.
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
+import { Inbox } from '../../helpers/inbox.js'
 
 export interface DeviceOptions {
   /** One instance per entry: `host:port:token[:deviceId]`. */
@@ -23,23 +24,18 @@ export interface DeviceOptions {
   env?: Record<string, string>
 }
 
-interface Waiter {
-  re: RegExp
-  resolve: (m: RegExpMatchArray) => void
-  reject: (e: Error) => void
-  timer: NodeJS.Timeout
-}
-
 export class DeviceProcess {
-  readonly lines: string[] = []
-  private readonly consumed: boolean[] = []
-  private readonly waiters = new Set<Waiter>()
+  /** Output lines; failures quote the last ones and the device's stderr. */
+  readonly lines: Inbox<string>
   private stderr = ''
   private partial = ''
   private exitInfo: string | undefined
   private readonly exited: Promise<void>
 
   private constructor(private readonly child: ChildProcessWithoutNullStreams) {
+    this.lines = new Inbox('device output', () =>
+      this.stderr ? `\nstderr:\n${this.stderr.slice(-3000)}` : '',
+    )
     child.stdout.setEncoding('utf8')
     child.stderr.setEncoding('utf8')
     child.stdout.on('data', (d: string) => this.onData(d))
@@ -51,9 +47,7 @@ export class DeviceProcess {
     this.exited = new Promise((resolve) => {
       child.on('close', (code, signal) => {
         this.exitInfo = `exited (code ${code}, signal ${signal})`
-        for (const w of this.waiters)
-          w.reject(this.error(`device ${this.exitInfo} while waiting for ${w.re}`))
-        this.waiters.clear()
+        this.lines.close(`device ${this.exitInfo}`)
         resolve()
       })
     })
@@ -95,36 +89,19 @@ export class DeviceProcess {
   }
 
   /** Resolves with the first unconsumed line matching `re` (and consumes it). */
-  waitFor(re: RegExp, timeoutMs = 5000): Promise<RegExpMatchArray> {
-    const found = this.take(re)
-    if (found) return Promise.resolve(found)
-    if (this.exitInfo) return Promise.reject(this.error(`device ${this.exitInfo} before ${re}`))
-    return new Promise((resolve, reject) => {
-      const w: Waiter = {
-        re,
-        resolve,
-        reject,
-        timer: setTimeout(() => {
-          this.waiters.delete(w)
-          reject(this.error(`timed out after ${timeoutMs} ms waiting for ${re}`))
-        }, timeoutMs),
-      }
-      this.waiters.add(w)
-    })
+  async waitFor(re: RegExp, timeoutMs = 5000): Promise<RegExpMatchArray> {
+    const line = await this.lines.take((l) => re.test(l), timeoutMs, String(re))
+    return line.match(re)!
   }
 
   /** Lines so far matching `re`, consumed or not. */
   all(re: RegExp): RegExpMatchArray[] {
-    return this.lines.map((l) => l.match(re)).filter((m): m is RegExpMatchArray => m !== null)
+    return this.lines.history.map((l) => l.match(re)).filter((m): m is RegExpMatchArray => m !== null)
   }
 
   /** Ends the program (closing stdin ends it; SIGKILL if it lingers). */
   async stop(): Promise<void> {
-    for (const w of this.waiters) {
-      clearTimeout(w.timer)
-      w.reject(new Error('device stopped'))
-    }
-    this.waiters.clear()
+    this.lines.close('device stopped')
     if (this.exitInfo) return
     this.child.stdin.end()
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 2000)
@@ -141,44 +118,9 @@ export class DeviceProcess {
     this.partial += d
     let nl = this.partial.indexOf('\n')
     while (nl >= 0) {
-      const line = this.partial.slice(0, nl)
+      this.lines.push(this.partial.slice(0, nl))
       this.partial = this.partial.slice(nl + 1)
-      this.lines.push(line)
-      this.consumed.push(false)
-      this.dispatch(this.lines.length - 1)
       nl = this.partial.indexOf('\n')
     }
-  }
-
-  private dispatch(index: number): void {
-    const line = this.lines[index]!
-    for (const w of this.waiters) {
-      const m = line.match(w.re)
-      if (m) {
-        this.consumed[index] = true
-        this.waiters.delete(w)
-        clearTimeout(w.timer)
-        w.resolve(m)
-        return
-      }
-    }
-  }
-
-  private take(re: RegExp): RegExpMatchArray | undefined {
-    for (let i = 0; i < this.lines.length; i++) {
-      if (this.consumed[i]) continue
-      const m = this.lines[i]!.match(re)
-      if (m) {
-        this.consumed[i] = true
-        return m
-      }
-    }
-    return undefined
-  }
-
-  private error(message: string): Error {
-    const tail = this.lines.slice(-25).join('\n  ')
-    const err = this.stderr ? `\nstderr:\n${this.stderr.slice(-3000)}` : ''
-    return new Error(`${message}\ndevice output (last lines):\n  ${tail}${err}`)
   }
 }
