@@ -45,15 +45,13 @@ export async function main(argv: string[]): Promise<void> {
   }
   const args = await parser.parseAsync()
 
-  const layers: ConfigLayer[] = []
-  let config: GatewayConfig
-  let unknownEnv: string[]
-  try {
+  // Reads every source again: at start-up, and on SIGHUP.
+  const load = async (): Promise<{ config: GatewayConfig; unknownEnv: string[] }> => {
+    const layers: ConfigLayer[] = []
     if (typeof args.config === 'string') {
       layers.push({ source: `config file ${args.config}`, values: await readConfigFile(args.config) })
     }
     const env = envLayer(process.env)
-    unknownEnv = env.unknown
     layers.push(env.layer)
     const flags: Record<string, unknown> = {}
     for (const [key, spec] of Object.entries(SETTINGS)) {
@@ -61,7 +59,12 @@ export async function main(argv: string[]): Promise<void> {
       if (typeof raw === 'string') flags[key] = fromString(`--${kebab(key)}`, spec, raw)
     }
     layers.push({ source: 'command line', values: flags })
-    config = resolveConfig(layers)
+    return { config: resolveConfig(layers), unknownEnv: env.unknown }
+  }
+  let config: GatewayConfig
+  let unknownEnv: string[]
+  try {
+    ;({ config, unknownEnv } = await load())
   } catch (err) {
     return fail(err)
   }
@@ -113,6 +116,17 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
+  // Reload the device registry and the TLS certificates without dropping connected devices.
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP received: reloading')
+    load().then(
+      ({ config: next }) => gateway.reload(next),
+      (err: unknown) =>
+        logger.error('reload failed; keeping the running configuration', {
+          error: String((err as Error).message ?? err),
+        }),
+    )
+  })
 }
 
 function fail(err: unknown): never {

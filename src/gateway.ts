@@ -1,16 +1,21 @@
 import { randomBytes } from 'node:crypto'
-import { type AddressInfo, createServer, type Server, type Socket } from 'node:net'
-import { EmbeddedBroker } from './adapters/broker.js'
-import { formatAddress, listenOn } from './adapters/listen.js'
+import type { Socket } from 'node:net'
+import { type Credentials, EmbeddedBroker } from './adapters/broker.js'
+import { DeviceListener, type TlsFiles } from './adapters/device-listener.js'
+import { openFilesLimit } from './adapters/fd-limit.js'
+import { formatAddress } from './adapters/listen.js'
 import { createLogger } from './adapters/logger.js'
 import { MqttClientPort, redact } from './adapters/mqtt-client.js'
 import { DeviceRegistry } from './auth/registry.js'
 import { Bridge } from './bridge/bridge.js'
 import { gatewayStatusTopic } from './bridge/topics.js'
-import { type ConfigInput, resolveConfig } from './config/resolve.js'
+import { type ConfigInput, parseHostPort, resolveConfig } from './config/resolve.js'
 import type { GatewayConfig } from './config/schema.js'
-import type { Logger } from './log.js'
+import { IpGuard } from './limits/ip-guard.js'
+import { type Logger, LogThrottle } from './log.js'
+import { Status } from './protocol/constants.js'
 import { Session, type SessionOptions } from './session/session.js'
+import type { Gatekeeper, LoginGate } from './session/types.js'
 import { createStats, type GatewayStats } from './stats.js'
 
 /** Options of {@link createGateway}: any config setting, plus an injected logger. */
@@ -21,16 +26,25 @@ export type GatewayOptions = ConfigInput & {
 
 export interface Gateway {
   readonly config: GatewayConfig
-  /** The HyperTCP port actually bound (useful with `port: 0`). */
+  /** The HyperTCP port actually bound (useful with `port: 0`); the TLS port when plain TCP is off. */
   readonly port: number
+  /** The HyperTCP-over-TLS port, when that listener runs. */
+  readonly tlsPort: number | undefined
   /** The broker the gateway publishes to: the external one, or `mqtt://host:port` of the embedded one. */
   readonly mqttUrl: string
   /** The embedded broker's bound ports, when it runs. */
   readonly brokerPort: number | undefined
   readonly brokerWsPort: number | undefined
+  readonly brokerTlsPort: number | undefined
   /** Whether the gateway's connection to the broker is up right now (for health checks). */
   readonly mqttConnected: boolean
   stats(): GatewayStats
+  /**
+   * Applies what can change without a restart: the device registry (connected devices whose
+   * token was revoked are closed, reason `kicked`) and the TLS certificates (re-read from their
+   * files; connected devices keep their session). Returns the settings that need a restart.
+   */
+  reload(config: GatewayConfig): { kicked: number; needsRestart: string[] }
   /**
    * Graceful shutdown: stop accepting, finish and acknowledge what devices already sent, close
    * them (presence offline, reason `shutdown`), publish the gateway offline, disconnect from the
@@ -43,10 +57,17 @@ export interface Gateway {
 const FIRST_CONNECT_MS = 10_000
 /** How long shutdown waits for the broker to confirm what is pending. */
 const DRAIN_MS = 5_000
+/** How often forgotten per-IP state is swept. */
+const SWEEP_MS = 30_000
+
+const PROCEED: LoginGate = { action: 'proceed' }
+
+/** Settings `reload` applies; every other change needs a restart. */
+const RELOADABLE = new Set<keyof GatewayConfig>(['devices', 'tlsCert', 'tlsKey', 'tlsCa'])
 
 /**
  * Starts a gateway ([HT-6]): the embedded broker unless `mqttUrl` is given, the MQTT
- * connection, the bridge, and the HyperTCP listener. Config errors throw a ConfigError naming
+ * connection, the bridge, and the HyperTCP listeners. Config errors throw a ConfigError naming
  * the key; a port that cannot be bound throws GatewayError `HT_ERR_LISTEN`.
  */
 export async function createGateway(options: GatewayOptions = {}): Promise<Gateway> {
@@ -54,9 +75,20 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   const config = resolveConfig([{ source: 'options', values: settings }])
   const logger = injected ?? createLogger(config.logLevel, config.logFormat)
   const stats = createStats()
-  const registry = new DeviceRegistry(config.devices)
+  let registry = new DeviceRegistry(config.devices)
   if (registry.size === 0) logger.warn('the device registry is empty: every login will be refused')
+  const tlsFiles = (c: GatewayConfig): TlsFiles => ({
+    cert: c.tlsCert,
+    key: c.tlsKey,
+    ca: c.tlsCa,
+    clientAuth: c.tlsClientAuth,
+  })
 
+  // The gateway's own login to its embedded broker: never subject to brokerUsername/Password.
+  const internal: Credentials = {
+    username: `hypertcp-gateway-${config.gatewayId}`,
+    password: randomBytes(24).toString('base64'),
+  }
   let broker: EmbeddedBroker | undefined
   let mqttUrl = config.mqttUrl
   if (mqttUrl === null) {
@@ -64,14 +96,15 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       host: config.brokerHost,
       port: config.brokerPort,
       wsPort: config.brokerWsPort,
+      tlsPort: config.brokerTlsPort,
+      tls: tlsFiles(config),
+      users:
+        config.brokerUsername === null
+          ? null
+          : { username: config.brokerUsername, password: config.brokerPassword! },
+      internal,
       logger: logger.child({ component: 'broker' }),
     })
-    logger.info(`embedded MQTT broker listening on ${formatAddress(broker.tcp.address, broker.tcp.port)}`)
-    if (broker.ws) {
-      logger.info(
-        `embedded MQTT-over-WebSocket listening on ${formatAddress(broker.ws.address, broker.ws.port)}`,
-      )
-    }
     mqttUrl = `mqtt://${formatAddress(loopbackFor(broker.tcp.address), broker.tcp.port)}`
   }
 
@@ -79,18 +112,20 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   let mqtt: MqttClientPort
   let bridge: Bridge
   try {
-    const statusTopic = gatewayStatusTopic(config.topics.gatewayStatus, config.gatewayId)
     mqtt = new MqttClientPort({
       url: mqttUrl,
-      username: config.mqttUsername,
-      password: config.mqttPassword,
+      username: broker ? internal.username : config.mqttUsername,
+      password: broker ? internal.password : config.mqttPassword,
       clientId: config.mqttClientId ?? `hypertcp-gw-${config.gatewayId}-${randomBytes(3).toString('hex')}`,
       ca: config.mqttCa,
       cert: config.mqttCert,
       key: config.mqttKey,
       rejectUnauthorized: config.mqttRejectUnauthorized,
       reconnectPeriodMs: config.mqttReconnectPeriod * 1000,
-      will: { topic: statusTopic, payload: gatewayStatus({ online: false, reason: 'connection_lost' }) },
+      will: {
+        topic: gatewayStatusTopic(config.topics.gatewayStatus, config.gatewayId),
+        payload: gatewayStatus({ online: false, reason: 'connection_lost' }),
+      },
       logger: logger.child({ component: 'mqtt' }),
     })
     bridge = new Bridge({ config, mqtt, registry, logger, stats })
@@ -120,7 +155,54 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     throw err
   }
 
+  const guard = new IpGuard({
+    connectionRate: config.ipConnectionRate,
+    connectionBurst: config.ipConnectionBurst,
+    failureLimit: config.loginFailureLimit,
+    failureWindowMs: config.loginFailureWindow * 1000,
+    banMs: config.loginBanTime * 1000,
+    allow: config.allowCidrs,
+    deny: config.denyCidrs,
+    exempt: config.rateLimitExempt,
+    maxTracked: 100_000,
+  })
+  const sweeper = setInterval(() => guard.sweep(Date.now()), SWEEP_MS)
+  sweeper.unref()
+
+  const fdLimit = openFilesLimit()
+  const maxConnections =
+    config.maxConnections ?? (fdLimit === undefined ? 50_000 : Math.max(100, fdLimit - 300))
+  if (fdLimit !== undefined && maxConnections + 64 > fdLimit) {
+    logger.warn(
+      `maxConnections (${maxConnections}) is above what the open-files limit (${fdLimit}) allows: ` +
+        'the OS will drop connections past it silently; raise `ulimit -n` or lower maxConnections',
+    )
+  }
+  const overflow = config.overflowRedirect === null ? undefined : parseHostPort(config.overflowRedirect)!
   const sessions = new Set<Session>()
+  let draining = false
+  const gatekeeper: Gatekeeper = {
+    checkLogin(session) {
+      if (guard.isBanned(session.socket.remoteAddress ?? '', Date.now())) {
+        return { action: 'refuse', status: Status.QUOTA_LIMIT, reason: 'rate_limited' }
+      }
+      // [HT-6.4] At the connection limit or draining: a peer takes the device, or it is refused.
+      if (draining || sessions.size > maxConnections) {
+        if (overflow !== undefined) return { action: 'redirect', server: overflow.host, port: overflow.port }
+        return { action: 'refuse', status: Status.QUOTA_LIMIT, reason: 'rate_limited' }
+      }
+      return PROCEED
+    },
+    loginFailed(session) {
+      const ip = session.socket.remoteAddress ?? ''
+      if (guard.loginFailed(ip, Date.now())) {
+        logger.warn('address banned after repeated login failures', {
+          remote: ip,
+          seconds: config.loginBanTime,
+        })
+      }
+    },
+  }
   const sessionOptions: SessionOptions = {
     maxFrameSize: config.maxFrameSize,
     maxDownlinkSize: config.maxDownlinkSize,
@@ -128,37 +210,78 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     keepaliveMs: config.keepalive * 1000,
     maxInflight: config.maxInflight,
     maxWriteQueue: config.maxWriteQueue,
+    drainTimeoutMs: config.drainTimeout * 1000,
+    messageRate: config.messageRate,
+    messageBurst: config.messageBurst,
+    gatekeeper,
+    throttle: new LogThrottle(logger),
   }
   const prefix = `${config.gatewayId}-`
   let nextSession = 0
-  const server: Server = createServer((socket: Socket) => {
-    stats.connections++
-    socket.setNoDelay(true) // writes are batched per event-loop turn already
-    const session = new Session(`${prefix}${++nextSession}`, socket, sessionOptions, bridge, logger, stats)
-    sessions.add(session)
-    socket.once('close', () => sessions.delete(session))
-  })
-  server.on('error', (err: NodeJS.ErrnoException) => {
-    // e.g. EMFILE on accept: the listener keeps running, the error is reported.
-    logger.error('HyperTCP listener error', { code: err.code, error: err.message })
+  const listener = new DeviceListener({
+    host: config.host,
+    port: config.port,
+    tlsPort: config.tlsPort,
+    tls: tlsFiles(config),
+    handshakeTimeoutMs: config.loginTimeout * 1000,
+    maxConnectionRate: config.maxConnectionRate,
+    // Above maxConnections, connections are still taken (their LOGIN is redirected or refused
+    // with a status); past this margin they are closed at once, to keep file descriptors.
+    hardLimit: maxConnections + Math.max(64, Math.ceil(maxConnections / 100)),
+    guard,
+    stats,
+    logger,
+    connections: () => sessions.size,
+    onConnection(socket: Socket) {
+      stats.connections++
+      socket.setNoDelay(true) // writes are batched per event-loop turn already
+      const session = new Session(`${prefix}${++nextSession}`, socket, sessionOptions, bridge, logger, stats)
+      sessions.add(session)
+      stats.open++
+      socket.once('close', () => {
+        sessions.delete(session)
+        stats.open--
+      })
+    },
   })
   try {
-    await listenOn(server, config.host, config.port, 'HyperTCP listener')
+    await listener.listen()
   } catch (err) {
+    clearInterval(sweeper)
     await mqtt.end(true)
     await broker?.close()
     throw err
   }
-  const address = server.address() as AddressInfo
-  logger.info(`HyperTCP listening on ${formatAddress(address.address, address.port)}`, {
-    gateway: config.gatewayId,
-    devices: registry.size,
-  })
+  logger.info('gateway started', { gateway: config.gatewayId, devices: registry.size, maxConnections })
+
+  let current = config
+  const reload = (next: GatewayConfig): { kicked: number; needsRestart: string[] } => {
+    const needsRestart = (Object.keys(next) as (keyof GatewayConfig)[]).filter(
+      (k) => !RELOADABLE.has(k) && JSON.stringify(next[k]) !== JSON.stringify(current[k]),
+    )
+    registry = new DeviceRegistry(next.devices)
+    const kicked = bridge.replaceRegistry(registry)
+    listener.reloadTls(tlsFiles(next))
+    broker?.reloadTls(tlsFiles(next))
+    current = {
+      ...current,
+      devices: next.devices,
+      tlsCert: next.tlsCert,
+      tlsKey: next.tlsKey,
+      tlsCa: next.tlsCa,
+    }
+    logger.info('reloaded', { devices: registry.size, kicked })
+    if (needsRestart.length > 0)
+      logger.warn('some changed settings need a restart to apply', { settings: needsRestart })
+    return { kicked, needsRestart }
+  }
 
   let closing: Promise<void> | undefined
   const close = async (): Promise<void> => {
     logger.info('shutting down', { devices: bridge.size, connections: sessions.size })
-    const serverClosed = new Promise<void>((resolve) => server.close(() => resolve()))
+    draining = true
+    clearInterval(sweeper)
+    const listenersClosed = listener.close()
     for (const session of sessions) session.stopReading()
     await bridge.drain(DRAIN_MS) // what devices sent is published and acknowledged
     bridge.beginShutdown()
@@ -166,31 +289,32 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     const drained = await bridge.drain(DRAIN_MS) // offline presence
     if (!drained) logger.warn('shutdown: some publishes were not confirmed by the broker in time')
     await new Promise<void>((resolve) => {
-      mqtt.publish(
-        bridge.gatewayStatusTopic,
-        gatewayStatus({ online: false, at: Date.now(), reason: 'shutdown' }),
-        { qos: 1, retain: true },
-        () => resolve(),
-      )
+      const offline = gatewayStatus({ online: false, at: Date.now(), reason: 'shutdown' })
+      mqtt.publish(bridge.gatewayStatusTopic, offline, { qos: 1, retain: true }, () => resolve())
       setTimeout(resolve, DRAIN_MS).unref()
     })
     await mqtt.end()
     for (const session of sessions) session.socket.destroy()
-    await serverClosed
+    await listenersClosed
     await broker?.close()
     logger.info('stopped', { stats: { ...stats } })
   }
 
+  const plain = listener.addresses.plain
+  const tls = listener.addresses.tls
   return {
     config,
-    port: address.port,
+    port: (plain ?? tls)!.port,
+    tlsPort: tls?.port,
     mqttUrl,
     brokerPort: broker?.tcp.port,
     brokerWsPort: broker?.ws?.port,
+    brokerTlsPort: broker?.tls?.port,
     get mqttConnected() {
       return mqtt.connected
     },
     stats: () => stats,
+    reload,
     close: () => {
       closing ??= close()
       return closing

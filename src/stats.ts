@@ -3,8 +3,10 @@
  * shutdown log line. Plain numbers, bumped in place: no allocation on the hot path.
  */
 export interface GatewayStats {
-  /** Connections accepted on the HyperTCP listener. */
+  /** Connections accepted on the HyperTCP listeners. */
   connections: number
+  /** Connections open right now (logged in or not). */
+  open: number
   /** Devices currently logged in. */
   online: number
   logins: number
@@ -23,11 +25,16 @@ export interface GatewayStats {
   deviceAcks: number
   /** Close reasons, counted. */
   closes: Record<string, number>
+  /** Connections refused on accept, before any byte was read, by reason. */
+  refused: Record<string, number>
+  /** Uplinks answered QUOTA_LIMIT by the per-device message rate. */
+  throttled: number
 }
 
 export function createStats(): GatewayStats {
   return {
     connections: 0,
+    open: 0,
     online: 0,
     logins: 0,
     loginFailures: 0,
@@ -39,5 +46,7 @@ export function createStats(): GatewayStats {
     dropped: 0,
     deviceAcks: 0,
     closes: {},
+    refused: {},
+    throttled: 0,
   }
 }

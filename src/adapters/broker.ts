@@ -1,14 +1,29 @@
+import { timingSafeEqual } from 'node:crypto'
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
 import { type AddressInfo, createServer, type Server } from 'node:net'
-import { Aedes } from 'aedes'
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls'
+import { Aedes, type AedesOptions } from 'aedes'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import type { Logger } from '../log.js'
-import { listenOn } from './listen.js'
+import { readTlsFiles, type TlsFiles } from './device-listener.js'
+import { formatAddress, listenOn } from './listen.js'
+
+export interface Credentials {
+  readonly username: string
+  readonly password: string
+}
 
 export interface EmbeddedBrokerOptions {
   readonly host: string
   readonly port: number
   readonly wsPort: number | 'off'
+  /** MQTT over TLS, with the device listener's certificate. */
+  readonly tlsPort: number | 'off'
+  readonly tls: TlsFiles
+  /** When set, MQTT clients must log in with these. */
+  readonly users: Credentials | null
+  /** The gateway's own login, always accepted: its publishes are not subject to `users`. */
+  readonly internal: Credentials
   readonly logger: Logger
 }
 
@@ -17,63 +32,103 @@ export class EmbeddedBroker {
   readonly aedes: Aedes
   readonly tcp: AddressInfo
   readonly ws: AddressInfo | undefined
-  private readonly tcpServer: Server
-  private readonly httpServer: HttpServer | undefined
-  private readonly wss: WebSocketServer | undefined
+  readonly tls: AddressInfo | undefined
+  private readonly servers: (Server | HttpServer)[] = []
+  private wss: WebSocketServer | undefined
+  private tlsServer: TlsServer | undefined
 
-  private constructor(aedes: Aedes, tcpServer: Server, httpServer?: HttpServer, wss?: WebSocketServer) {
+  private constructor(
+    aedes: Aedes,
+    tcpServer: Server,
+    extra: { httpServer?: HttpServer; wss?: WebSocketServer; tlsServer?: TlsServer },
+  ) {
     this.aedes = aedes
-    this.tcpServer = tcpServer
     this.tcp = tcpServer.address() as AddressInfo
-    this.httpServer = httpServer
-    this.wss = wss
-    this.ws = httpServer?.address() as AddressInfo | undefined
+    this.servers.push(tcpServer)
+    if (extra.httpServer) this.servers.push(extra.httpServer)
+    if (extra.tlsServer) this.servers.push(extra.tlsServer)
+    this.wss = extra.wss
+    this.tlsServer = extra.tlsServer
+    this.ws = extra.httpServer?.address() as AddressInfo | undefined
+    this.tls = extra.tlsServer?.address() as AddressInfo | undefined
   }
 
   static async start(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
     const { logger } = options
-    const aedes = await Aedes.createBroker({ id: 'hypertcp-embedded' })
+    const brokerOptions: AedesOptions = { id: 'hypertcp-embedded' }
+    if (options.users !== null) brokerOptions.authenticate = authenticator(options.users, options.internal)
+    const aedes = await Aedes.createBroker(brokerOptions)
     aedes.on('clientError', (client, err) =>
       logger.debug('mqtt client error', { clientId: client.id, error: err.message }),
     )
     aedes.on('connectionError', (client, err) =>
       logger.debug('mqtt connection error', { clientId: client.id, error: err.message }),
     )
-    const tcpServer = createServer(aedes.handle)
+    const started: (Server | HttpServer)[] = []
     try {
+      const tcpServer = createServer(aedes.handle)
       await listenOn(tcpServer, options.host, options.port, 'embedded MQTT broker')
+      started.push(tcpServer)
+      const tcp = tcpServer.address() as AddressInfo
+      logger.info(`embedded MQTT broker listening on ${formatAddress(tcp.address, tcp.port)}`)
+      const extra: { httpServer?: HttpServer; wss?: WebSocketServer; tlsServer?: TlsServer } = {}
+      if (options.wsPort !== 'off') {
+        const httpServer = createHttpServer((_req, res) => {
+          res
+            .writeHead(426, { 'content-type': 'text/plain' })
+            .end('MQTT over WebSocket: connect with an MQTT client\n')
+        })
+        const wss = new WebSocketServer({ server: httpServer })
+        wss.on('connection', (socket, req) => aedes.handle(createWebSocketStream(socket), req))
+        await listenOn(httpServer, options.host, options.wsPort, 'embedded MQTT-over-WebSocket listener')
+        started.push(httpServer)
+        Object.assign(extra, { httpServer, wss })
+        const ws = httpServer.address() as AddressInfo
+        logger.info(`embedded MQTT-over-WebSocket listening on ${formatAddress(ws.address, ws.port)}`)
+      }
+      if (options.tlsPort !== 'off') {
+        const tlsServer = createTlsServer(readTlsFiles({ ...options.tls, clientAuth: 'none' }), aedes.handle)
+        await listenOn(tlsServer, options.host, options.tlsPort, 'embedded MQTT-over-TLS listener')
+        started.push(tlsServer)
+        extra.tlsServer = tlsServer
+        const tls = tlsServer.address() as AddressInfo
+        logger.info(`embedded MQTT-over-TLS listening on ${formatAddress(tls.address, tls.port)}`)
+      }
+      return new EmbeddedBroker(aedes, tcpServer, extra)
     } catch (err) {
+      for (const server of started) server.close()
       await closeAedes(aedes)
       throw err
     }
-    if (options.wsPort === 'off') return new EmbeddedBroker(aedes, tcpServer)
-    const httpServer = createHttpServer((_req, res) => {
-      res
-        .writeHead(426, { 'content-type': 'text/plain' })
-        .end('MQTT over WebSocket: connect with an MQTT client\n')
-    })
-    const wss = new WebSocketServer({ server: httpServer })
-    wss.on('connection', (socket, req) => aedes.handle(createWebSocketStream(socket), req))
-    try {
-      await listenOn(httpServer, options.host, options.wsPort, 'embedded MQTT-over-WebSocket listener')
-    } catch (err) {
-      tcpServer.close()
-      await closeAedes(aedes)
-      throw err
-    }
-    return new EmbeddedBroker(aedes, tcpServer, httpServer, wss)
+  }
+
+  /** New certificate and key for MQTT-over-TLS connections from now on. */
+  reloadTls(files: TlsFiles): void {
+    this.tlsServer?.setSecureContext(readTlsFiles({ ...files, clientAuth: 'none' }))
   }
 
   /** Stops listening, disconnects every client, closes the broker. */
   async close(): Promise<void> {
-    const closed = [closeServer(this.tcpServer)]
-    if (this.httpServer) {
-      for (const client of this.wss?.clients ?? []) client.terminate()
-      this.wss?.close()
-      closed.push(closeServer(this.httpServer))
-    }
+    for (const client of this.wss?.clients ?? []) client.terminate()
+    this.wss?.close()
+    const closed = this.servers.map(closeServer)
     await closeAedes(this.aedes)
     await Promise.all(closed)
+  }
+}
+
+/** Accepts `users` and the gateway's own credentials, compared in constant time. */
+function authenticator(users: Credentials, internal: Credentials): NonNullable<AedesOptions['authenticate']> {
+  const allowed = [users, internal].map((c) => ({ username: c.username, password: Buffer.from(c.password) }))
+  return (_client, username, password, callback) => {
+    const given = password ?? Buffer.alloc(0)
+    const ok = allowed.some(
+      (c) =>
+        c.username === username && c.password.length === given.length && timingSafeEqual(c.password, given),
+    )
+    if (ok) return callback(null, true)
+    const err = Object.assign(new Error('bad username or password'), { returnCode: 4 })
+    callback(err as Parameters<typeof callback>[0], false)
   }
 }
 

@@ -11,12 +11,24 @@ export interface DeviceEntry {
   readonly username?: string
   /** Further ids the JSON login form may claim with this token ([HT-3.3]). */
   readonly allowedIds?: readonly string[]
+  /**
+   * Devices this one may message directly: ids, or prefixes ending in `*` (`"relay-*"`).
+   * Default: any. Others are answered NOT_ALLOWED.
+   */
+  readonly allowTargets?: readonly string[]
+  /** Whether it may broadcast. Default true. */
+  readonly allowBroadcast?: boolean
 }
 
-/** Who a logged-in connection is. */
+/** Who a logged-in connection is, and what it may reach. */
 export interface Identity {
   readonly deviceId: string
   readonly username: string
+  /** The digest of the token it logged in with (to re-check it when the registry is reloaded). */
+  readonly tokenDigest: string
+  /** Whether it may message `targetId` directly ([HT-4.4] publish ACL). */
+  readonly mayMessage: (targetId: string) => boolean
+  readonly mayBroadcast: boolean
 }
 
 export type AuthResult =
@@ -27,6 +39,18 @@ interface Grant {
   readonly id: string
   readonly username: string
   readonly ids: ReadonlySet<string>
+  readonly mayMessage: (targetId: string) => boolean
+  readonly mayBroadcast: boolean
+}
+
+const ANY = () => true
+
+/** `["relay-1", "sensor-*"]` → a predicate; `*` at the end matches any suffix. */
+function targetMatcher(patterns: readonly string[] | undefined): (targetId: string) => boolean {
+  if (patterns === undefined || patterns.includes('*')) return ANY
+  const exact = new Set(patterns.filter((p) => !p.endsWith('*')))
+  const prefixes = patterns.filter((p) => p.endsWith('*')).map((p) => p.slice(0, -1))
+  return (id) => exact.has(id) || prefixes.some((p) => id.startsWith(p))
 }
 
 function digest(token: Buffer | string): string {
@@ -43,7 +67,13 @@ export class DeviceRegistry {
 
   constructor(devices: readonly DeviceEntry[]) {
     for (const d of devices) {
-      const grant = { id: d.id, username: d.username ?? d.id, ids: new Set([d.id, ...(d.allowedIds ?? [])]) }
+      const grant: Grant = {
+        id: d.id,
+        username: d.username ?? d.id,
+        ids: new Set([d.id, ...(d.allowedIds ?? [])]),
+        mayMessage: targetMatcher(d.allowTargets),
+        mayBroadcast: d.allowBroadcast ?? true,
+      }
       this.byDigest.set(digest(d.token), grant)
       for (const id of grant.ids) this.usernames.set(id, grant.username)
     }
@@ -63,12 +93,20 @@ export class DeviceRegistry {
    * Without a claim, the device is the token's own id.
    */
   authenticate(token: Buffer | string, claimedId: string | undefined): AuthResult {
-    const grant = this.byDigest.get(digest(token))
+    const tokenDigest = digest(token)
+    const grant = this.byDigest.get(tokenDigest)
     if (grant === undefined) return { ok: false, status: Status.INVALID_TOKEN, reason: 'invalid_token' }
-    if (claimedId === undefined || claimedId === grant.id) {
-      return { ok: true, identity: { deviceId: grant.id, username: grant.username } }
-    }
-    if (!grant.ids.has(claimedId)) return { ok: false, status: Status.NOT_ALLOWED, reason: 'not_allowed' }
-    return { ok: true, identity: { deviceId: claimedId, username: grant.username } }
+    const deviceId = claimedId ?? grant.id
+    if (!grant.ids.has(deviceId)) return { ok: false, status: Status.NOT_ALLOWED, reason: 'not_allowed' }
+    const { username, mayMessage, mayBroadcast } = grant
+    return { ok: true, identity: { deviceId, username, tokenDigest, mayMessage, mayBroadcast } }
+  }
+
+  /**
+   * Whether a connection that logged in as `identity` would still be let in by this registry
+   * (after a reload: a revoked token, or an id no longer allowed for it, is not).
+   */
+  stillAdmits(identity: Identity): boolean {
+    return this.byDigest.get(identity.tokenDigest)?.ids.has(identity.deviceId) ?? false
   }
 }

@@ -41,7 +41,7 @@ export class Bridge implements SessionHost {
   readonly gatewayId: string
   private readonly config: GatewayConfig
   private readonly mqtt: MqttPort
-  private readonly registry: DeviceRegistry
+  private registry: DeviceRegistry
   private readonly logger: Logger
   private readonly stats: GatewayStats
   private readonly templates: Record<'up' | 'down' | 'status' | 'control', TopicTemplate>
@@ -112,6 +112,23 @@ export class Bridge implements SessionHost {
   }
 
   /**
+   * Swaps in a reloaded device registry. Connections whose token was revoked, or whose id the
+   * token no longer allows, are closed (reason `kicked`). Returns how many were.
+   */
+  replaceRegistry(registry: DeviceRegistry): number {
+    this.registry = registry
+    let kicked = 0
+    for (const device of [...this.devices.values()]) {
+      const session = device.session
+      if (session.identity === undefined || registry.stillAdmits(session.identity)) continue
+      session.logger.info('token revoked by a registry reload: closing')
+      session.close('kicked')
+      kicked++
+    }
+    return kicked
+  }
+
+  /**
    * [HT-3.3] Takeover: a newer login of the same device wins. Locally the older session is
    * closed here; other instances are told on the device's control topic. Then the down and
    * control topics are subscribed and presence announced; the login is answered after the
@@ -163,6 +180,16 @@ export class Bridge implements SessionHost {
       // [HT-4.5] Past the buffer: an error status, never a false success.
       this.logger.warn('uplink refused: too many publishes awaiting the broker', { pending: this.pending })
       done(Status.SERVER_ERROR)
+      return
+    }
+    const identity = session.identity!
+    if (
+      (kind === 'direct' && !identity.mayMessage(targetId)) ||
+      (kind === 'broadcast' && !identity.mayBroadcast)
+    ) {
+      // Publish ACL: this device may not reach that topic.
+      session.logger.debug('uplink not allowed', { kind, targetId })
+      done(Status.NOT_ALLOWED)
       return
     }
     let topic: string

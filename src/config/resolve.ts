@@ -1,6 +1,7 @@
 import type { DeviceEntry } from '../auth/registry.js'
 import { compileTemplate, type Placeholder, TemplateError } from '../bridge/topics.js'
 import { ConfigError } from '../errors.js'
+import { parseCidr } from '../limits/ip-guard.js'
 import { isValidTopicLevel } from '../protocol/ids.js'
 import {
   defaults,
@@ -47,7 +48,39 @@ export function resolveConfig(layers: readonly ConfigLayer[]): GatewayConfig {
   const config = defaults()
   for (const layer of layers) apply(config, layer)
   checkTemplates(config)
+  checkCombinations(config)
   return config
+}
+
+/** Rules between settings; errors name the setting to change. */
+function checkCombinations(c: GatewayConfig): void {
+  if (c.port === 'off' && c.tlsPort === 'off')
+    throw new ConfigError('port', "both 'port' and 'tlsPort' are off: no listener left")
+  const tls = c.tlsPort !== 'off' || c.brokerTlsPort !== 'off'
+  if (tls && c.tlsCert === null)
+    throw new ConfigError('tlsCert', 'a TLS listener is on: give the certificate file')
+  if (tls && c.tlsKey === null)
+    throw new ConfigError('tlsKey', 'a TLS listener is on: give the private key file')
+  if (c.tlsClientAuth !== 'none' && c.tlsCa === null) {
+    throw new ConfigError(
+      'tlsCa',
+      `tlsClientAuth is '${c.tlsClientAuth}': give the CA that device certificates chain to`,
+    )
+  }
+  if ((c.brokerUsername === null) !== (c.brokerPassword === null)) {
+    throw new ConfigError(
+      c.brokerUsername === null ? 'brokerUsername' : 'brokerPassword',
+      'brokerUsername and brokerPassword go together',
+    )
+  }
+}
+
+/** `host:port` (IPv6 hosts bracketed). */
+export function parseHostPort(value: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:\s]+)):(\d{1,5})$/.exec(value.trim())
+  const port = Number(m?.[3])
+  if (!m || port < 1 || port > 65535) return undefined
+  return { host: (m[1] ?? m[2])!, port }
 }
 
 function apply(config: GatewayConfig, { source, values }: ConfigLayer): void {
@@ -94,6 +127,20 @@ export function checkSetting(key: string, spec: SettingSpec, value: unknown): un
       return value
     case 'qos':
       if (value !== 0 && value !== 1 && value !== 2) throw bad(key, 'QoS 0, 1 or 2', value)
+      return value
+    case 'cidrs': {
+      const list = typeof value === 'string' ? value.split(',').filter((x) => x.trim() !== '') : value
+      if (!Array.isArray(list))
+        throw bad(key, 'a list of networks such as ["10.0.0.0/8", "192.168.1.7"]', value)
+      return list.map((cidr: unknown, i) => {
+        if (typeof cidr !== 'string' || parseCidr(cidr) === undefined) {
+          throw bad(`${key}[${i}]`, 'an address or CIDR such as 10.0.0.0/8 or 2001:db8::/32', cidr)
+        }
+        return cidr.trim()
+      })
+    }
+    case 'hostport':
+      if (typeof value !== 'string' || parseHostPort(value) === undefined) throw bad(key, 'host:port', value)
       return value
     case 'int':
     case 'seconds': {
@@ -167,13 +214,10 @@ function checkDevices(key: string, value: unknown): DeviceEntry[] {
   return value.map((entry: unknown, i): DeviceEntry => {
     const at = `${key}[${i}]`
     if (!isRecord(entry)) throw bad(at, 'an object {"id": "...", "token": "..."}', entry)
+    const known = ['id', 'token', 'username', 'allowedIds', 'allowTargets', 'allowBroadcast']
     for (const k of Object.keys(entry)) {
-      if (!['id', 'token', 'username', 'allowedIds'].includes(k)) {
-        throw new ConfigError(
-          `${at}.${k}`,
-          `unknown device setting${suggest(k, ['id', 'token', 'username', 'allowedIds'])}`,
-        )
-      }
+      if (!known.includes(k))
+        throw new ConfigError(`${at}.${k}`, `unknown device setting${suggest(k, known)}`)
     }
     const id = checkId(`${at}.id`, entry.id)
     const { token, username, allowedIds } = entry
@@ -183,6 +227,19 @@ function checkDevices(key: string, value: unknown): DeviceEntry[] {
     if (allowedIds !== undefined && !Array.isArray(allowedIds))
       throw bad(`${at}.allowedIds`, 'an array of device ids', allowedIds)
     const extra = (allowedIds ?? []).map((x: unknown, j: number) => checkId(`${at}.allowedIds[${j}]`, x))
+    const { allowTargets, allowBroadcast } = entry
+    if (allowTargets !== undefined && !Array.isArray(allowTargets)) {
+      throw bad(`${at}.allowTargets`, 'an array of device ids or prefixes ending in *', allowTargets)
+    }
+    const targets = (allowTargets ?? []).map((x: unknown, j: number) => {
+      const key = `${at}.allowTargets[${j}]`
+      if (x === '*') return x
+      if (typeof x === 'string' && x.endsWith('*') && isValidTopicLevel(x.slice(0, -1) || 'x')) return x
+      return checkId(key, x)
+    })
+    if (allowBroadcast !== undefined && typeof allowBroadcast !== 'boolean') {
+      throw bad(`${at}.allowBroadcast`, 'true or false', allowBroadcast)
+    }
     const dup = ids.get(id)
     if (dup !== undefined) throw new ConfigError(`${at}.id`, `"${id}" is already the id of ${key}[${dup}]`)
     const dupToken = tokens.get(token)
@@ -194,6 +251,8 @@ function checkDevices(key: string, value: unknown): DeviceEntry[] {
       token,
       ...(username === undefined ? {} : { username: username as string }),
       ...(extra.length === 0 ? {} : { allowedIds: extra }),
+      ...(allowTargets === undefined ? {} : { allowTargets: targets }),
+      ...(allowBroadcast === undefined ? {} : { allowBroadcast }),
     }
   })
 }
@@ -254,6 +313,8 @@ export function fromString(key: string, spec: SettingSpec, raw: string): unknown
   switch (spec.kind) {
     case 'string':
     case 'enum':
+    case 'hostport':
+    case 'cidrs': // comma-separated; checked by checkSetting
       return text
     case 'boolean':
       if (/^(true|1|yes|on)$/i.test(text)) return true

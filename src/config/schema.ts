@@ -39,8 +39,17 @@ export interface GatewayConfig {
   gatewayId: string
   /** HyperTCP listen address. Default `0.0.0.0`. */
   host: string
-  /** HyperTCP listen port; 0 = any free port. Default 8080. */
-  port: number
+  /** HyperTCP listen port; 0 = any free port; 'off' = no plain listener (TLS only). Default 8080. */
+  port: number | 'off'
+  /** HyperTCP-over-TLS listen port (same address as `host`); 'off' = none. Default 'off'. */
+  tlsPort: number | 'off'
+  /** PEM files of the TLS listeners (devices, and the embedded broker's MQTTS): certificate and key. */
+  tlsCert: string | null
+  tlsKey: string | null
+  /** PEM CA bundle that device client certificates must chain to (with `tlsClientAuth`). */
+  tlsCa: string | null
+  /** Device client certificates: 'none', 'request' (verified if sent) or 'require'. Default 'none'. */
+  tlsClientAuth: 'none' | 'request' | 'require'
   /** External broker (`mqtt://`, `mqtts://`, `ws://`, `wss://`); null = start the embedded Aedes broker. */
   mqttUrl: string | null
   mqttUsername: string | null
@@ -61,6 +70,11 @@ export interface GatewayConfig {
   brokerPort: number
   /** Embedded broker MQTT-over-WebSocket port; 0 = any free port; 'off' = none. Default 8083. */
   brokerWsPort: number | 'off'
+  /** Embedded broker MQTT-over-TLS port (uses `tlsCert`/`tlsKey`); 'off' = none. Default 'off'. */
+  brokerTlsPort: number | 'off'
+  /** When set, MQTT clients of the embedded broker must log in with these (the gateway itself need not). */
+  brokerUsername: string | null
+  brokerPassword: string | null
   /** `error`, `warn`, `info`, `debug` or `silent`. Default `info`. */
   logLevel: 'error' | 'warn' | 'info' | 'debug' | 'silent'
   /** `pretty` (one readable line per event) or `json` (one JSON object per line). Default `pretty`. */
@@ -79,13 +93,53 @@ export interface GatewayConfig {
   maxWriteQueue: number
   /** Publishes awaiting the broker, all devices together; past it uplinks get SERVER_ERROR. Default 10000. */
   maxPendingPublishes: number
+  /** Seconds a device may leave written data unread before it is closed (`slow_consumer`). Default 30. */
+  drainTimeout: number
+  /** Messages per second per device (token bucket); excess gets QUOTA_LIMIT. 0 = no limit. Default 0. */
+  messageRate: number
+  /** Messages a device may send at once above `messageRate`. Default 100. */
+  messageBurst: number
+  /**
+   * Connections held at once; past it LOGINs are redirected to `overflowRedirect` or refused.
+   * Default (null): the open-files limit less 300 (Linux), else 50000.
+   */
+  maxConnections: number | null
+  /** `host:port` of a peer gateway that LOGINs are redirected to at `maxConnections` or while draining ([HT-6.4]). */
+  overflowRedirect: string | null
+  /** New connections per second, all addresses together; beyond it they are closed at once. 0 = no limit. Default 20000. */
+  maxConnectionRate: number
+  /** New connections per second from one IP; beyond it they are closed at once. 0 = no limit. Default 20. */
+  ipConnectionRate: number
+  /** Connections one IP may open at once above `ipConnectionRate`. Default 100. */
+  ipConnectionBurst: number
+  /** Failed logins from one IP within `loginFailureWindow` that ban it for `loginBanTime`. 0 = never. Default 10. */
+  loginFailureLimit: number
+  /** Seconds over which login failures are counted. Default 60. */
+  loginFailureWindow: number
+  /** Seconds an IP is banned (its logins refused with QUOTA_LIMIT). Default 300. */
+  loginBanTime: number
+  /** If not empty, only these networks (CIDR or address) may connect. */
+  allowCidrs: string[]
+  /** These networks may never connect. */
+  denyCidrs: string[]
+  /** Networks the per-IP rate limits and bans do not apply to. Default loopback. */
+  rateLimitExempt: string[]
   topics: TopicsConfig
   qos: QosConfig
   /** The device registry. */
   devices: DeviceEntry[]
 }
 
-export type ScalarKind = 'string' | 'port' | 'int' | 'seconds' | 'boolean' | 'enum' | 'qos'
+export type ScalarKind =
+  | 'string'
+  | 'port'
+  | 'int'
+  | 'seconds'
+  | 'boolean'
+  | 'enum'
+  | 'qos'
+  | 'cidrs'
+  | 'hostport'
 
 /** How one scalar setting is read and checked. The same table drives file, env and flags. */
 export interface SettingSpec {
@@ -106,7 +160,16 @@ type ScalarKey = Exclude<keyof GatewayConfig, 'topics' | 'qos' | 'devices'>
 export const SETTINGS: Readonly<Record<ScalarKey, SettingSpec>> = {
   gatewayId: { kind: 'string', doc: 'id of this gateway instance (presence, own status topic)' },
   host: { kind: 'string', doc: 'HyperTCP listen address' },
-  port: { kind: 'port', doc: 'HyperTCP listen port (0 = any free port)' },
+  port: { kind: 'port', off: true, doc: "HyperTCP listen port (0 = any free port, 'off' = TLS only)" },
+  tlsPort: { kind: 'port', off: true, doc: "HyperTCP-over-TLS listen port ('off' = none)" },
+  tlsCert: { kind: 'string', nullable: true, doc: 'TLS certificate (PEM file) of the TLS listeners' },
+  tlsKey: { kind: 'string', nullable: true, doc: 'TLS private key (PEM file) of the TLS listeners' },
+  tlsCa: { kind: 'string', nullable: true, doc: 'CA bundle (PEM file) for device client certificates' },
+  tlsClientAuth: {
+    kind: 'enum',
+    choices: ['none', 'request', 'require'],
+    doc: 'device client certificates: none, request or require',
+  },
   mqttUrl: {
     kind: 'string',
     nullable: true,
@@ -128,20 +191,123 @@ export const SETTINGS: Readonly<Record<ScalarKey, SettingSpec>> = {
     off: true,
     doc: "embedded broker MQTT-over-WebSocket port (0 = any free port, 'off' = none)",
   },
-  logLevel: { kind: 'enum', choices: ['error', 'warn', 'info', 'debug', 'silent'], doc: 'log level' },
-  logFormat: { kind: 'enum', choices: ['pretty', 'json'], doc: 'log format' },
+  brokerTlsPort: { kind: 'port', off: true, doc: "embedded broker MQTT-over-TLS port ('off' = none)" },
+  brokerUsername: {
+    kind: 'string',
+    nullable: true,
+    doc: 'username MQTT clients of the embedded broker must give',
+  },
+  brokerPassword: {
+    kind: 'string',
+    nullable: true,
+    doc: 'password MQTT clients of the embedded broker must give',
+  },
+  logLevel: {
+    kind: 'enum',
+    choices: ['error', 'warn', 'info', 'debug', 'silent'],
+    doc: 'error, warn, info, debug or silent',
+  },
+  logFormat: {
+    kind: 'enum',
+    choices: ['pretty', 'json'],
+    doc: 'pretty (one readable line per event) or json (one object per line)',
+  },
   loginTimeout: { kind: 'seconds', min: 0.01, max: 3600, doc: 'seconds a connection has to log in' },
-  keepalive: { kind: 'seconds', min: 0.01, max: 86400, doc: 'seconds of silence before the gateway pings' },
-  maxFrameSize: { kind: 'int', min: 1, max: 65535, doc: 'largest frame body accepted, bytes' },
-  maxDownlinkSize: { kind: 'int', min: 16, max: 65535, doc: 'largest frame body sent to a device, bytes' },
-  maxInflight: { kind: 'int', min: 1, max: 65535, doc: 'uplinks per device awaiting the broker' },
+  keepalive: {
+    kind: 'seconds',
+    min: 0.01,
+    max: 86400,
+    doc: 'seconds of silence before the gateway pings; it closes after half as long again',
+  },
+  maxFrameSize: {
+    kind: 'int',
+    min: 1,
+    max: 65535,
+    doc: 'largest frame body accepted, bytes (a larger header is refused on arrival)',
+  },
+  maxDownlinkSize: {
+    kind: 'int',
+    min: 16,
+    max: 65535,
+    doc: 'largest frame body sent to a device, bytes (the original parses into 512)',
+  },
+  maxInflight: {
+    kind: 'int',
+    min: 1,
+    max: 65535,
+    doc: 'uplinks per device awaiting the broker; at the bound its socket is not read',
+  },
   maxWriteQueue: { kind: 'int', min: 1024, max: 1 << 30, doc: 'bytes queued to a device before drops' },
   maxPendingPublishes: {
     kind: 'int',
     min: 1,
     max: 10_000_000,
-    doc: 'publishes awaiting the broker, all devices',
+    doc: 'publishes awaiting the broker, all devices; past it uplinks get SERVER_ERROR',
   },
+  drainTimeout: {
+    kind: 'seconds',
+    min: 0.01,
+    max: 3600,
+    doc: 'seconds a device may leave written data unread',
+  },
+  messageRate: {
+    kind: 'seconds',
+    min: 0,
+    max: 1_000_000,
+    doc: 'messages per second per device (0 = no limit)',
+  },
+  messageBurst: {
+    kind: 'int',
+    min: 1,
+    max: 1_000_000,
+    doc: 'messages a device may send at once above the rate',
+  },
+  maxConnections: {
+    kind: 'int',
+    nullable: true,
+    min: 1,
+    max: 10_000_000,
+    doc: 'connections held at once (default: the open-files limit less 300)',
+  },
+  overflowRedirect: {
+    kind: 'hostport',
+    nullable: true,
+    doc: 'host:port LOGINs are redirected to at maxConnections or while draining',
+  },
+  maxConnectionRate: {
+    kind: 'seconds',
+    min: 0,
+    max: 10_000_000,
+    doc: 'new connections per second (0 = no limit)',
+  },
+  ipConnectionRate: {
+    kind: 'seconds',
+    min: 0,
+    max: 1_000_000,
+    doc: 'new connections per second per IP (0 = no limit)',
+  },
+  ipConnectionBurst: {
+    kind: 'int',
+    min: 1,
+    max: 1_000_000,
+    doc: 'connections one IP may open at once above the rate',
+  },
+  loginFailureLimit: {
+    kind: 'int',
+    min: 0,
+    max: 1_000_000,
+    doc: 'failed logins per IP that trigger a ban (0 = never)',
+  },
+  loginFailureWindow: {
+    kind: 'seconds',
+    min: 0.01,
+    max: 86400,
+    doc: 'seconds over which login failures count',
+  },
+  loginBanTime: { kind: 'seconds', min: 0, max: 86400 * 30, doc: 'seconds a banned IP is refused' },
+  allowCidrs: { kind: 'cidrs', doc: 'only these networks may connect (empty = all)' },
+  denyCidrs: { kind: 'cidrs', doc: 'these networks may never connect' },
+  rateLimitExempt: { kind: 'cidrs', doc: 'networks the per-IP limits and bans do not apply to' },
 }
 
 export const TOPIC_KEYS = ['up', 'down', 'status', 'control', 'broadcast', 'gatewayStatus'] as const
@@ -152,6 +318,11 @@ export function defaults(): GatewayConfig {
     gatewayId: hostname(),
     host: '0.0.0.0',
     port: 8080,
+    tlsPort: 'off',
+    tlsCert: null,
+    tlsKey: null,
+    tlsCa: null,
+    tlsClientAuth: 'none',
     mqttUrl: null,
     mqttUsername: null,
     mqttPassword: null,
@@ -164,6 +335,9 @@ export function defaults(): GatewayConfig {
     brokerHost: '0.0.0.0',
     brokerPort: 1883,
     brokerWsPort: 8083,
+    brokerTlsPort: 'off',
+    brokerUsername: null,
+    brokerPassword: null,
     logLevel: 'info',
     logFormat: 'pretty',
     loginTimeout: 10,
@@ -173,6 +347,20 @@ export function defaults(): GatewayConfig {
     maxInflight: 16,
     maxWriteQueue: 65536,
     maxPendingPublishes: 10000,
+    drainTimeout: 30,
+    messageRate: 0,
+    messageBurst: 100,
+    maxConnections: null,
+    overflowRedirect: null,
+    maxConnectionRate: 20000,
+    ipConnectionRate: 20,
+    ipConnectionBurst: 100,
+    loginFailureLimit: 10,
+    loginFailureWindow: 60,
+    loginBanTime: 300,
+    allowCidrs: [],
+    denyCidrs: [],
+    rateLimitExempt: ['127.0.0.0/8', '::1/128'],
     topics: {
       up: 'hypertcp/%c/up',
       down: 'hypertcp/%c/dn',

@@ -26,7 +26,12 @@ export class FrameTooLargeError extends GatewayError {
   readonly length: number
 
   constructor(type: number, msgId: number, length: number, maxBody: number) {
+    // A flood of oversize headers makes one of these per connection: no stack trace (it would
+    // only ever point here, and capturing it costs more than the rest of the refusal).
+    const limit = Error.stackTraceLimit
+    Error.stackTraceLimit = 0
     super('HT_ERR_FRAME_TOO_LARGE', `frame announces ${length} body bytes, limit is ${maxBody}`)
+    Error.stackTraceLimit = limit
     this.name = 'FrameTooLargeError'
     this.type = type
     this.msgId = msgId
@@ -56,7 +61,8 @@ export class FrameDecoder {
   private readonly onFrame: FrameHandler
   private readonly onError: (err: FrameTooLargeError) => void
 
-  private readonly header = Buffer.alloc(HEADER_SIZE)
+  /** Scratch for a header split across chunks; allocated the first time that happens. */
+  private header: Buffer | undefined
   private headerFill = 0
   private type = 0
   private msgId = 0
@@ -88,6 +94,11 @@ export class FrameDecoder {
 
   get failed(): boolean {
     return this._failed
+  }
+
+  /** Bytes of the frame being assembled (0 between frames). */
+  get partial(): number {
+    return this.headerFill + this.bodyFill
   }
 
   /** Bytes received but not yet delivered (a partial frame plus anything held while paused). */
@@ -166,13 +177,13 @@ export class FrameDecoder {
         continue
       }
       // Slow path: the header straddles chunks.
+      const h = (this.header ??= Buffer.allocUnsafe(HEADER_SIZE))
       const n = Math.min(HEADER_SIZE - this.headerFill, end - off)
-      chunk.copy(this.header, this.headerFill, off, off + n)
+      chunk.copy(h, this.headerFill, off, off + n)
       this.headerFill += n
       off += n
       if (this.headerFill < HEADER_SIZE) return
       this.headerFill = 0
-      const h = this.header
       const type = h[0]!
       const msgId = (h[1]! << 8) | h[2]!
       const length = (h[3]! << 8) | h[4]!

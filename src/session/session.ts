@@ -1,6 +1,7 @@
 import type { Duplex } from 'node:stream'
 import type { Identity } from '../auth/registry.js'
-import type { Logger } from '../log.js'
+import { TokenBucket } from '../limits/token-bucket.js'
+import type { Logger, LogThrottle } from '../log.js'
 import { Cmd, HEADER_SIZE, Status } from '../protocol/constants.js'
 import { FrameDecoder, type FrameTooLargeError } from '../protocol/decoder.js'
 import {
@@ -14,7 +15,7 @@ import {
 import { redirectBody } from '../protocol/messages.js'
 import type { GatewayStats } from '../stats.js'
 import { dispatch } from './handlers/index.js'
-import type { CloseReason, SessionHost } from './types.js'
+import type { CloseReason, Gatekeeper, SessionHost } from './types.js'
 
 /** Per-connection limits and timings (resolved from the gateway config). */
 export interface SessionOptions {
@@ -30,6 +31,14 @@ export interface SessionOptions {
   readonly maxInflight: number
   /** Bytes queued for the device beyond which downlinks are dropped (it is not reading). */
   readonly maxWriteQueue: number
+  /** ms a device may leave written data unread before it is closed (`slow_consumer`). */
+  readonly drainTimeoutMs: number
+  /** Messages per second per device (0 = no limit), and the burst above it. */
+  readonly messageRate: number
+  readonly messageBurst: number
+  readonly gatekeeper: Gatekeeper
+  /** Shared by all sessions: warnings that hostile input triggers once per connection. */
+  readonly throttle: LogThrottle
 }
 
 /** awaiting-login -> authenticating -> online -> closed; any state may go to closed. */
@@ -42,6 +51,19 @@ export type Connection = Duplex & { remoteAddress?: string | undefined; remotePo
 
 /** Time the peer gets to close after the gateway ended the connection, before it is destroyed. */
 const LINGER_MS = 2000
+/** Closes caused by the peer's own misbehaviour: nothing more is read from it. */
+const ABRUPT = new Set<CloseReason>([
+  'frame_too_large',
+  'not_authenticated',
+  'invalid_token',
+  'not_allowed',
+  'rate_limited',
+  'login_timeout',
+  'slow_consumer',
+])
+
+/** Bytes a closed connection may still send (while our last frames reach it) before it is cut. */
+const DISCARD_LIMIT = 64 * 1024
 
 /**
  * One HyperTCP connection ([HT-3]): decodes frames, dispatches them by state, answers in the exact
@@ -55,8 +77,8 @@ export class Session {
   readonly options: SessionOptions
   readonly host: SessionHost
   readonly stats: GatewayStats
-  readonly remote: string
-  logger: Logger
+  private readonly parentLogger: Logger
+  private scopedLogger: Logger | undefined
 
   state: SessionState = 'awaiting-login'
   /** Set once the login is accepted. */
@@ -76,6 +98,11 @@ export class Session {
   /** Set by {@link stopReading}: the gateway is shutting down, nothing more is read. */
   private quiescing = false
   private lingerTimer: NodeJS.Timeout | undefined
+  private drainTimer: NodeJS.Timeout | undefined
+  /** Bytes received after the close, dropped unread. */
+  private discarded = 0
+  /** Per-device message rate, when limited. */
+  private bucket: TokenBucket | undefined
 
   constructor(
     id: string,
@@ -90,8 +117,7 @@ export class Session {
     this.options = options
     this.host = host
     this.stats = stats
-    this.remote = `${socket.remoteAddress ?? 'local'}:${socket.remotePort ?? 0}`
-    this.logger = logger.child({ session: id, remote: this.remote })
+    this.parentLogger = logger
     this.decoder = new FrameDecoder(
       options.maxFrameSize,
       (type, msgId, body) => this.onFrame(type, msgId, body),
@@ -99,14 +125,15 @@ export class Session {
     )
     this.lastActivity = Date.now()
     socket.on('data', (chunk: Buffer) => {
+      if (this.state === 'closed') return this.discard(chunk.length)
       this.lastActivity = Date.now() // [HT-3.4] any bytes count as activity
       this.decoder.push(chunk)
     })
     socket.on('error', (err: NodeJS.ErrnoException) => {
-      this.logger.debug('socket error', { code: err.code, error: err.message })
+      this.debug('socket error', { code: err.code, error: err.message })
       this.close('socket_error')
     })
-    socket.on('end', () => this.close('client_closed'))
+    socket.on('end', () => this.onEnd())
     socket.on('close', () => {
       clearTimeout(this.lingerTimer)
       this.close('client_closed')
@@ -116,12 +143,54 @@ export class Session {
     this.timer.unref()
   }
 
+  /** `address:port` of the device, for logs. */
+  get remote(): string {
+    return `${this.socket.remoteAddress ?? 'local'}:${this.socket.remotePort ?? 0}`
+  }
+
+  /**
+   * The session's scoped logger (session, remote, deviceId once known), made on first use: most
+   * connections never log, and a flood of them should not build a logger each.
+   */
+  get logger(): Logger {
+    this.scopedLogger ??= this.parentLogger.child({
+      session: this.id,
+      remote: this.remote,
+      ...(this.identity ? { deviceId: this.identity.deviceId } : {}),
+    })
+    return this.scopedLogger
+  }
+
+  /** Logs at debug level, without building the scoped logger when debug is off. */
+  debug(message: string, meta?: Record<string, unknown>): void {
+    if (this.parentLogger.isDebugEnabled()) this.logger.debug(message, meta)
+  }
+
   get closed(): boolean {
     return this.state === 'closed'
   }
 
   get deviceId(): string | undefined {
     return this.identity?.deviceId
+  }
+
+  /**
+   * Input after the close is dropped, never decoded nor held. A peer that keeps sending (the
+   * body of a refused oversize frame, a flood) is cut off rather than read to the end.
+   */
+  private discard(bytes: number): void {
+    this.discarded += bytes
+    if (this.discarded > DISCARD_LIMIT) this.socket.destroy()
+  }
+
+  /**
+   * The device closed its side. Between frames that is a clean close; inside a frame the
+   * connection broke (a reset can surface as an end-of-stream too, depending on timing).
+   */
+  private onEnd(): void {
+    const partial = this.decoder.partial
+    if (partial > 0) this.debug('connection ended inside a frame', { bytes: partial })
+    this.close(partial > 0 ? 'socket_error' : 'client_closed')
   }
 
   private onFrame(type: number, msgId: number, body: Buffer): boolean {
@@ -133,7 +202,8 @@ export class Session {
 
   private onFrameTooLarge(err: FrameTooLargeError): void {
     // [HT-1.3] Refused on the header alone: answer with the status in the length field, close.
-    this.logger.warn('frame too large', {
+    this.options.throttle.warn('frame_too_large', 'frame too large: refused at its header', {
+      remote: this.remote,
       type: err.type,
       length: err.length,
       limit: this.options.maxFrameSize,
@@ -212,6 +282,29 @@ export class Session {
   uncork(): void {
     this.corked = false
     this.socket.uncork()
+    // Data the device has not read yet: it has `drainTimeout` to catch up, or it is closed
+    // (others are unaffected; its queue is bounded by maxWriteQueue meanwhile).
+    if (this.drainTimer === undefined && this.socket.writableLength > 0 && !this.closed) {
+      this.drainTimer = setTimeout(onDrainTimeout, this.options.drainTimeoutMs, this)
+      this.drainTimer.unref()
+      this.socket.once('drain', () => {
+        clearTimeout(this.drainTimer)
+        this.drainTimer = undefined
+      })
+    }
+  }
+
+  /**
+   * [Rate limit] Whether the device may send one more message now; false means it exceeded its
+   * rate and the message is answered QUOTA_LIMIT.
+   */
+  allowMessage(): boolean {
+    if (this.options.messageRate <= 0) return true
+    const now = Date.now()
+    this.bucket ??= new TokenBucket(this.options.messageRate, this.options.messageBurst, now)
+    if (this.bucket.take(now)) return true
+    this.stats.throttled++
+    return false
   }
 
   /** RESPONSE with no body: `status` 0 = success, else the status in the length field ([HT-2.7]). */
@@ -223,7 +316,7 @@ export class Session {
   login(msgId: number, identity: Identity): void {
     this.state = 'authenticating'
     this.identity = identity
-    this.logger = this.logger.child({ deviceId: identity.deviceId })
+    this.scopedLogger = undefined // the next log line carries the device id
     this.host.attach(this).then(
       () => this.loggedIn(msgId),
       (err: unknown) => {
@@ -339,14 +432,23 @@ export class Session {
     this.state = 'closed'
     this.closeReason = reason
     clearTimeout(this.timer)
+    clearTimeout(this.drainTimer)
     if (wasOnline) this.stats.online--
     this.stats.closes[reason] = (this.stats.closes[reason] ?? 0) + 1
-    const level = wasOnline || this.identity !== undefined ? 'info' : 'debug'
-    this.logger[level]('connection closed', { reason })
+    if (wasOnline || this.identity !== undefined) this.logger.info('connection closed', { reason })
+    else this.debug('connection closed', { reason })
     if (!this.socket.destroyed) {
-      this.socket.end()
-      this.lingerTimer = setTimeout(() => this.socket.destroy(), LINGER_MS)
-      this.lingerTimer.unref()
+      if (ABRUPT.has(reason)) {
+        // The peer misbehaved: read nothing more from it (an oversize frame's body, a flood) and
+        // let go of the socket as soon as the final answer has been handed to the OS.
+        this.socket.pause()
+        this.socket.end(() => this.socket.destroy())
+      } else {
+        // A well-behaved device: it reads its last frame (a REDIRECT) and closes in turn.
+        this.socket.end()
+        this.lingerTimer = setTimeout(() => this.socket.destroy(), LINGER_MS)
+        this.lingerTimer.unref()
+      }
     }
     this.host.detach(this, reason)
   }
@@ -358,4 +460,13 @@ function uncork(session: Session): void {
 
 function onKeepaliveTimer(session: Session): void {
   session.keepaliveCheck()
+}
+
+function onDrainTimeout(session: Session): void {
+  session.logger.warn('device does not read what it is sent: closing it', {
+    queued: session.socket.writableLength,
+  })
+  // Its unread data is discarded: destroy, not end (which would wait for it to drain).
+  session.close('slow_consumer')
+  session.socket.destroy()
 }

@@ -18,6 +18,7 @@ export type CloseReason =
   | 'shutdown'
   | 'socket_error'
   | 'broker_unavailable'
+  | 'slow_consumer'
 
 export type UplinkKind = 'server' | 'direct' | 'broadcast'
 
@@ -43,3 +44,17 @@ export interface SessionHost {
 }
 
 export type { Identity }
+
+/** What to do with a LOGIN, decided before the token is looked at. */
+export type LoginGate =
+  | { readonly action: 'proceed' }
+  /** [HT-6.4] At the connection limit or draining: send the device to a peer gateway. */
+  | { readonly action: 'redirect'; readonly server: string; readonly port: number }
+  | { readonly action: 'refuse'; readonly status: number; readonly reason: CloseReason }
+
+/** Admission decisions that need the gateway's view (connection counts, IP bans, draining). */
+export interface Gatekeeper {
+  checkLogin(session: Session): LoginGate
+  /** A login was refused (wrong token, not allowed): counts towards the IP's ban. */
+  loginFailed(session: Session): void
+}

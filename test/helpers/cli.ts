@@ -51,9 +51,11 @@ export class CliProcess {
     )
   }
 
-  static start(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
+  /** `wrapper` runs the gateway through another command (e.g. `prlimit --nofile=40:40`). */
+  static start(args: string[], env: NodeJS.ProcessEnv = {}, wrapper: string[] = []): CliProcess {
+    const [command, ...prefix] = [...wrapper, process.execPath]
     return new CliProcess(
-      spawn(process.execPath, [bin, ...args], {
+      spawn(command!, [...prefix, bin, ...args], {
         cwd: root,
         env: { ...process.env, ...env },
         stdio: ['ignore', 'pipe', 'pipe'],

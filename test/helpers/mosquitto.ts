@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -62,17 +62,24 @@ export class Mosquitto {
   private readonly dir: string
   readonly port: number
 
-  private constructor(port: number) {
+  private constructor(port: number, persistent: boolean) {
     this.port = port
     this.dir = mkdtempSync(join(tmpdir(), 'htgw-mosquitto-'))
+    // Started as root, mosquitto drops to its own user: it must be able to write its database here.
+    chmodSync(this.dir, 0o777)
+    // Persistent: sessions and queued messages are saved after every change, so they survive
+    // even `kill -9` (what the fault tests need for a persistent subscriber).
+    const persistence = persistent
+      ? `persistence true\npersistence_location ${this.dir}/\nautosave_interval 1\nautosave_on_changes true\n`
+      : 'persistence false\n'
     writeFileSync(
       join(this.dir, 'mosquitto.conf'),
-      `listener ${port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\n`,
+      `listener ${port} 127.0.0.1\nallow_anonymous true\n${persistence}max_queued_messages 100000\nmax_inflight_messages 0\n`,
     )
   }
 
-  static async start(): Promise<Mosquitto> {
-    const m = new Mosquitto(await freePort())
+  static async start(options: { persistent?: boolean } = {}): Promise<Mosquitto> {
+    const m = new Mosquitto(await freePort(), options.persistent ?? false)
     await m.run()
     return m
   }
@@ -99,6 +106,22 @@ export class Mosquitto {
     }
     child.kill('SIGKILL')
     throw new Error(`mosquitto did not listen on ${this.port} within 10 s: ${output}`)
+  }
+
+  /**
+   * Persistent mode: writes the broker's database now (SIGUSR1) and waits until it is on disk.
+   * Its autosave only runs once changes *exceed* the interval, so a lone subscription made just
+   * before a `kill -9` would otherwise be lost, and the messages meant for it with it.
+   */
+  async save(): Promise<void> {
+    const db = join(this.dir, 'mosquitto.db')
+    const before = existsSync(db) ? statSync(db).mtimeMs : 0
+    this.child?.kill('SIGUSR1')
+    const deadline = Date.now() + 5000
+    while (!existsSync(db) || statSync(db).mtimeMs === before) {
+      if (Date.now() > deadline) throw new Error('mosquitto did not write its database')
+      await new Promise((r) => setTimeout(r, 20))
+    }
   }
 
   /** Stops the broker (SIGKILL by default: an outage, not a goodbye). */

@@ -1,4 +1,5 @@
 import { connect, type Socket } from 'node:net'
+import { type ConnectionOptions, connect as connectTls } from 'node:tls'
 import { Cmd } from '../../src/protocol/constants.js'
 import { FrameDecoder } from '../../src/protocol/decoder.js'
 import { encodeFrame } from '../../src/protocol/encoder.js'
@@ -53,6 +54,15 @@ export class RawClient {
     return new Promise((resolve, reject) => {
       const socket = connect(port, host)
       socket.once('connect', () => resolve(new RawClient(socket)))
+      socket.once('error', reject)
+    })
+  }
+
+  /** Over TLS (`options` give the CA, and a client certificate if any). */
+  static connectTls(port: number, options: ConnectionOptions): Promise<RawClient> {
+    return new Promise((resolve, reject) => {
+      const socket = connectTls({ host: '127.0.0.1', port, servername: 'localhost', ...options })
+      socket.once('secureConnect', () => resolve(new RawClient(socket)))
       socket.once('error', reject)
     })
   }

@@ -114,15 +114,44 @@ describe('config: errors name the key and what was expected', () => {
       { devices: [{ id: 'a', token: 't', allowedIds: ['ok', '#'] }] },
       'test: devices[0].allowedIds[1]',
     ],
+    ['a $-prefixed id', { devices: [{ id: '$SYS', token: 't' }] }, 'test: devices[0].id'],
+    [
+      'bad allowTargets',
+      { devices: [{ id: 'a', token: 't', allowTargets: ['x/y'] }] },
+      'test: devices[0].allowTargets[0]',
+    ],
+    ['bad CIDR', { denyCidrs: ['10.0.0.0/8', '300.1.1.1'] }, 'test: denyCidrs[1]'],
+    ['CIDRs not a list', { allowCidrs: 7 }, 'test: allowCidrs'],
+    ['bad overflowRedirect', { overflowRedirect: 'gw2' }, 'test: overflowRedirect'],
+    ['no listener left', { port: 'off' }, 'port'],
+    ['TLS without a certificate', { tlsPort: 8443, tlsKey: 'k.pem' }, 'tlsCert'],
+    [
+      'client auth without a CA',
+      { tlsPort: 8443, tlsCert: 'c', tlsKey: 'k', tlsClientAuth: 'require' },
+      'tlsCa',
+    ],
+    ['a broker user without a password', { brokerUsername: 'u' }, 'brokerPassword'],
   ]
   for (const [what, values, key] of cases) {
     it(`refuses ${what}`, () => {
       const err = errorOf(() => resolve(values))
       expect(err.code).to.equal('HT_ERR_CONFIG')
       expect(err.key).to.equal(key)
-      expect(err.message).to.match(/expected|unknown|must|already|same token|reserved/)
+      expect(err.message).to.match(
+        /expected|unknown|must|already|same token|reserved|give|go together|no listener/,
+      )
     })
   }
+
+  it('reads lists and host:port from strings (environment, flags)', () => {
+    const { layer } = envLayer({
+      HYPERTCP_DENY_CIDRS: '10.0.0.0/8, 192.168.0.1',
+      HYPERTCP_OVERFLOW_REDIRECT: '[::1]:8081',
+    })
+    const c = resolveConfig([layer])
+    expect(c.denyCidrs).to.deep.equal(['10.0.0.0/8', '192.168.0.1'])
+    expect(c.overflowRedirect).to.equal('[::1]:8081')
+  })
 
   it('suggests the near key', () => {
     expect(errorOf(() => resolve({ prot: 1 })).message).to.contain('did you mean "port"')
@@ -133,25 +162,31 @@ describe('device registry [HT-3.2] [HT-3.3]', () => {
   const registry = new DeviceRegistry([
     { id: 'dev-1', token: 'tok-1' },
     { id: 'dev-2', token: 'tok-2', username: 'owner', allowedIds: ['dev-2b'] },
+    { id: 'dev-3', token: 'tok-3', allowTargets: ['relay-1', 'sensor-*'], allowBroadcast: false },
   ])
+  const who = (r: ReturnType<DeviceRegistry['authenticate']>) =>
+    r.ok ? { deviceId: r.identity.deviceId, username: r.identity.username } : r
 
   it('maps a token to its device, raw bytes or string alike', () => {
-    expect(registry.authenticate(Buffer.from('tok-1'), undefined)).to.deep.equal({
-      ok: true,
-      identity: { deviceId: 'dev-1', username: 'dev-1' },
+    expect(who(registry.authenticate(Buffer.from('tok-1'), undefined))).to.deep.equal({
+      deviceId: 'dev-1',
+      username: 'dev-1',
     })
-    expect(registry.authenticate('tok-2', undefined)).to.deep.equal({
-      ok: true,
-      identity: { deviceId: 'dev-2', username: 'owner' },
+    expect(who(registry.authenticate('tok-2', undefined))).to.deep.equal({
+      deviceId: 'dev-2',
+      username: 'owner',
     })
   })
 
   it('honours a claimed id only when the token allows it', () => {
-    expect(registry.authenticate('tok-2', 'dev-2b')).to.deep.equal({
-      ok: true,
-      identity: { deviceId: 'dev-2b', username: 'owner' },
+    expect(who(registry.authenticate('tok-2', 'dev-2b'))).to.deep.equal({
+      deviceId: 'dev-2b',
+      username: 'owner',
     })
-    expect(registry.authenticate('tok-2', 'dev-2')).to.include({ ok: true })
+    expect(who(registry.authenticate('tok-2', 'dev-2'))).to.deep.equal({
+      deviceId: 'dev-2',
+      username: 'owner',
+    })
     expect(registry.authenticate('tok-2', 'dev-1')).to.deep.equal({
       ok: false,
       status: Status.NOT_ALLOWED,
@@ -172,5 +207,30 @@ describe('device registry [HT-3.2] [HT-3.3]', () => {
   it('knows the username of ids it lists', () => {
     expect(registry.usernameOf('dev-2b')).to.equal('owner')
     expect(registry.usernameOf('elsewhere')).to.equal('elsewhere')
+  })
+
+  it("carries each device's publish ACL: targets by id or prefix, and broadcast", () => {
+    const open = registry.authenticate('tok-1', undefined)
+    const limited = registry.authenticate('tok-3', undefined)
+    if (!open.ok || !limited.ok) throw new Error('login failed')
+    expect(open.identity.mayMessage('anything')).to.equal(true)
+    expect(open.identity.mayBroadcast).to.equal(true)
+    expect(
+      ['relay-1', 'sensor-9', 'relay-2', 'sensor'].map((t) => limited.identity.mayMessage(t)),
+    ).to.deep.equal([true, true, false, false])
+    expect(limited.identity.mayBroadcast).to.equal(false)
+  })
+
+  it('tells, after a reload, which logged-in identities it no longer admits', () => {
+    const r1 = registry.authenticate('tok-2', 'dev-2b')
+    const r2 = registry.authenticate('tok-1', undefined)
+    if (!r1.ok || !r2.ok) throw new Error('login failed')
+    const reloaded = new DeviceRegistry([
+      { id: 'dev-1', token: 'tok-1-rotated' },
+      { id: 'dev-2', token: 'tok-2' }, // dev-2b no longer allowed
+    ])
+    expect(reloaded.stillAdmits(r1.identity)).to.equal(false)
+    expect(reloaded.stillAdmits(r2.identity)).to.equal(false)
+    expect(registry.stillAdmits(r1.identity)).to.equal(true)
   })
 })

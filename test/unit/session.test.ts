@@ -1,7 +1,7 @@
 import { Duplex } from 'node:stream'
 import { expect } from 'chai'
 import type { AuthResult } from '../../src/auth/registry.js'
-import { silentLogger } from '../../src/log.js'
+import { LogThrottle, silentLogger } from '../../src/log.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
 import { FrameDecoder } from '../../src/protocol/decoder.js'
 import { encodeFrame } from '../../src/protocol/encoder.js'
@@ -38,7 +38,14 @@ class ScriptedHost implements SessionHost {
   readonly detached: CloseReason[] = []
   attachGate: Promise<void> = Promise.resolve()
   authenticate(): AuthResult {
-    return { ok: true, identity: { deviceId: 'dev-1', username: 'dev-1' } }
+    const identity = {
+      deviceId: 'dev-1',
+      username: 'dev-1',
+      tokenDigest: 'x',
+      mayMessage: () => true,
+      mayBroadcast: true,
+    }
+    return { ok: true, identity }
   }
   attach(): Promise<void> {
     return this.attachGate
@@ -58,6 +65,11 @@ const options: SessionOptions = {
   keepaliveMs: 60_000,
   maxInflight: 2,
   maxWriteQueue: 65536,
+  drainTimeoutMs: 30_000,
+  messageRate: 0,
+  messageBurst: 100,
+  gatekeeper: { checkLogin: () => ({ action: 'proceed' }), loginFailed: () => {} },
+  throttle: new LogThrottle(silentLogger),
 }
 
 function setup(host = new ScriptedHost()) {

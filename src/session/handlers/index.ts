@@ -33,7 +33,7 @@ export function dispatch(session: Session, type: number, msgId: number, body: Bu
 function dispatchBeforeLogin(session: Session, type: number, msgId: number, body: Buffer): void {
   if (type === Cmd.LOGIN) return handleLogin(session, msgId, body)
   if (type === Cmd.PING) return handlePing(session, msgId)
-  session.logger.debug('frame before login', { type })
+  session.debug('frame before login', { type })
   session.reply(msgId, Status.NOT_AUTHENTICATED)
   session.close('not_authenticated')
 }
@@ -50,7 +50,7 @@ function dispatchOnline(session: Session, type: number, msgId: number, body: Buf
       return handleMessage(session, msgId, body, true)
     case Cmd.LOGIN:
       // [HT-3.2] A second LOGIN on a logged-in connection is answered and ignored.
-      session.logger.debug('LOGIN while logged in: ignored')
+      session.debug('LOGIN while logged in: ignored')
       return session.reply(msgId, Status.ILLEGAL_COMMAND)
     default:
       return handleUnknown(session, type, msgId, body)

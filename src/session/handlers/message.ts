@@ -8,9 +8,14 @@ import type { Session } from '../session.js'
  * ([HT-3.5]) itself, and hands everything else to the host, which acks once the broker has it.
  */
 export function handleMessage(session: Session, msgId: number, body: Buffer, broadcast: boolean): void {
+  if (!session.allowMessage()) {
+    // Over its message rate (checked before any parsing): a clear answer, never a silent drop.
+    session.reply(msgId, Status.QUOTA_LIMIT)
+    return
+  }
   const envelope = parseEnvelope(body)
   if (!envelope.ok) {
-    session.logger.debug('bad message body', { reason: envelope.reason })
+    session.debug('bad message body', { reason: envelope.reason })
     session.stats.rejected++
     session.reply(msgId, Status.ILLEGAL_COMMAND_BODY) // [HT-4.1] nothing published, kept connected
     return
@@ -28,7 +33,7 @@ export function handleMessage(session: Session, msgId: number, body: Buffer, bro
   }
   // [HT-4.4] Device to device. The id becomes a topic level: no wildcards, '/' or NUL.
   if (!isValidTopicLevel(targetId)) {
-    session.logger.debug('bad targetId', { targetId })
+    session.debug('bad targetId', { targetId })
     session.stats.rejected++
     session.reply(msgId, Status.ILLEGAL_COMMAND_BODY)
     return

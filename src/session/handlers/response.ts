@@ -3,5 +3,5 @@ import type { Session } from '../session.js'
 /** [HT-3.6] A device's RESPONSE acknowledges a gateway frame with that msg_id. */
 export function handleResponse(session: Session, msgId: number): void {
   session.stats.deviceAcks++
-  if (session.logger.isDebugEnabled()) session.logger.debug('device ack', { msgId })
+  session.debug('device ack', { msgId })
 }

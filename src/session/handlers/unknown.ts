@@ -6,6 +6,6 @@ import type { Session } from '../session.js'
  * by the decoder (framing stays intact); the device gets ILLEGAL_COMMAND and stays connected.
  */
 export function handleUnknown(session: Session, type: number, msgId: number, body: Buffer): void {
-  session.logger.debug('unknown command', { type, length: body.length })
+  session.debug('unknown command', { type, length: body.length })
   session.reply(msgId, Status.ILLEGAL_COMMAND)
 }
