@@ -177,7 +177,8 @@ export class FrameDecoder {
         continue
       }
       // Slow path: the header straddles chunks.
-      const h = (this.header ??= Buffer.allocUnsafe(HEADER_SIZE))
+      this.header ??= Buffer.allocUnsafe(HEADER_SIZE)
+      const h = this.header
       const n = Math.min(HEADER_SIZE - this.headerFill, end - off)
       chunk.copy(h, this.headerFill, off, off + n)
       this.headerFill += n
