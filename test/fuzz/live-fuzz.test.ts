@@ -37,26 +37,8 @@ async function startGatewayProcess(extra: string[] = []) {
   // intact) log in as dev-1 and dev-2, and fuzzers as dev-4; none of them can take a good one over.
   const good = [1, 2, 3].map((n) => ({ id: `good-${n}`, token: `good-token-${n}-${process.pid}` }))
   writeFileSync(config, JSON.stringify({ devices: [...DEVICES, ...good], gatewayId: 'fuzz' }))
-  const gw = CliProcess.start([
-    '--config',
-    config,
-    '--host',
-    '127.0.0.1',
-    '--port',
-    '0',
-    '--broker-host',
-    '127.0.0.1',
-    '--broker-port',
-    '0',
-    '--broker-ws-port',
-    'off',
-    '--log-level',
-    'info',
-    ...extra,
-  ])
-  const broker = Number((await gw.match(/embedded MQTT broker listening on 127\.0\.0\.1:(\d+)/))[1])
-  const port = Number((await gw.match(/HyperTCP listening on 127\.0\.0\.1:(\d+)/))[1])
-  return { gw, port, mqttUrl: `mqtt://127.0.0.1:${broker}` }
+  const { gw, port, mqttPort } = await CliProcess.standalone(['--config', config, ...extra])
+  return { gw, port, mqttUrl: `mqtt://127.0.0.1:${mqttPort}` }
 }
 
 /** One hostile connection: sends `bytes` in a few random pieces, then lingers or hangs up. */

@@ -63,6 +63,37 @@ export class CliProcess {
     )
   }
 
+  /**
+   * The CLI in standalone mode on 127.0.0.1 and free ports (HyperTCP, embedded MQTT, and MQTT over
+   * WebSocket when `ws`), with the ports read from its listener log lines.
+   */
+  static async standalone(
+    args: string[],
+    options: { ws?: boolean } = {},
+  ): Promise<{ gw: CliProcess; port: number; mqttPort: number; wsPort: number | undefined }> {
+    const gw = CliProcess.start([
+      ...args,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--broker-host',
+      '127.0.0.1',
+      '--broker-port',
+      '0',
+      '--broker-ws-port',
+      options.ws ? '0' : 'off',
+      '--log-level',
+      'info',
+    ])
+    const mqttPort = Number((await gw.match(/embedded MQTT broker listening on 127\.0\.0\.1:(\d+)/))[1])
+    const wsPort = options.ws
+      ? Number((await gw.match(/MQTT-over-WebSocket listening on 127\.0\.0\.1:(\d+)/))[1])
+      : undefined
+    const port = Number((await gw.match(/HyperTCP listening on 127\.0\.0\.1:(\d+)/))[1])
+    return { gw, port, mqttPort, wsPort }
+  }
+
   /** Waits for a line matching `re` and returns its match. */
   async match(re: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
     const line = await this.lines.take((l) => re.test(l), timeoutMs, `line matching ${re}`)

@@ -143,25 +143,10 @@ describe('command line', () => {
 
     before(async function () {
       requireMosquitto(this, true)
-      gw = CliProcess.start([
-        '--config',
-        'config/gateway.example.json',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--broker-host',
-        '127.0.0.1',
-        '--broker-port',
-        '0',
-        '--broker-ws-port',
-        '0',
-      ])
       // One line per listener, with the real (OS-chosen) ports.
-      const mqttLine = await gw.match(/embedded MQTT broker listening on 127\.0\.0\.1:(\d+)/)
-      const wsLine = await gw.match(/MQTT-over-WebSocket listening on 127\.0\.0\.1:(\d+)/)
-      const htLine = await gw.match(/HyperTCP listening on 127\.0\.0\.1:(\d+)/)
-      ports = { mqtt: Number(mqttLine[1]), ws: Number(wsLine[1]), hypertcp: Number(htLine[1]) }
+      const started = await CliProcess.standalone(['--config', 'config/gateway.example.json'], { ws: true })
+      gw = started.gw
+      ports = { mqtt: started.mqttPort, ws: started.wsPort!, hypertcp: started.port }
     })
     after(async () => {
       sub?.kill()

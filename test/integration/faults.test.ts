@@ -152,19 +152,23 @@ describe('faults: the gateway process is stopped', function () {
     await mosquitto?.dispose()
   })
 
-  async function startCli(port: number): Promise<CliProcess> {
-    const gw = CliProcess.start([
-      '--config',
-      configPath,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--mqtt-url',
-      mosquitto.url,
-      '--log-level',
-      'info',
-    ])
+  async function startCli(port: number, wrapper: string[] = []): Promise<CliProcess> {
+    const gw = CliProcess.start(
+      [
+        '--config',
+        configPath,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--mqtt-url',
+        mosquitto.url,
+        '--log-level',
+        'info',
+      ],
+      {},
+      wrapper,
+    )
     await gw.match(/HyperTCP listening on 127\.0\.0\.1:(\d+)/)
     return gw
   }
@@ -234,24 +238,8 @@ describe('faults: the gateway process is stopped', function () {
 
   it('survives running out of file descriptors (EMFILE) and serves again afterwards', async () => {
     const port = await freePort()
-    const gw = CliProcess.start(
-      [
-        '--config',
-        configPath,
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(port),
-        '--mqtt-url',
-        mosquitto.url,
-        '--log-level',
-        'info',
-      ],
-      {},
-      ['prlimit', '--nofile=80:80'],
-    )
+    const gw = await startCli(port, ['prlimit', '--nofile=80:80'])
     try {
-      await gw.match(/HyperTCP listening/)
       const flood = await Promise.all(
         Array.from({ length: 150 }, () => RawClient.connect(port).catch(() => undefined)),
       )
