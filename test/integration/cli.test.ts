@@ -1,14 +1,17 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import type { TLSSocket } from 'node:tls'
 import { expect } from 'chai'
 import mqtt from 'mqtt'
+import { makePki } from '../helpers/certs.js'
 import { CliProcess, requireBuild, runCli } from '../helpers/cli.js'
 import { Inbox } from '../helpers/inbox.js'
 import { mosquittoPublish, mosquittoSub, requireMosquitto } from '../helpers/mosquitto.js'
 import { OriginalDevice } from '../helpers/original-device.js'
+import { RawClient } from '../helpers/raw-client.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'htgw-cli-'))
 function configFile(name: string, content: unknown): string {
@@ -134,6 +137,45 @@ describe('command line', () => {
       expect(r.status).to.equal(1)
       expect(r.stderr).to.contain('embedded MQTT broker cannot listen').and.contain('already in use')
     })
+  })
+
+  it('on SIGHUP, reloads the registry (a revoked device is kicked) and the certificates, dropping no one else', async function () {
+    this.timeout(30_000)
+    const pki = makePki()
+    const cert = join(dir, 'live-cert.pem')
+    const key = join(dir, 'live-key.pem')
+    copyFileSync(pki.server.cert, cert)
+    copyFileSync(pki.server.key, key)
+    const devices = [
+      { id: 'dev-a', token: 'tok-a' },
+      { id: 'dev-b', token: 'tok-b' },
+    ]
+    const file = configFile('hup.json', { devices, tlsCert: cert, tlsKey: key })
+    const { gw, port } = await CliProcess.standalone(['--config', file, '--tls-port', '0'])
+    try {
+      const tlsPort = Number((await gw.match(/over TLS listening on 127\.0\.0\.1:(\d+)/))[1])
+      const revoked = await RawClient.connect(port)
+      expect(await revoked.login('tok-a')).to.equal(200)
+      const kept = await RawClient.connectTls(tlsPort, { ca: pki.caPem })
+      expect(await kept.login('tok-b')).to.equal(200)
+      const before = (kept.socket as TLSSocket).getPeerCertificate().fingerprint256
+      // The operator revokes dev-a and rotates the certificate in place, then signals.
+      writeFileSync(file, JSON.stringify({ devices: devices.slice(1), tlsCert: cert, tlsKey: key }))
+      copyFileSync(pki.server2.cert, cert)
+      copyFileSync(pki.server2.key, key)
+      gw.kill('SIGHUP')
+      await gw.match(/reloaded.*kicked=1/)
+      await revoked.waitClosed()
+      const fresh = await RawClient.connectTls(tlsPort, { ca: pki.caPem })
+      expect((fresh.socket as TLSSocket).getPeerCertificate().fingerprint256).to.not.equal(before)
+      expect(await fresh.login('tok-a')).to.equal(9) // INVALID_TOKEN now
+      kept.sendFrame(0x06, 7) // PING
+      expect(await kept.response(7)).to.equal(0)
+      for (const c of [revoked, kept, fresh]) c.destroy()
+    } finally {
+      gw.kill('SIGKILL')
+      await gw.exited
+    }
   })
 
   describe('the README tour, with the example config', () => {

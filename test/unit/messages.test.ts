@@ -1,4 +1,5 @@
 import { expect } from 'chai'
+import fc from 'fast-check'
 import { Status } from '../../src/protocol/constants.js'
 import { isValidTopicLevel } from '../../src/protocol/ids.js'
 import {
@@ -180,5 +181,33 @@ describe('ids: a device id or targetId is exactly one topic level', () => {
       ILLEGAL_COMMAND_BODY: 11,
       SERVER_ERROR: 19,
     })
+  })
+})
+
+describe('messages: no input makes a parser throw (property)', () => {
+  it('parseLogin, parseEnvelope, parseDownlink and parseControl return a verdict for any bytes', () => {
+    const jsonish = fc.oneof(
+      fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
+      fc.json().map((j) => Buffer.from(j)),
+      fc
+        .record({
+          targetId: fc.anything(),
+          payload: fc.anything(),
+          from: fc.anything(),
+          action: fc.anything(),
+        })
+        .map((o) => Buffer.from(JSON.stringify(o) ?? 'null')),
+    )
+    fc.assert(
+      fc.property(jsonish, (body) => {
+        parseLogin(body)
+        const env = parseEnvelope(body)
+        expect(env.ok === true || typeof env.reason === 'string').to.equal(true)
+        const dn = parseDownlink(body)
+        if (dn.ok) JSON.parse(dn.body.toString()) // whatever it delivers is JSON
+        expect(['kick', 'redirect', 'takeover', 'invalid']).to.include(parseControl(body).action)
+      }),
+      { numRuns: 2000 },
+    )
   })
 })
