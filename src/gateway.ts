@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
-import { type Credentials, EmbeddedBroker } from './adapters/broker.js'
+import { AedesPort } from './adapters/aedes-port.js'
+import { EmbeddedBroker } from './adapters/broker.js'
 import { DeviceListener, type TlsFiles } from './adapters/device-listener.js'
 import { openFilesLimit } from './adapters/fd-limit.js'
 import { formatAddress } from './adapters/listen.js'
@@ -8,6 +9,7 @@ import { createLogger } from './adapters/logger.js'
 import { MqttClientPort, redact } from './adapters/mqtt-client.js'
 import { DeviceRegistry } from './auth/registry.js'
 import { Bridge } from './bridge/bridge.js'
+import type { BrokerConnection } from './bridge/port.js'
 import { gatewayStatusTopic } from './bridge/topics.js'
 import { type ConfigInput, parseHostPort, resolveConfig } from './config/resolve.js'
 import type { GatewayConfig } from './config/schema.js'
@@ -16,6 +18,7 @@ import { type Logger, LogThrottle } from './log.js'
 import { Status } from './protocol/constants.js'
 import { Session, type SessionOptions } from './session/session.js'
 import type { Gatekeeper, LoginGate } from './session/types.js'
+import { WriteBatcher } from './session/write-batcher.js'
 import { createStats, type GatewayStats } from './stats.js'
 
 /** Options of {@link createGateway}: any config setting, plus an injected logger. */
@@ -84,11 +87,6 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     clientAuth: c.tlsClientAuth,
   })
 
-  // The gateway's own login to its embedded broker: never subject to brokerUsername/Password.
-  const internal: Credentials = {
-    username: `hypertcp-gateway-${config.gatewayId}`,
-    password: randomBytes(24).toString('base64'),
-  }
   let broker: EmbeddedBroker | undefined
   let mqttUrl = config.mqttUrl
   if (mqttUrl === null) {
@@ -102,32 +100,35 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
         config.brokerUsername === null
           ? null
           : { username: config.brokerUsername, password: config.brokerPassword! },
-      internal,
       logger: logger.child({ component: 'broker' }),
     })
     mqttUrl = `mqtt://${formatAddress(loopbackFor(broker.tcp.address), broker.tcp.port)}`
   }
 
   const gatewayStatus = (state: object) => JSON.stringify({ ...state, gateway: config.gatewayId })
-  let mqtt: MqttClientPort
+  let mqtt: BrokerConnection
   let bridge: Bridge
   try {
-    mqtt = new MqttClientPort({
-      url: mqttUrl,
-      username: broker ? internal.username : config.mqttUsername,
-      password: broker ? internal.password : config.mqttPassword,
-      clientId: config.mqttClientId ?? `hypertcp-gw-${config.gatewayId}-${randomBytes(3).toString('hex')}`,
-      ca: config.mqttCa,
-      cert: config.mqttCert,
-      key: config.mqttKey,
-      rejectUnauthorized: config.mqttRejectUnauthorized,
-      reconnectPeriodMs: config.mqttReconnectPeriod * 1000,
-      will: {
-        topic: gatewayStatusTopic(config.topics.gatewayStatus, config.gatewayId),
-        payload: gatewayStatus({ online: false, reason: 'connection_lost' }),
-      },
-      logger: logger.child({ component: 'mqtt' }),
-    })
+    mqtt = broker
+      ? // Standalone: the bridge talks to the embedded broker in-process, no MQTT client at all.
+        new AedesPort(broker.aedes)
+      : new MqttClientPort({
+          url: mqttUrl,
+          username: config.mqttUsername,
+          password: config.mqttPassword,
+          clientId:
+            config.mqttClientId ?? `hypertcp-gw-${config.gatewayId}-${randomBytes(3).toString('hex')}`,
+          ca: config.mqttCa,
+          cert: config.mqttCert,
+          key: config.mqttKey,
+          rejectUnauthorized: config.mqttRejectUnauthorized,
+          reconnectPeriodMs: config.mqttReconnectPeriod * 1000,
+          will: {
+            topic: gatewayStatusTopic(config.topics.gatewayStatus, config.gatewayId),
+            payload: gatewayStatus({ online: false, reason: 'connection_lost' }),
+          },
+          logger: logger.child({ component: 'mqtt' }),
+        })
     bridge = new Bridge({ config, mqtt, registry, logger, stats })
     let connections = 0
     mqtt.onConnect(() => {
@@ -143,7 +144,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     // Subscribes as soon as there is a connection (MQTT.js queues it until then).
     const started = bridge.start()
     if (await mqtt.waitConnected(FIRST_CONNECT_MS)) {
-      logger.info(`connected to MQTT broker ${redact(mqttUrl)}`)
+      if (!broker) logger.info(`connected to MQTT broker ${redact(mqttUrl)}`)
       await started
     } else {
       // Keep retrying in the background: logins are refused with SERVER_ERROR meanwhile.
@@ -215,6 +216,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     messageBurst: config.messageBurst,
     gatekeeper,
     throttle: new LogThrottle(logger),
+    batcher: new WriteBatcher(),
   }
   const prefix = `${config.gatewayId}-`
   let nextSession = 0
@@ -237,11 +239,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       socket.setNoDelay(true) // writes are batched per event-loop turn already
       const session = new Session(`${prefix}${++nextSession}`, socket, sessionOptions, bridge, logger, stats)
       sessions.add(session)
-      stats.open++
-      socket.once('close', () => {
-        sessions.delete(session)
-        stats.open--
-      })
+      socket.once('close', () => sessions.delete(session))
     },
   })
   try {
@@ -313,7 +311,10 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     get mqttConnected() {
       return mqtt.connected
     },
-    stats: () => stats,
+    stats: () => {
+      stats.open = sessions.size
+      return stats
+    },
     reload,
     close: () => {
       closing ??= close()

@@ -8,8 +8,11 @@ export interface Logger {
   info(message: string, meta?: Record<string, unknown>): void
   debug(message: string, meta?: Record<string, unknown>): void
   child(meta: Record<string, unknown>): Logger
-  isDebugEnabled(): boolean
+  /** Whether a call at `level` would log (to skip building what it would log). */
+  isEnabled(level: LogLevelName): boolean
 }
+
+export type LogLevelName = 'error' | 'warn' | 'info' | 'debug'
 
 /** A logger that drops everything. */
 export const silentLogger: Logger = {
@@ -20,7 +23,7 @@ export const silentLogger: Logger = {
   child() {
     return silentLogger
   },
-  isDebugEnabled() {
+  isEnabled() {
     return false
   },
 }

@@ -5,7 +5,7 @@
 export interface GatewayStats {
   /** Connections accepted on the HyperTCP listeners. */
   connections: number
-  /** Connections open right now (logged in or not). */
+  /** Connections open right now (logged in or not), as of the last `gateway.stats()`. */
   open: number
   /** Devices currently logged in. */
   online: number

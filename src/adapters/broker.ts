@@ -20,10 +20,11 @@ export interface EmbeddedBrokerOptions {
   /** MQTT over TLS, with the device listener's certificate. */
   readonly tlsPort: number | 'off'
   readonly tls: TlsFiles
-  /** When set, MQTT clients must log in with these. */
+  /**
+   * When set, MQTT clients must log in with these. (The gateway itself is not a client: it uses
+   * the broker in-process, so its publishes are not subject to them.)
+   */
   readonly users: Credentials | null
-  /** The gateway's own login, always accepted: its publishes are not subject to `users`. */
-  readonly internal: Credentials
   readonly logger: Logger
 }
 
@@ -56,7 +57,7 @@ export class EmbeddedBroker {
   static async start(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
     const { logger } = options
     const brokerOptions: AedesOptions = { id: 'hypertcp-embedded' }
-    if (options.users !== null) brokerOptions.authenticate = authenticator(options.users, options.internal)
+    if (options.users !== null) brokerOptions.authenticate = authenticator(options.users)
     const aedes = await Aedes.createBroker(brokerOptions)
     aedes.on('clientError', (client, err) =>
       logger.debug('mqtt client error', { clientId: client.id, error: err.message }),
@@ -117,15 +118,13 @@ export class EmbeddedBroker {
   }
 }
 
-/** Accepts `users` and the gateway's own credentials, compared in constant time. */
-function authenticator(users: Credentials, internal: Credentials): NonNullable<AedesOptions['authenticate']> {
-  const allowed = [users, internal].map((c) => ({ username: c.username, password: Buffer.from(c.password) }))
+/** Accepts the configured credentials, the password compared in constant time. */
+function authenticator(users: Credentials): NonNullable<AedesOptions['authenticate']> {
+  const expected = Buffer.from(users.password)
   return (_client, username, password, callback) => {
     const given = password ?? Buffer.alloc(0)
-    const ok = allowed.some(
-      (c) =>
-        c.username === username && c.password.length === given.length && timingSafeEqual(c.password, given),
-    )
+    const ok =
+      username === users.username && given.length === expected.length && timingSafeEqual(given, expected)
     if (ok) return callback(null, true)
     const err = Object.assign(new Error('bad username or password'), { returnCode: 4 })
     callback(err as Parameters<typeof callback>[0], false)

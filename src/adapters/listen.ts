@@ -8,6 +8,13 @@ const HINTS: Record<string, string> = {
   EADDRNOTAVAIL: 'the address is not one of this machine',
 }
 
+/**
+ * Pending connections the kernel may queue before accept (capped by net.core.somaxconn). Node's
+ * default, 511, drops SYNs when thousands of devices reconnect at once after a restart, and a
+ * dropped SYN is retried by the device's kernel only after 1, 2, 4 … s.
+ */
+const BACKLOG = 8192
+
 /** `server.listen`, with an error that says what and where when it fails. */
 export function listenOn(
   server: Server | HttpServer,
@@ -25,7 +32,7 @@ export function listenOn(
       )
     }
     server.once('error', onError)
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog: BACKLOG }, () => {
       server.removeListener('error', onError)
       resolve()
     })

@@ -19,7 +19,7 @@ export function createLogger(level: LogLevel, format: LogFormat): Logger {
     }
     return line
   })
-  return winston.createLogger({
+  const root = winston.createLogger({
     level: level === 'silent' ? 'error' : level,
     silent: level === 'silent',
     format: winston.format.combine(
@@ -28,4 +28,28 @@ export function createLogger(level: LogLevel, format: LogFormat): Logger {
     ),
     transports: [new winston.transports.Console()],
   })
+  return guarded(root, level)
+}
+
+const RANK: Record<LogLevel, number> = { silent: -1, error: 0, warn: 1, info: 2, debug: 3 }
+
+/**
+ * winston filters by level in its transports, after building and formatting the entry: a
+ * per-login info line costs its timestamp and formatting even at `--log-level warn`. This
+ * checks the level first, so a disabled level costs a comparison.
+ */
+function guarded(w: winston.Logger, level: LogLevel): Logger {
+  const max = RANK[level]
+  const at = (lvl: Exclude<LogLevel, 'silent'>) =>
+    RANK[lvl] <= max
+      ? (message: string, meta?: Record<string, unknown>) => w.log(lvl, message, meta)
+      : () => {}
+  return {
+    error: at('error'),
+    warn: at('warn'),
+    info: at('info'),
+    debug: at('debug'),
+    child: (meta) => guarded(w.child(meta), level),
+    isEnabled: (lvl) => RANK[lvl] <= max,
+  }
 }

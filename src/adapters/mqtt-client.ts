@@ -29,6 +29,8 @@ export class MqttClientPort implements MqttPort {
   private readonly logger: Logger
   private readonly url: string
   private outage = false
+  /** The stream corked until the end of this turn, if any. */
+  private corked: { uncork(): void } | undefined
 
   constructor(options: MqttClientOptions) {
     this.logger = options.logger
@@ -45,6 +47,10 @@ export class MqttClientPort implements MqttPort {
       resubscribe: false,
       will: { topic: options.will.topic, payload: Buffer.from(options.will.payload), qos: 1, retain: true },
       rejectUnauthorized: options.rejectUnauthorized,
+      // Per-packet costs the profile showed: debug formatting, and re-arming the ping timer on
+      // every packet (with traffic flowing, one PINGREQ per keepalive period is plenty).
+      log: () => {},
+      reschedulePings: false,
     }
     if (options.username !== null) opts.username = options.username
     if (options.password !== null) opts.password = options.password
@@ -94,9 +100,25 @@ export class MqttClientPort implements MqttPort {
     options: PublishOptions,
     done: (err?: Error) => void,
   ): void {
+    this.corkUntilNextTurn()
     this.client.publish(topic, payload, { qos: options.qos, retain: options.retain ?? false }, (err) =>
       done(err),
     )
+  }
+
+  /**
+   * Publishes of one event-loop turn (from many devices' reads) leave in one write: mqtt-packet
+   * corks per packet and uncorks on the next tick, which flushes each publish on its own.
+   */
+  private corkUntilNextTurn(): void {
+    const stream = this.client.stream
+    if (this.corked !== undefined || !this.client.connected || !stream?.writable) return
+    this.corked = stream
+    stream.cork()
+    setImmediate(() => {
+      this.corked = undefined
+      stream.uncork()
+    })
   }
 
   subscribe(topics: readonly string[], qos: QoS, done: (err?: Error) => void): void {
@@ -111,8 +133,10 @@ export class MqttClientPort implements MqttPort {
     this.client.unsubscribe([...topics], (err) => done(err ?? undefined))
   }
 
-  onMessage(handler: (topic: string, payload: Buffer) => void): void {
-    this.client.on('message', handler)
+  onMessage(handler: (topic: string, payload: Buffer, retained: boolean) => void): void {
+    // A broker sets the retain flag only on messages replayed to a new subscription (MQTT 3.1.1
+    // 3.3.1.3); live deliveries carry 0 whatever the publisher set.
+    this.client.on('message', (topic, payload, packet) => handler(topic, payload, packet.retain))
   }
 
   onConnect(handler: () => void): void {

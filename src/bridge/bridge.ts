@@ -1,8 +1,8 @@
 import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
 import type { GatewayConfig } from '../config/schema.js'
-import type { Logger } from '../log.js'
+import { type Logger, LogThrottle } from '../log.js'
 import { Cmd, Status } from '../protocol/constants.js'
-import { envelopeBody, type LoginRequest, parseControl, parseDownlink } from '../protocol/messages.js'
+import { envelopePrefix, type LoginRequest, parseControl, parseDownlink } from '../protocol/messages.js'
 import type { Session } from '../session/session.js'
 import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../session/types.js'
 import type { GatewayStats } from '../stats.js'
@@ -19,6 +19,8 @@ interface Attached {
   readonly control: string
   /** When it was attached (ms), to ignore takeovers older than this login. */
   readonly at: number
+  /** `{"from":"<id>","payload":` of the envelopes it sends ([HT-4.4], [HT-5.3]). */
+  readonly fromPrefix: string
 }
 
 type Route = { readonly kind: 'down' | 'control'; readonly device: Attached }
@@ -53,6 +55,10 @@ export class Bridge implements SessionHost {
   /** Subscribed topic → what it is for. */
   private readonly routes = new Map<string, Route>()
   private readonly subscriptions: Subscriptions
+  /** Warnings a stream of messages can trigger, at most one per kind per 10 s. */
+  private readonly throttle: LogThrottle
+  /** How this instance's takeover announcements begin ([HT-3.3]). */
+  private readonly ownTakeover: Buffer
   /** Publishes handed to the broker and not yet settled. */
   private pending = 0
   private drainWaiters: (() => void)[] = []
@@ -76,7 +82,13 @@ export class Bridge implements SessionHost {
     this.broadcastTopic = compileTemplate(t.broadcast, []).render({})
     this.gatewayStatusTopic = gatewayStatusTopic(t.gatewayStatus, this.gatewayId)
     this.subscriptions = new Subscriptions(mqtt, config.qos.down)
-    mqtt.onMessage((topic, payload) => this.onMessage(topic, payload))
+    this.throttle = new LogThrottle(logger)
+    this.ownTakeover = Buffer.from(`{"action":"takeover","gateway":${JSON.stringify(this.gatewayId)},`)
+    mqtt.onMessage((topic, payload, retained) => {
+      // A retained message replayed at subscription time is not a command for now: replaying a
+      // retained kick, toggle or broadcast at every login would be a hazard, not a feature.
+      if (!retained) this.onMessage(topic, payload)
+    })
   }
 
   /** Subscriptions every instance holds, whatever its devices ([HT-5.3]). */
@@ -100,11 +112,6 @@ export class Bridge implements SessionHost {
 
   get size(): number {
     return this.devices.size
-  }
-
-  /** Local sessions, for shutdown. */
-  sessions(): Session[] {
-    return [...this.devices.values()].map((d) => d.session)
   }
 
   authenticate(request: LoginRequest): AuthResult {
@@ -145,18 +152,14 @@ export class Bridge implements SessionHost {
       status: this.templates.status.render(values),
       control: this.templates.control.render(values),
       at: Date.now(),
+      fromPrefix: envelopePrefix(identity.deviceId),
     }
     const previous = this.devices.get(identity.deviceId)
     this.devices.set(identity.deviceId, device)
     this.routes.set(device.down, { kind: 'down', device })
     this.routes.set(device.control, { kind: 'control', device })
     if (previous !== undefined) previous.session.close('takeover')
-    const takeover = JSON.stringify({
-      action: 'takeover',
-      gateway: this.gatewayId,
-      session: session.id,
-      at: device.at,
-    })
+    const takeover = `${this.ownTakeover.toString()}"session":${JSON.stringify(session.id)},"at":${device.at}}`
     // Issued in this order on one connection: other instances see the takeover before our
     // subscription exists, and presence after it.
     const told = this.call((done) => this.mqtt.publish(device.control, takeover, { qos: 1 }, done))
@@ -169,7 +172,7 @@ export class Bridge implements SessionHost {
     await Promise.all([told, subscribed, announced])
   }
 
-  uplink(session: Session, kind: UplinkKind, targetId: string, payload: unknown, done: UplinkDone): void {
+  uplink(session: Session, kind: UplinkKind, targetId: string, payloadJson: string, done: UplinkDone): void {
     const id = session.deviceId!
     const device = this.devices.get(id)
     if (device === undefined || device.session !== session) {
@@ -178,7 +181,9 @@ export class Bridge implements SessionHost {
     }
     if (this.pending >= this.config.maxPendingPublishes) {
       // [HT-4.5] Past the buffer: an error status, never a false success.
-      this.logger.warn('uplink refused: too many publishes awaiting the broker', { pending: this.pending })
+      this.throttle.warn('pending_full', 'uplink refused: too many publishes awaiting the broker', {
+        pending: this.pending,
+      })
       done(Status.SERVER_ERROR)
       return
     }
@@ -188,27 +193,25 @@ export class Bridge implements SessionHost {
       (kind === 'broadcast' && !identity.mayBroadcast)
     ) {
       // Publish ACL: this device may not reach that topic.
-      session.logger.debug('uplink not allowed', { kind, targetId })
+      session.debug('uplink not allowed', { kind, targetId })
       done(Status.NOT_ALLOWED)
       return
     }
+    // [HT-5.1] The payload as is to the server; to devices, the envelope they read ([HT-2.6]).
+    const body = kind === 'server' ? payloadJson : `${device.fromPrefix}${payloadJson}}`
     let topic: string
-    let body: string
     let qos: 0 | 1 | 2
     switch (kind) {
-      case 'server': // [HT-4.2], [HT-5.1]
+      case 'server': // [HT-4.2]
         topic = device.up
-        body = JSON.stringify(payload)
         qos = this.config.qos.up
         break
       case 'direct': // [HT-4.4]: the target's down topic, whichever instance holds it
         topic = this.templates.down.render({ c: targetId, u: this.registry.usernameOf(targetId) })
-        body = envelopeBody(id, payload)
         qos = this.config.qos.direct
         break
       case 'broadcast': // [HT-5.3]
         topic = this.broadcastTopic
-        body = envelopeBody(id, payload)
         qos = this.config.qos.broadcast
         break
     }
@@ -285,7 +288,11 @@ export class Bridge implements SessionHost {
     const downlink = parseDownlink(message)
     if (!downlink.ok) {
       this.stats.dropped++
-      device.session.logger.warn('downlink dropped', { reason: downlink.reason, bytes: message.length })
+      this.throttle.warn('downlink_invalid', 'downlink dropped', {
+        deviceId: device.session.deviceId,
+        reason: downlink.reason,
+        bytes: message.length,
+      })
       return
     }
     this.deliver(device.session, Cmd.JSON_MESSAGE, downlink.body)
@@ -296,7 +303,10 @@ export class Bridge implements SessionHost {
     const downlink = parseDownlink(message)
     if (!downlink.ok) {
       this.stats.dropped++
-      this.logger.warn('broadcast dropped', { reason: downlink.reason, bytes: message.length })
+      this.throttle.warn('broadcast_invalid', 'broadcast dropped', {
+        reason: downlink.reason,
+        bytes: message.length,
+      })
       return
     }
     const body = typeof downlink.body === 'string' ? Buffer.from(downlink.body) : downlink.body
@@ -313,7 +323,9 @@ export class Bridge implements SessionHost {
     }
     if (result === 'not_online') return // still logging in, or gone: not its message yet
     this.stats.dropped++
-    session.logger.warn('message to device dropped', {
+    // Throttled: one oversize broadcast would otherwise log once per device.
+    this.throttle.warn(`deliver_${result}`, 'message to device dropped', {
+      deviceId: session.deviceId,
       reason:
         result === 'too_large'
           ? `over the ${this.config.maxDownlinkSize}-byte downlink limit`
@@ -323,6 +335,15 @@ export class Bridge implements SessionHost {
 
   /** [HT-5.5] kick, redirect; and takeovers announced by other instances ([HT-3.3]). */
   private onControl(device: Attached, message: Buffer): void {
+    // Every login announces itself here, and this instance hears its own announcement back
+    // (in-process, its subscription exists before the announcement is routed): recognise it by
+    // its first bytes instead of parsing it.
+    if (
+      message.length > this.ownTakeover.length &&
+      message.subarray(0, this.ownTakeover.length).equals(this.ownTakeover)
+    ) {
+      return
+    }
     const control = parseControl(message)
     const session = device.session
     switch (control.action) {

@@ -21,9 +21,18 @@ export interface MqttPort {
   unsubscribe(topics: readonly string[], done: (err?: Error) => void): void
   /**
    * Every message of every subscription. `payload` is not reused by the client (MQTT.js parses
-   * into fresh buffers), so it may be kept, read-only.
+   * into fresh buffers), so it may be kept, read-only. `retained` is true for a retained message
+   * replayed because a subscription was made, false for a live one.
    */
-  onMessage(handler: (topic: string, payload: Buffer) => void): void
+  onMessage(handler: (topic: string, payload: Buffer, retained: boolean) => void): void
   /** Each (re)connection to the broker. */
   onConnect(handler: () => void): void
+}
+
+/** The broker connection the gateway owns: an MqttPort it can wait for and close. */
+export interface BrokerConnection extends MqttPort {
+  /** Resolves at the first connection, or false after `timeoutMs` without one. */
+  waitConnected(timeoutMs: number): Promise<boolean>
+  /** Disconnects (flushing what is pending unless `force`). */
+  end(force?: boolean): Promise<void>
 }

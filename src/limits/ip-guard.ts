@@ -35,15 +35,16 @@ interface Entry {
  * growing memory.
  */
 export class IpGuard {
+  // Undefined when empty: BlockList.check allocates, and most lists are empty.
   private readonly allow: BlockList | undefined
-  private readonly deny: BlockList
-  private readonly exempt: BlockList
+  private readonly deny: BlockList | undefined
+  private readonly exempt: BlockList | undefined
   private readonly entries = new Map<string, Entry>()
 
   constructor(private readonly options: IpGuardOptions) {
     this.allow = options.allow.length > 0 ? blockList(options.allow) : undefined
-    this.deny = blockList(options.deny)
-    this.exempt = blockList(options.exempt)
+    this.deny = options.deny.length > 0 ? blockList(options.deny) : undefined
+    this.exempt = options.exempt.length > 0 ? blockList(options.exempt) : undefined
   }
 
   /** How many addresses are being tracked (for stats and tests). */
@@ -55,9 +56,9 @@ export class IpGuard {
   admit(address: string, now: number): Admission {
     const ip = normalizeIp(address)
     const family = familyOf(ip)
-    if (this.deny.check(ip, family)) return 'denied'
+    if (this.deny?.check(ip, family)) return 'denied'
     if (this.allow && !this.allow.check(ip, family)) return 'denied'
-    if (this.exempt.check(ip, family)) return 'ok'
+    if (this.exempt?.check(ip, family)) return 'ok'
     const entry = this.entries.get(ip)
     if (entry !== undefined && entry.bannedUntil > now) return 'banned'
     if (this.options.connectionRate <= 0) return 'ok'
@@ -76,7 +77,7 @@ export class IpGuard {
   loginFailed(address: string, now: number): boolean {
     const ip = normalizeIp(address)
     const { failureLimit, failureWindowMs, banMs } = this.options
-    if (failureLimit <= 0 || this.exempt.check(ip, familyOf(ip))) return false
+    if (failureLimit <= 0 || this.exempt?.check(ip, familyOf(ip))) return false
     const e = this.entries.get(ip) ?? this.track(ip)
     const since = now - failureWindowMs
     while (e.failures.length > 0 && e.failures[0]! <= since) e.failures.shift()

@@ -31,7 +31,13 @@ export function parseLogin(body: Buffer): LoginRequest {
 
 /** A device's `{"targetId": ..., "payload": ...}` ([HT-2.4], [HT-4.1]). */
 export type Envelope =
-  | { readonly ok: true; readonly targetId: string; readonly payload: unknown }
+  | {
+      readonly ok: true
+      readonly targetId: string
+      readonly payload: unknown
+      /** The payload as JSON text: the device's own bytes when they can be cut out, else re-serialised. */
+      readonly payloadJson: string
+    }
   | { readonly ok: false; readonly reason: string }
 
 /**
@@ -41,9 +47,10 @@ export type Envelope =
 export function parseEnvelope(body: Buffer): Envelope {
   if (body.length === 0) return { ok: false, reason: 'empty body' }
   if (!isUtf8(body)) return { ok: false, reason: 'body is not valid UTF-8' }
+  const text = body.toString('utf8')
   let value: unknown
   try {
-    value = JSON.parse(body.toString('utf8'))
+    value = JSON.parse(text)
   } catch {
     return { ok: false, reason: 'body is not JSON' }
   }
@@ -51,7 +58,83 @@ export function parseEnvelope(body: Buffer): Envelope {
   const targetId = value.targetId
   if (typeof targetId !== 'string') return { ok: false, reason: 'targetId is missing or not a string' }
   if (!('payload' in value)) return { ok: false, reason: 'payload is missing' }
-  return { ok: true, targetId, payload: value.payload }
+  const payload = value.payload
+  // [HT-5.1] The payload as the device wrote it: no re-serialisation on the hot path.
+  const span = memberSpan(text, 'payload')
+  const payloadJson = span === undefined ? JSON.stringify(payload) : text.slice(span[0], span[1])
+  return { ok: true, targetId, payload, payloadJson }
+}
+
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+
+/**
+ * In the text of a JSON object that JSON.parse has accepted, the [start, end) of the value of
+ * the last top-level member named `key` (JSON.parse keeps the last of duplicates). Undefined if it
+ * is absent, or if any key is written with escapes (one could spell `key`): then the caller
+ * re-serialises. Relies on the text being valid; allocates nothing.
+ */
+export function memberSpan(text: string, key: string): [number, number] | undefined {
+  let found: [number, number] | undefined
+  let i = skipSpace(text, 0) + 1 // past '{'
+  for (;;) {
+    i = skipSpace(text, i)
+    if (text.charCodeAt(i) !== QUOTE) return found // '}'
+    const nameStart = i + 1
+    let j = nameStart
+    for (let c = text.charCodeAt(j); c !== QUOTE; c = text.charCodeAt(++j)) {
+      if (c === BACKSLASH) return undefined
+    }
+    const valueStart = skipSpace(text, skipSpace(text, j + 1) + 1) // past ':'
+    const valueEnd = skipValue(text, valueStart)
+    if (j - nameStart === key.length && text.startsWith(key, nameStart)) found = [valueStart, valueEnd]
+    i = skipSpace(text, valueEnd)
+    if (text.charCodeAt(i) === 0x2c) i++ // ','
+  }
+}
+
+function skipSpace(text: string, i: number): number {
+  for (
+    let c = text.charCodeAt(i);
+    c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+    c = text.charCodeAt(++i)
+  );
+  return i
+}
+
+/** The end of the (valid) JSON value starting at `i`. */
+function skipValue(text: string, i: number): number {
+  let depth = 0
+  for (;;) {
+    const c = text.charCodeAt(i)
+    if (c === QUOTE) {
+      i = skipString(text, i)
+      if (depth === 0) return i
+      continue
+    }
+    if (c === 0x7b || c === 0x5b)
+      depth++ // '{' '['
+    else if (c === 0x7d || c === 0x5d) {
+      // '}' ']'
+      if (depth === 0) return i // the end of a scalar inside the enclosing object
+      depth--
+      if (depth === 0) return i + 1
+    } else if (
+      depth === 0 &&
+      (c === 0x2c || c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09 || Number.isNaN(c))
+    ) {
+      return i // the end of a number, true, false or null
+    }
+    i++
+  }
+}
+
+/** Past the closing quote of the string whose opening quote is at `i`. */
+function skipString(text: string, i: number): number {
+  for (let c = text.charCodeAt(++i); c !== QUOTE; c = text.charCodeAt(++i)) {
+    if (c === BACKSLASH) i++
+  }
+  return i + 1
 }
 
 /** [HT-3.5] `{"command": "ping", ...}` addressed to `server` is answered in-band. */
@@ -64,9 +147,9 @@ export function pongBody(ping: Record<string, unknown>): string {
   return JSON.stringify({ from: 'server', payload: { ...ping, command: 'pong' } })
 }
 
-/** `{"from": "<id>", "payload": <payload>}`, the shape devices read ([HT-2.6], [HT-4.4], [HT-5.3]). */
-export function envelopeBody(from: string, payload: unknown): string {
-  return `{"from":${JSON.stringify(from)},"payload":${JSON.stringify(payload)}}`
+/** `{"from":"<id>","payload":` — the start of every envelope a device sends on ([HT-2.6]). */
+export function envelopePrefix(from: string): string {
+  return `{"from":${JSON.stringify(from)},"payload":`
 }
 
 /** [HT-2.8] The REDIRECT body unchanged devices read. */

@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream'
 import type { Identity } from '../auth/registry.js'
 import { TokenBucket } from '../limits/token-bucket.js'
-import type { Logger, LogThrottle } from '../log.js'
+import type { Logger, LogLevelName, LogThrottle } from '../log.js'
 import { Cmd, HEADER_SIZE, Status } from '../protocol/constants.js'
 import { FrameDecoder, type FrameTooLargeError } from '../protocol/decoder.js'
 import {
@@ -16,6 +16,7 @@ import { redirectBody } from '../protocol/messages.js'
 import type { GatewayStats } from '../stats.js'
 import { dispatch } from './handlers/index.js'
 import type { CloseReason, Gatekeeper, SessionHost } from './types.js'
+import type { WriteBatcher } from './write-batcher.js'
 
 /** Per-connection limits and timings (resolved from the gateway config). */
 export interface SessionOptions {
@@ -39,6 +40,8 @@ export interface SessionOptions {
   readonly gatekeeper: Gatekeeper
   /** Shared by all sessions: warnings that hostile input triggers once per connection. */
   readonly throttle: LogThrottle
+  /** Shared by all sessions: flushes their writes once per event-loop turn. */
+  readonly batcher: WriteBatcher
 }
 
 /** awaiting-login -> authenticating -> online -> closed; any state may go to closed. */
@@ -161,9 +164,13 @@ export class Session {
     return this.scopedLogger
   }
 
-  /** Logs at debug level, without building the scoped logger when debug is off. */
+  /** Logs with the session's scope, without building the scoped logger when `level` is off. */
+  log(level: LogLevelName, message: string, meta?: Record<string, unknown>): void {
+    if (this.parentLogger.isEnabled(level)) this.logger[level](message, meta)
+  }
+
   debug(message: string, meta?: Record<string, unknown>): void {
-    if (this.parentLogger.isDebugEnabled()) this.logger.debug(message, meta)
+    this.log('debug', message, meta)
   }
 
   get closed(): boolean {
@@ -271,7 +278,7 @@ export class Session {
     if (!this.corked) {
       this.corked = true
       this.socket.cork()
-      process.nextTick(uncork, this)
+      this.options.batcher.schedule(this)
     }
     this.stats.framesOut++
     this.socket.write(frame)
@@ -321,7 +328,7 @@ export class Session {
       () => this.loggedIn(msgId),
       (err: unknown) => {
         if (this.state !== 'authenticating') return
-        this.logger.warn('login could not be completed: broker unavailable', { error: String(err) })
+        this.log('warn', 'login could not be completed: broker unavailable', { error: String(err) })
         this.write(encodeLoginReply(msgId, Status.SERVER_ERROR))
         this.close('broker_unavailable')
       },
@@ -334,7 +341,7 @@ export class Session {
     this.stats.logins++
     this.stats.online++
     this.write(encodeLoginReply(msgId, Status.SUCCESS))
-    this.logger.info('device online')
+    this.log('info', 'device online')
     clearTimeout(this.timer)
     this.lastActivity = Date.now()
     this.armKeepalive(this.options.keepaliveMs)
@@ -349,9 +356,14 @@ export class Session {
   }
 
   /** Hands a device message to the host; answers the device when the host is done ([HT-4.5]). */
-  uplink(msgId: number, kind: 'server' | 'direct' | 'broadcast', targetId: string, payload: unknown): void {
+  uplink(
+    msgId: number,
+    kind: 'server' | 'direct' | 'broadcast',
+    targetId: string,
+    payloadJson: string,
+  ): void {
     this.inflight++
-    this.host.uplink(this, kind, targetId, payload, (status) => {
+    this.host.uplink(this, kind, targetId, payloadJson, (status) => {
       this.inflight--
       if (status === 0) this.stats.published++
       else this.stats.rejected++
@@ -435,7 +447,7 @@ export class Session {
     clearTimeout(this.drainTimer)
     if (wasOnline) this.stats.online--
     this.stats.closes[reason] = (this.stats.closes[reason] ?? 0) + 1
-    if (wasOnline || this.identity !== undefined) this.logger.info('connection closed', { reason })
+    if (wasOnline || this.identity !== undefined) this.log('info', 'connection closed', { reason })
     else this.debug('connection closed', { reason })
     if (!this.socket.destroyed) {
       if (ABRUPT.has(reason)) {
@@ -452,10 +464,6 @@ export class Session {
     }
     this.host.detach(this, reason)
   }
-}
-
-function uncork(session: Session): void {
-  session.uncork()
 }
 
 function onKeepaliveTimer(session: Session): void {

@@ -37,8 +37,11 @@ export interface SessionHost {
    * device, subscribes its topics, announces presence. The login is answered when this settles.
    */
   attach(session: Session): Promise<void>
-  /** Publishes a device's message ([HT-4.2]–[HT-4.4]); `done` is called exactly once. */
-  uplink(session: Session, kind: UplinkKind, targetId: string, payload: unknown, done: UplinkDone): void
+  /**
+   * Publishes a device's message ([HT-4.2]–[HT-4.4]); `payloadJson` is its payload as JSON text.
+   * `done` is called exactly once.
+   */
+  uplink(session: Session, kind: UplinkKind, targetId: string, payloadJson: string, done: UplinkDone): void
   /** The session ended (after `attach` or not). Called exactly once per session. */
   detach(session: Session, reason: CloseReason): void
 }

@@ -13,7 +13,7 @@ export function captureLogger(): { logger: Logger; lines: string[] } {
       info: log('info'),
       debug: log('debug'),
       child: (meta) => make({ ...base, ...meta }),
-      isDebugEnabled: () => true,
+      isEnabled: () => true,
     }
   }
   return { logger: make({}), lines }

@@ -206,6 +206,22 @@ for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(c
         }
       })
 
+      it('does not replay retained commands at login; delivers live messages whatever their retain flag', async () => {
+        const w = await watch()
+        await w.publish('hypertcp/dev-3/ctl', '{"action":"kick"}', true)
+        await w.publish('hypertcp/dev-3/dn', '{"stale":"toggle"}', true)
+        try {
+          const d = await device('tok-3')
+          await w.publish('hypertcp/dev-3/dn', '{"live":1}', true) // live, retain flag set
+          expect(await d.events.take((e) => e.kind === 'message')).to.deep.include({ payload: { live: 1 } })
+          d.sendToServer({ still: 'connected' })
+          await d.events.take((e) => e.kind === 'response')
+        } finally {
+          // An empty retained message clears the retained state for later tests.
+          for (const t of ['ctl', 'dn']) await w.publish(`hypertcp/dev-3/${t}`, '', true)
+        }
+      })
+
       it('keeps an unchanged device in sync after an error status in the length field [HT-2.7]', async () => {
         const d = await device('tok-1')
         const w = await watch()

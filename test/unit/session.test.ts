@@ -7,6 +7,7 @@ import { FrameDecoder } from '../../src/protocol/decoder.js'
 import { encodeFrame } from '../../src/protocol/encoder.js'
 import { Session, type SessionOptions } from '../../src/session/session.js'
 import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../../src/session/types.js'
+import { WriteBatcher } from '../../src/session/write-batcher.js'
 import { createStats } from '../../src/stats.js'
 import { Inbox, waitUntil } from '../helpers/inbox.js'
 
@@ -50,7 +51,7 @@ class ScriptedHost implements SessionHost {
   attach(): Promise<void> {
     return this.attachGate
   }
-  uplink(_s: Session, kind: UplinkKind, _t: string, payload: unknown, done: UplinkDone): void {
+  uplink(_s: Session, kind: UplinkKind, _t: string, payload: string, done: UplinkDone): void {
     this.uplinks.push({ kind, payload, done })
   }
   detach(_s: Session, reason: CloseReason): void {
@@ -70,6 +71,7 @@ const options: SessionOptions = {
   messageBurst: 100,
   gatekeeper: { checkLogin: () => ({ action: 'proceed' }), loginFailed: () => {} },
   throttle: new LogThrottle(silentLogger),
+  batcher: new WriteBatcher(),
 }
 
 function setup(host = new ScriptedHost()) {

@@ -9,12 +9,12 @@ export function handleLogin(session: Session, msgId: number, body: Buffer): void
   switch (gate.action) {
     case 'redirect':
       // [HT-6.4] At capacity or draining: the device is sent to a peer instead of refused.
-      session.logger.info('login redirected to a peer gateway', { server: gate.server, port: gate.port })
+      session.log('info', 'login redirected to a peer gateway', { server: gate.server, port: gate.port })
       session.write(encodeTextFrame(Cmd.REDIRECT, session.nextMsgId(), redirectBody(gate.server, gate.port)))
       session.close('redirected')
       return
     case 'refuse':
-      session.logger.info('login refused before authentication', { reason: gate.reason })
+      session.log('info', 'login refused before authentication', { reason: gate.reason })
       session.refuseLogin(msgId, gate.status, gate.reason)
       return
     case 'proceed':

@@ -20,15 +20,15 @@ export function handleMessage(session: Session, msgId: number, body: Buffer, bro
     session.reply(msgId, Status.ILLEGAL_COMMAND_BODY) // [HT-4.1] nothing published, kept connected
     return
   }
-  const { targetId, payload } = envelope
+  const { targetId, payload, payloadJson } = envelope
   // [HT-4.3] A BROADCAST frame broadcasts whatever its targetId says.
   if (broadcast || targetId === 'broadcast') {
-    session.uplink(msgId, 'broadcast', 'broadcast', payload)
+    session.uplink(msgId, 'broadcast', 'broadcast', payloadJson)
     return
   }
   if (targetId === 'server') {
     if (isJsonPing(payload)) return answerPing(session, msgId, payload)
-    session.uplink(msgId, 'server', 'server', payload)
+    session.uplink(msgId, 'server', 'server', payloadJson)
     return
   }
   // [HT-4.4] Device to device. The id becomes a topic level: no wildcards, '/' or NUL.
@@ -38,7 +38,7 @@ export function handleMessage(session: Session, msgId: number, body: Buffer, bro
     session.reply(msgId, Status.ILLEGAL_COMMAND_BODY)
     return
   }
-  session.uplink(msgId, 'direct', targetId, payload)
+  session.uplink(msgId, 'direct', targetId, payloadJson)
 }
 
 /**
