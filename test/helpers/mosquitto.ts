@@ -1,8 +1,8 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
-import { connect, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { freePort, waitListening } from './net.js'
 
 /** Where Debian puts the broker and its clients; PATH first. */
 function which(name: string): string | undefined {
@@ -34,35 +34,17 @@ export function requireMosquitto(ctx: Mocha.Context, clients = false): void {
   ctx.skip()
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-function canConnect(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1')
-    s.once('connect', () => {
-      s.destroy()
-      resolve(true)
-    })
-    s.once('error', () => resolve(false))
-  })
-}
-
 /** A real Mosquitto broker on 127.0.0.1 and a free port, owned by the test that started it. */
 export class Mosquitto {
   private child: ChildProcess | undefined
   private readonly dir: string
   readonly port: number
 
-  private constructor(port: number, persistent: boolean) {
+  private constructor(
+    port: number,
+    persistent: boolean,
+    settings: Record<string, string | number | boolean>,
+  ) {
     this.port = port
     this.dir = mkdtempSync(join(tmpdir(), 'htgw-mosquitto-'))
     // Started as root, mosquitto drops to its own user: it must be able to write its database here.
@@ -74,12 +56,18 @@ export class Mosquitto {
       : 'persistence false\n'
     writeFileSync(
       join(this.dir, 'mosquitto.conf'),
-      `listener ${port} 127.0.0.1\nallow_anonymous true\n${persistence}max_queued_messages 100000\nmax_inflight_messages 0\n`,
+      `listener ${port} 127.0.0.1\nallow_anonymous true\n${persistence}max_queued_messages 100000\nmax_inflight_messages 0\n` +
+        Object.entries(settings)
+          .map(([k, v]) => `${k} ${v}\n`)
+          .join(''),
     )
   }
 
-  static async start(options: { persistent?: boolean } = {}): Promise<Mosquitto> {
-    const m = new Mosquitto(await freePort(), options.persistent ?? false)
+  /** `settings`: further mosquitto.conf lines (later lines win over the defaults above). */
+  static async start(
+    options: { persistent?: boolean; settings?: Record<string, string | number | boolean> } = {},
+  ): Promise<Mosquitto> {
+    const m = new Mosquitto(await freePort(), options.persistent ?? false, options.settings ?? {})
     await m.run()
     return m
   }
@@ -98,14 +86,18 @@ export class Mosquitto {
     child.stdout?.on('data', (d) => (output += d))
     child.stderr?.on('data', (d) => (output += d))
     this.child = child
-    const deadline = Date.now() + 10_000
-    while (Date.now() < deadline) {
-      if (child.exitCode !== null) throw new Error(`mosquitto exited (${child.exitCode}): ${output}`)
-      if (await canConnect(this.port)) return
-      await new Promise((r) => setTimeout(r, 30))
-    }
-    child.kill('SIGKILL')
-    throw new Error(`mosquitto did not listen on ${this.port} within 10 s: ${output}`)
+    await waitListening(this.port, 10_000, () =>
+      child.exitCode !== null ? `mosquitto exited (${child.exitCode}): ${output}` : undefined,
+    )
+  }
+
+  /** The running broker process, if any. */
+  get process(): ChildProcess | undefined {
+    return this.child
+  }
+
+  get pid(): number {
+    return this.child?.pid ?? 0
   }
 
   /**
@@ -143,4 +135,15 @@ export class Mosquitto {
 /** Runs `mosquitto_pub` once. */
 export function mosquittoPublish(port: number, topic: string, message: string): void {
   execFileSync(mosquittoPub!, ['-h', '127.0.0.1', '-p', String(port), '-q', '1', '-t', topic, '-m', message])
+}
+
+/** The installed Mosquitto's version (`mosquitto -h` prints it and exits 3), if any. */
+export function mosquittoVersion(): string | undefined {
+  if (!mosquittoBin) return undefined
+  try {
+    execFileSync(mosquittoBin, ['-h'], { stdio: 'pipe' })
+  } catch (err) {
+    return /mosquitto version (\S+)/.exec(String((err as { stdout?: Buffer }).stdout ?? ''))?.[1]
+  }
+  return undefined
 }

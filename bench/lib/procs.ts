@@ -1,0 +1,74 @@
+import type { ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+
+/**
+ * Every process the benchmark starts is tracked here and killed when the orchestrator exits,
+ * whatever the reason (normal end, error, Ctrl-C): no gateway, broker or generator is left behind.
+ */
+const children = new Set<ChildProcess>()
+let installed = false
+
+export function track(child: ChildProcess): void {
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  if (installed) return
+  installed = true
+  process.once('exit', killAll)
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      killAll()
+      process.exit(130)
+    })
+  }
+}
+
+export function killAll(): void {
+  for (const child of children) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+  }
+  children.clear()
+}
+
+/** CPU time, resident memory and syscall counters of a process, from /proc. */
+export interface ProcSample {
+  /** user + system CPU time, µs. */
+  cpuUs: number
+  rssKiB: number
+  hwmKiB: number
+  /** read-type and write-type syscalls (`/proc/PID/io` syscr/syscw: read, readv, write, writev…). */
+  syscr: number
+  syscw: number
+}
+
+const TICK_US = 1_000_000 / 100 // USER_HZ is 100 on Linux
+
+export function sampleProc(pid: number): ProcSample {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1')
+  // Fields after the command name (which may contain spaces) start after the last ')'.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  const utime = Number(fields[11])
+  const stime = Number(fields[12])
+  const status = readFileSync(`/proc/${pid}/status`, 'latin1')
+  const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(status)?.[1] ?? Number.NaN)
+  let syscr = Number.NaN
+  let syscw = Number.NaN
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'latin1')
+    syscr = Number(/^syscr:\s+(\d+)/m.exec(io)?.[1])
+    syscw = Number(/^syscw:\s+(\d+)/m.exec(io)?.[1])
+  } catch {
+    // /proc/PID/io may be unreadable in some sandboxes; the figures are then left out.
+  }
+  return { cpuUs: (utime + stime) * TICK_US, rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM'), syscr, syscw }
+}
+
+/** `after - before` for the counters; RSS as of `after`. */
+export function procDelta(before: ProcSample, after: ProcSample): ProcSample {
+  return {
+    cpuUs: after.cpuUs - before.cpuUs,
+    rssKiB: after.rssKiB,
+    hwmKiB: after.hwmKiB,
+    syscr: after.syscr - before.syscr,
+    syscw: after.syscw - before.syscw,
+  }
+}

@@ -1,0 +1,334 @@
+import type { DownlinkRow, LatencyRow, UplinkRow } from '../scenarios/messages.js'
+import type { ScaleRow } from '../scenarios/scale.js'
+import type { SoakResult } from '../scenarios/soak.js'
+import type { Machine } from './machine.js'
+import type { BenchOptions, BrokerKind } from './options.js'
+import { round, sum } from './stats.js'
+
+/** The headline figures, flat at the top of latest.json (null when the scenario did not run). */
+export interface Headline {
+  uplink_ratio_qos1_embedded: number | null
+  uplink_ratio_qos1_mosquitto: number | null
+  uplink_msgs_per_s_qos1_embedded: number | null
+  uplink_msgs_per_s_qos1_mosquitto: number | null
+  uplink_ratio_qos0_embedded: number | null
+  uplink_ratio_qos0_mosquitto: number | null
+  /** Against the raw direct clients (same design as the HyperTCP generator), full mode only. */
+  uplink_ratio_raw_qos1_embedded: number | null
+  uplink_ratio_raw_qos1_mosquitto: number | null
+  added_p99_ms_at_1k: number | null
+  added_p99_ms_at_10k: number | null
+  added_p99_ms_at_1k_mosquitto: number | null
+  added_p99_ms_at_10k_mosquitto: number | null
+  downlink_msgs_per_s: number | null
+  /** At the first latency rate (1k msgs/s), open loop. */
+  downlink_p99_ms: number | null
+  downlink_p99_ms_saturated: number | null
+  max_devices: number | null
+  rss_kib_per_device: number | null
+  heap_kib_per_device: number | null
+  logins_per_s: number | null
+  restart_s: number | null
+  /** QoS 1 uplinks acknowledged to the sender and never received: must be 0. */
+  lost_acked_messages: number
+  /** QoS 0 uplinks sent and never received (no guarantee, reported). */
+  lost_qos0_messages: number
+  /** Downlinks accepted by the broker and never delivered (at most once, reported). */
+  downlink_dropped: number
+}
+
+export interface Results extends Headline {
+  machine: Machine
+  command: string
+  mode: BenchOptions['mode']
+  date: string
+  elapsed_s: number
+  gateway: { dist: string; commit: string | null; flags: string[]; node_args: string[] }
+  settings: Record<string, unknown>
+  uplink: UplinkRow[]
+  latency: LatencyRow[]
+  downlink: DownlinkRow[]
+  scale: ScaleRow[]
+  soak?: SoakResult
+  /** Why the run failed (lost or unsettled messages, devices that did not log in or come back). */
+  failures: string[]
+  /** What the gateway printed (first lines). */
+  gateway_output: string[]
+}
+
+const orNull = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? null : v)
+
+export function headline(
+  uplink: UplinkRow[],
+  latency: LatencyRow[],
+  downlink: DownlinkRow[],
+  scale: ScaleRow[],
+): Headline {
+  const rate = (b: BrokerKind, qos: 0 | 1, side: string) =>
+    uplink.find((r) => r.broker === b && r.qos === qos && r.side === side)?.msgs_per_s
+  const ratio = (b: BrokerKind, qos: 0 | 1, base = 'direct') => {
+    const gw = rate(b, qos, 'gateway')
+    const direct = rate(b, qos, base)
+    return gw === undefined || direct === undefined ? undefined : round(gw / direct, 3)
+  }
+  const added = (b: BrokerKind, r: number) => {
+    const gw = latency.find((l) => l.broker === b && l.rate === r && l.side === 'gateway')
+    const direct = latency.find((l) => l.broker === b && l.rate === r && l.side === 'direct')
+    return gw && direct ? round(gw.p99_ms - direct.p99_ms, 3) : undefined
+  }
+  const dl = downlink.find((d) => d.broker === 'embedded') ?? downlink[0]
+  const sc = scale.find((s) => s.broker === 'embedded') ?? scale[0]
+  return {
+    uplink_ratio_qos1_embedded: orNull(ratio('embedded', 1)),
+    uplink_ratio_qos1_mosquitto: orNull(ratio('mosquitto', 1)),
+    uplink_msgs_per_s_qos1_embedded: orNull(rate('embedded', 1, 'gateway')),
+    uplink_msgs_per_s_qos1_mosquitto: orNull(rate('mosquitto', 1, 'gateway')),
+    uplink_ratio_qos0_embedded: orNull(ratio('embedded', 0)),
+    uplink_ratio_qos0_mosquitto: orNull(ratio('mosquitto', 0)),
+    uplink_ratio_raw_qos1_embedded: orNull(ratio('embedded', 1, 'raw')),
+    uplink_ratio_raw_qos1_mosquitto: orNull(ratio('mosquitto', 1, 'raw')),
+    added_p99_ms_at_1k: orNull(added('embedded', 1000)),
+    added_p99_ms_at_10k: orNull(added('embedded', 10_000)),
+    added_p99_ms_at_1k_mosquitto: orNull(added('mosquitto', 1000)),
+    added_p99_ms_at_10k_mosquitto: orNull(added('mosquitto', 10_000)),
+    downlink_msgs_per_s: orNull(dl?.msgs_per_s),
+    downlink_p99_ms: orNull(dl?.latency_p99_ms),
+    downlink_p99_ms_saturated: orNull(dl?.p99_ms),
+    max_devices: orNull(sc?.max_devices),
+    rss_kib_per_device: orNull(sc?.rss_kib_per_device),
+    heap_kib_per_device: orNull(sc?.heap_kib_per_device),
+    logins_per_s: orNull(sc?.logins_per_s),
+    restart_s: orNull(sc?.restart_s),
+    lost_acked_messages:
+      sum(uplink.filter((r) => r.qos === 1).map((r) => r.lost) as number[]) + sum(latency.map((r) => r.lost)),
+    lost_qos0_messages: sum(uplink.filter((r) => r.qos === 0).map((r) => r.lost)),
+    downlink_dropped: sum(downlink.map((d) => d.dropped)),
+  }
+}
+
+// ---- the table ----
+
+function fmt(v: number | null | undefined, digits = 0): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '–'
+  return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
+  const line = (cells: string[]) =>
+    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`
+  const sep = `| ${widths.map((w, i) => (i === 0 ? '-'.repeat(w) : `${'-'.repeat(w - 1)}:`)).join(' | ')} |`
+  return [line(header), sep, ...rows.map(line)].join('\n')
+}
+
+const check = (ok: boolean | null) => (ok === null ? 'n/a' : ok ? 'met' : 'NOT met')
+
+/** The human-readable report: Markdown tables (pasteable into the README's Performance section). */
+export function renderTable(r: Results, opts: BenchOptions): string {
+  const m = r.machine
+  const out: string[] = []
+  out.push(
+    `### \`${r.command}\` — ${r.mode} mode, median of ${opts.runs} run(s) per figure, warm-up excluded`,
+  )
+  out.push('')
+  out.push(
+    `Machine: ${m.cpu_model}, ${m.cores} cores, ${m.memory_gib} GiB, Node ${m.node}, open files ${m.open_files_limit}, ` +
+      `Linux ${m.kernel}, Mosquitto ${m.mosquitto ?? '–'}. Gateway ${r.gateway.commit ?? r.gateway.dist} (log level warn); ` +
+      `all processes (gateway, broker, generators, subscriber) share the machine.`,
+  )
+  if (r.uplink.length > 0) {
+    out.push('')
+    out.push(
+      `**Uplink throughput** — ${opts.devices} HyperTCP devices → gateway → broker → 1 subscriber, vs ${opts.devices} ` +
+        `MQTT.js clients → broker → the same subscriber; ${opts.window} messages in flight per device ` +
+        `(QoS 1: until acknowledged; QoS 0: until received), ${opts.procs} generator process(es) per side.`,
+    )
+    out.push('')
+    const rows: string[][] = []
+    for (const b of ['embedded', 'mosquitto'] as const) {
+      for (const qos of [1, 0] as const) {
+        const get = (side: string) => r.uplink.find((u) => u.broker === b && u.qos === qos && u.side === side)
+        const gw = get('gateway')
+        const direct = get('direct')
+        const raw = get('raw')
+        if (!gw || !direct) continue
+        rows.push([
+          b,
+          String(qos),
+          fmt(gw.msgs_per_s),
+          fmt(direct.msgs_per_s),
+          fmt(gw.msgs_per_s / direct.msgs_per_s, 2),
+          raw ? `${fmt(raw.msgs_per_s)} (${fmt(gw.msgs_per_s / raw.msgs_per_s, 2)})` : '–',
+          fmt(gw.gateway_cpu_us_per_msg, 1),
+          `${fmt(gw.gateway_syscalls_per_msg.read, 2)} / ${fmt(gw.gateway_syscalls_per_msg.write, 2)}`,
+          String(gw.lost + direct.lost + (raw?.lost ?? 0)),
+        ])
+      }
+    }
+    out.push(
+      table(
+        [
+          'broker',
+          'QoS',
+          'gateway msgs/s',
+          'direct msgs/s',
+          'gateway/direct',
+          'raw direct msgs/s (ratio)',
+          'gw CPU µs/msg',
+          'gw syscalls/msg r / w',
+          'lost',
+        ],
+        rows,
+      ),
+    )
+  }
+  if (r.latency.length > 0) {
+    out.push('')
+    out.push(
+      `**Uplink latency** — device → subscriber at a fixed offered load (open loop), QoS 1, ${opts.devices} devices; ` +
+        `HdrHistogram, ms.`,
+    )
+    out.push('')
+    const rows: string[][] = []
+    for (const b of ['embedded', 'mosquitto'] as const) {
+      for (const rate of opts.rates) {
+        const gw = r.latency.find((l) => l.broker === b && l.rate === rate && l.side === 'gateway')
+        const direct = r.latency.find((l) => l.broker === b && l.rate === rate && l.side === 'direct')
+        if (!gw || !direct) continue
+        rows.push([
+          b,
+          fmt(rate),
+          `${fmt(gw.p50_ms, 2)} / ${fmt(gw.p99_ms, 2)} / ${fmt(gw.max_ms, 1)}`,
+          `${fmt(direct.p50_ms, 2)} / ${fmt(direct.p99_ms, 2)} / ${fmt(direct.max_ms, 1)}`,
+          fmt(gw.p99_ms - direct.p99_ms, 2),
+        ])
+      }
+    }
+    out.push(
+      table(['broker', 'msgs/s', 'gateway p50 / p99 / max', 'direct p50 / p99 / max', 'added p99'], rows),
+    )
+  }
+  if (r.downlink.length > 0) {
+    out.push('')
+    out.push(
+      `**Downlink** — MQTT publisher → broker → gateway → ${opts.devices} devices, ${opts.downlinkWindow} in flight per ` +
+        'device (closed loop on delivery) for throughput; latency also at a fixed offered load (open loop).',
+    )
+    out.push('')
+    out.push(
+      table(
+        [
+          'broker',
+          'msgs/s',
+          'p50 / p99 / max ms at that load',
+          `p50 / p99 / max ms at ${fmt(opts.rates[0])} msgs/s`,
+          'dropped',
+        ],
+        r.downlink.map((d) => [
+          d.broker,
+          fmt(d.msgs_per_s),
+          `${fmt(d.p50_ms, 2)} / ${fmt(d.p99_ms, 2)} / ${fmt(d.max_ms, 1)}`,
+          `${fmt(d.latency_p50_ms, 2)} / ${fmt(d.latency_p99_ms, 2)} / ${fmt(d.latency_max_ms, 1)}`,
+          String(d.dropped),
+        ]),
+      ),
+    )
+  }
+  if (r.scale.length > 0) {
+    out.push('')
+    out.push(
+      '**Scale** — idle logged-in devices in one gateway process (one descriptor each: bounded by its open-files ' +
+        `limit), ${opts.scaleProcs} generator process(es); restart = SIGKILL, start again, devices reconnect with jittered backoff.`,
+    )
+    out.push('')
+    out.push(
+      table(
+        [
+          'broker',
+          'devices',
+          'logins/s',
+          'RSS KiB/device',
+          'heap KiB/device',
+          '90 % back',
+          'all back after kill',
+        ],
+        r.scale.map((s) => [
+          s.broker,
+          `${fmt(s.max_devices)} / ${fmt(s.target)}`,
+          fmt(s.logins_per_s),
+          fmt(s.rss_kib_per_device, 2),
+          fmt(s.heap_kib_per_device, 2),
+          `${fmt(s.restart_s_p90, 2)} s`,
+          `${fmt(s.restart_s, 2)} s`,
+        ]),
+      ),
+    )
+  }
+  if (r.soak) {
+    out.push('')
+    out.push(
+      `**Soak** (${r.soak.broker} broker) — ${r.soak.idle.devices} idle devices for ${r.soak.idle.minutes} min; ` +
+        `${fmt(r.soak.churn.cycles)} connect/disconnect cycles at ${fmt(r.soak.churn.cycles_per_s)}/s. ` +
+        'RSS as sampled (no forced GC); change = last sample vs the end of the warm-up (1 min / 10 % of the cycles).',
+    )
+    out.push('')
+    out.push(
+      table(
+        ['phase', 'RSS first MiB', 'RSS last MiB', 'RSS max MiB', 'change'],
+        [
+          ['idle', ...soakCells(r.soak.idle)],
+          ['churn', ...soakCells(r.soak.churn)],
+        ],
+      ),
+    )
+  }
+  out.push('')
+  out.push('**Targets** (issue 4, 2-core machine):')
+  out.push('')
+  const h: Headline = r
+  const le = (v: number | null, t: number) => (v === null ? null : v <= t)
+  const ge = (v: number | null, t: number) => (v === null ? null : v >= t)
+  out.push(
+    table(
+      ['target', 'measured', ''],
+      [
+        [
+          'uplink QoS 1 gateway/direct ≥ 1.0, embedded',
+          fmt(h.uplink_ratio_qos1_embedded, 2),
+          check(ge(h.uplink_ratio_qos1_embedded, 1)),
+        ],
+        [
+          'uplink QoS 1 gateway/direct ≥ 1.0, Mosquitto',
+          fmt(h.uplink_ratio_qos1_mosquitto, 2),
+          check(ge(h.uplink_ratio_qos1_mosquitto, 1)),
+        ],
+        ['added p99 ≤ 1 ms at 1k msgs/s', fmt(h.added_p99_ms_at_1k, 2), check(le(h.added_p99_ms_at_1k, 1))],
+        [
+          'added p99 ≤ 3 ms at 10k msgs/s',
+          fmt(h.added_p99_ms_at_10k, 2),
+          check(le(h.added_p99_ms_at_10k, 3)),
+        ],
+        ['≥ 19,000 devices in one process', fmt(h.max_devices), check(ge(h.max_devices, 19_000))],
+        ['≤ 8 KiB RSS per idle device', fmt(h.rss_kib_per_device, 2), check(le(h.rss_kib_per_device, 8))],
+        ['≥ 5,000 logins/s', fmt(h.logins_per_s), check(ge(h.logins_per_s, 5000))],
+        ['all devices back ≤ 10 s after a restart', fmt(h.restart_s, 2), check(le(h.restart_s, 10))],
+        ['no acknowledged message lost', String(h.lost_acked_messages), check(h.lost_acked_messages === 0)],
+      ],
+    ),
+  )
+  if (r.failures.length > 0) {
+    out.push('')
+    out.push(`FAILED RUN: ${r.failures.join('; ')}`)
+  }
+  return out.join('\n')
+}
+
+function soakCells(p: {
+  rss_first_kib: number
+  rss_last_kib: number
+  rss_max_kib: number
+  change_pct: number
+}): string[] {
+  const mib = (k: number) => fmt(k / 1024, 1)
+  return [mib(p.rss_first_kib), mib(p.rss_last_kib), mib(p.rss_max_kib), `${fmt(p.change_pct, 1)} %`]
+}

@@ -1,0 +1,481 @@
+/**
+ * Uplink throughput, uplink latency and downlink, for one broker: the gateway path and the direct
+ * MQTT path measured side by side, alternating run by run so drift on a shared machine hits both.
+ */
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+import { freePort } from '../../test/helpers/net.js'
+import type { UplinkArgs, UplinkResult } from '../gen/devices.js'
+import { nowUs, sleep } from '../lib/clock.js'
+import { GatewayProc } from '../lib/gateway.js'
+import { decodeHistogram, type LatencySummary, newHistogram, summarize } from '../lib/hist.js'
+import type { Worker } from '../lib/ipc.js'
+import { startBenchMosquitto } from '../lib/mosquitto.js'
+import type { BenchOptions, BrokerKind } from '../lib/options.js'
+import { type ProcSample, procDelta, sampleProc } from '../lib/procs.js'
+import type { Rig } from '../lib/rig.js'
+import { median, round, split, sum } from '../lib/stats.js'
+
+export type Side = 'gateway' | 'direct' | 'raw'
+
+/** One measured run of uplink messages. */
+export interface UplinkRun {
+  msgs_per_s: number
+  sent: number
+  acked: number
+  rejected: number
+  /** Still unacknowledged after the drain: the run did not settle. */
+  unacked: number
+  /** Acknowledged to the sender but never received by the subscriber. */
+  lost: number
+  duplicates: number
+  out_of_order: number
+  malformed: number
+  latency: LatencySummary
+  /** CPU use during the measurement window, % of one core, per process role. */
+  cpu_pct: Record<string, number>
+  /** Gateway process CPU and syscalls per message received in the window. */
+  gateway_cpu_us_per_msg: number
+  gateway_syscalls_per_msg: { read: number; write: number }
+}
+
+export interface UplinkRow {
+  broker: BrokerKind
+  qos: 0 | 1
+  side: Side
+  clients: number
+  msgs_per_s: number
+  lost: number
+  rejected: number
+  gateway_cpu_us_per_msg: number
+  gateway_syscalls_per_msg: { read: number; write: number }
+  cpu_pct: Record<string, number>
+  runs: UplinkRun[]
+}
+
+export interface LatencyRow {
+  broker: BrokerKind
+  rate: number
+  side: Side
+  achieved_msgs_per_s: number
+  p50_ms: number
+  p99_ms: number
+  max_ms: number
+  samples: number
+  lost: number
+  runs: UplinkRun[]
+}
+
+export interface DownlinkRun {
+  msgs_per_s: number
+  published: number
+  received: number
+  /** Published (and accepted by the broker) but not delivered: at-most-once drops. */
+  dropped: number
+  duplicates: number
+  latency: LatencySummary
+  gateway_cpu_us_per_msg: number
+}
+
+export interface DownlinkRow {
+  broker: BrokerKind
+  devices: number
+  /** Closed loop (saturating): `window` in flight per device. */
+  window: number
+  msgs_per_s: number
+  p50_ms: number
+  p99_ms: number
+  max_ms: number
+  /** Open loop at `latency_rate` msgs/s: latency not dominated by the closed loop's own queue. */
+  latency_rate: number
+  latency_p50_ms: number
+  latency_p99_ms: number
+  latency_max_ms: number
+  dropped: number
+  runs: DownlinkRun[]
+  latency_runs: DownlinkRun[]
+}
+
+export interface MessageResults {
+  uplink: UplinkRow[]
+  latency: LatencyRow[]
+  downlink: DownlinkRow[]
+  gateway_flags: string[]
+  warnings: string[]
+}
+
+interface Group {
+  opts: BenchOptions
+  rig: Rig
+  gw: GatewayProc
+  broker: BrokerKind
+  brokerPid: number
+  log: (line: string) => void
+  /** The subscriber's credit port (QoS 0 runs, see gen/credit.ts). */
+  creditPort: number
+}
+
+/**
+ * Gateway settings of the message runs. The defaults bound what waits for the broker per device
+ * (maxInflight 16) and in total (maxPendingPublishes 10000); the closed loop keeps `window` (16)
+ * per device unacknowledged, so the defaults hold and nothing is raised.
+ */
+function gatewayFlags(opts: BenchOptions): Record<string, string> {
+  return { ...opts.gatewayFlags }
+}
+
+export async function runMessages(
+  opts: BenchOptions,
+  rig: Rig,
+  broker: BrokerKind,
+  log: (line: string) => void,
+): Promise<MessageResults> {
+  const out: MessageResults = { uplink: [], latency: [], downlink: [], gateway_flags: [], warnings: [] }
+  const mosquitto = broker === 'mosquitto' ? await startBenchMosquitto() : undefined
+  try {
+    for (const qos of opts.qos) {
+      const wantUplink = opts.scenarios.includes('uplink')
+      const wantOthers =
+        qos === 1 && (opts.scenarios.includes('latency') || opts.scenarios.includes('downlink'))
+      if (!wantUplink && !wantOthers) continue
+      const spec = {
+        dist: opts.gateway,
+        port: await freePort(),
+        brokerPort: await freePort(),
+        devices: opts.devices,
+        qosUp: qos,
+        flags: gatewayFlags(opts),
+        nodeArgs: opts.gatewayNodeArgs,
+        ...(mosquitto ? { mqttUrl: mosquitto.url } : {}),
+      }
+      out.gateway_flags = GatewayProc.flags(spec)
+      log(`${broker} QoS ${qos}: starting the gateway`)
+      const gw = await GatewayProc.start(spec)
+      try {
+        const g: Group = { opts, rig, gw, broker, brokerPid: mosquitto?.pid ?? 0, log, creditPort: 0 }
+        g.creditPort = await prepare(g, qos)
+        if (wantUplink) out.uplink.push(...(await throughput(g, qos)))
+        if (qos === 1 && opts.scenarios.includes('latency')) out.latency.push(...(await latency(g)))
+        if (qos === 1 && opts.scenarios.includes('downlink')) out.downlink.push(await downlink(g))
+        await teardown(g)
+      } finally {
+        await gw.stop('SIGTERM')
+        out.warnings.push(...gw.output.slice(0, 20).map((l) => `${broker} QoS ${qos}: ${l}`))
+      }
+    }
+  } finally {
+    await mosquitto?.dispose()
+  }
+  return out
+}
+
+/** Logs the devices in, connects the direct clients and the subscriber; returns the credit port. */
+async function prepare(g: Group, qos: 0 | 1): Promise<number> {
+  const { opts, rig, gw } = g
+  const ranges = split(opts.devices, opts.procs)
+  await Promise.all(
+    rig.devices.map(async (w, i) => {
+      await w.call('init', { host: '127.0.0.1', port: gw.spec.port, ...ranges[i]! })
+      const r = await w.call('login', { concurrency: 100, timeoutMs: 20_000 })
+      if (r.online !== ranges[i]!.count) throw new Error(`${w.name}: only ${r.online} devices logged in`)
+    }),
+  )
+  const clients = [
+    ...rig.mqttjs.map((w) => [w, 'mqttjs'] as const),
+    ...rig.raw.map((w) => [w, 'raw'] as const),
+  ]
+  await Promise.all(
+    clients.map(([w, kind], i) =>
+      w.call('init', { port: gw.mqttPort, kind, qos, ...ranges[i % opts.procs]! }),
+    ),
+  )
+  const sub = await rig.subscriber.call('connect', {
+    port: gw.mqttPort,
+    qos,
+    devices: opts.devices,
+    topic: 'hypertcp/+/up',
+  })
+  return sub.creditPort
+}
+
+async function teardown(g: Group): Promise<void> {
+  const { rig } = g
+  await Promise.all([
+    ...rig.devices.map((w) => w.call('closeAll', null)),
+    ...[...rig.mqttjs, ...rig.raw].map((w) => w.call('closeAll', null)),
+  ])
+  await rig.subscriber.call('close', null)
+}
+
+function senders(
+  g: Group,
+  side: Side,
+): Worker<{ uplinkStart: [UplinkArgs, null]; uplinkStop: [null, UplinkResult] }>[] {
+  if (side === 'gateway') return g.rig.devices
+  return side === 'direct' ? g.rig.mqttjs : g.rig.raw
+}
+
+async function sleepUntil(us: number): Promise<void> {
+  const ms = (us - nowUs()) / 1000
+  if (ms > 0) await sleep(ms)
+}
+
+/** CPU and syscall counters of every process involved, by role. */
+function sampleRoles(g: Group, side: Side): Record<string, ProcSample> {
+  const roles: Record<string, number[]> = {
+    gateway: [g.gw.pid],
+    generators: senders(g, side).map((w) => w.pid),
+    subscriber: [g.rig.subscriber.pid],
+  }
+  if (g.brokerPid) roles.mosquitto = [g.brokerPid]
+  const out: Record<string, ProcSample> = {}
+  for (const [role, pids] of Object.entries(roles)) {
+    const samples = pids.map(sampleProc)
+    out[role] = {
+      cpuUs: sum(samples.map((s) => s.cpuUs)),
+      rssKiB: sum(samples.map((s) => s.rssKiB)),
+      hwmKiB: sum(samples.map((s) => s.hwmKiB)),
+      syscr: sum(samples.map((s) => s.syscr)),
+      syscw: sum(samples.map((s) => s.syscw)),
+    }
+  }
+  return out
+}
+
+/**
+ * One run: the senders start (closed loop or fixed rate), a warm-up passes unmeasured, then the
+ * window: the subscriber counts arrivals in it and the latency of messages sent in it, and the
+ * CPU of every process is sampled at both ends. Then the senders stop, wait for their last
+ * acknowledgements, and the subscriber drains: every acknowledged message must arrive.
+ */
+async function uplinkRun(
+  g: Group,
+  side: Side,
+  qos: 0 | 1,
+  load: UplinkArgs,
+  measureMs: number,
+  profile?: string,
+): Promise<UplinkRun> {
+  const workers = senders(g, side)
+  const start = nowUs() + 20_000
+  const w0 = start + g.opts.warmupMs * 1000
+  const w1 = w0 + measureMs * 1000
+  await g.rig.subscriber.call('reset', { windowStartUs: w0, windowEndUs: w1 })
+  await sleepUntil(start)
+  const perWorker = { ...load, rate: load.rate / workers.length }
+  await Promise.all(workers.map((w) => w.call('uplinkStart', perWorker)))
+  await sleepUntil(w0)
+  if (profile) await g.gw.profileStart(profile.endsWith('.cpuprofile') ? 'cpu' : 'heap')
+  const before = sampleRoles(g, side)
+  await sleepUntil(w1)
+  const after = sampleRoles(g, side)
+  if (profile) {
+    mkdirSync(g.opts.profileDir!, { recursive: true })
+    await g.gw.profileStop(join(g.opts.profileDir!, profile))
+    g.log(`  profile: ${join(g.opts.profileDir!, profile)} (the profiler slows this run: not a result)`)
+  }
+  const results = await Promise.all(workers.map((w) => w.call('uplinkStop', null)))
+  const acked = sum(results.map((r) => r.acked))
+  const sub = await g.rig.subscriber.call('drain', { expected: acked, idleMs: 3000 })
+  const ackedPerDevice = results.flatMap((r) => r.ackedPerDevice)
+  let lost = 0
+  ackedPerDevice.forEach((a, i) => {
+    lost += Math.max(0, a - (sub.uniquePerDevice[i] ?? 0))
+  })
+  const seconds = measureMs / 1000
+  const cpu_pct: Record<string, number> = {}
+  const delta: Record<string, ProcSample> = {}
+  for (const role of Object.keys(before)) {
+    delta[role] = procDelta(before[role]!, after[role]!)
+    cpu_pct[role] = round((delta[role]!.cpuUs / (measureMs * 1000)) * 100, 3)
+  }
+  const n = Math.max(1, sub.inWindow)
+  const gwDelta = delta.gateway!
+  const run: UplinkRun = {
+    msgs_per_s: round(sub.inWindow / seconds, 4),
+    sent: sum(results.map((r) => r.sent)),
+    acked,
+    rejected: sum(results.map((r) => r.rejected)),
+    unacked: sum(results.map((r) => r.unacked)),
+    lost,
+    duplicates: sub.duplicates,
+    out_of_order: sub.outOfOrder,
+    malformed: sub.malformed,
+    latency: summarize(decodeHistogram(sub.histogram)),
+    cpu_pct,
+    gateway_cpu_us_per_msg: round(gwDelta.cpuUs / n, 3),
+    gateway_syscalls_per_msg: { read: round(gwDelta.syscr / n, 3), write: round(gwDelta.syscw / n, 3) },
+  }
+  if (run.lost > 0 && qos === 1) {
+    g.log(`  FAILED: ${side} lost ${run.lost} acknowledged messages`)
+  }
+  return run
+}
+
+function describe(r: UplinkRun): string {
+  const cpu = Object.entries(r.cpu_pct)
+    .map(([k, v]) => `${k} ${Math.round(v)}%`)
+    .join(', ')
+  return `${Math.round(r.msgs_per_s)} msgs/s, p99 ${r.latency.p99_ms} ms, lost ${r.lost}, rejected ${r.rejected} (cpu: ${cpu})`
+}
+
+function sides(g: Group, qos: 0 | 1): Side[] {
+  // The raw baseline runs at QoS 1 only, to keep the full run within its time budget.
+  return g.opts.sides.filter((s) => s !== 'raw' || (g.rig.raw.length > 0 && qos === 1))
+}
+
+async function throughput(g: Group, qos: 0 | 1): Promise<UplinkRow[]> {
+  const runs = new Map<Side, UplinkRun[]>()
+  const order = sides(g, qos)
+  for (let r = 0; r < g.opts.runs; r++) {
+    for (const side of order) {
+      // QoS 1: the senders' acknowledgements pace the loop (for the gateway: its ack after the
+      // broker's PUBACK). QoS 0 has none: the subscriber's credits do (gen/credit.ts).
+      const load: UplinkArgs =
+        qos === 1
+          ? { mode: 'closed', window: g.opts.window, rate: 0 }
+          : { mode: 'e2e', window: g.opts.window, rate: 0, creditPort: g.creditPort }
+      // Profiling: CPU during the first gateway window, allocations during the second.
+      const profile =
+        g.opts.profileDir && side === 'gateway' && r < 2
+          ? `${g.broker}-qos${qos}.${r === 0 ? 'cpuprofile' : 'heapprofile'}`
+          : undefined
+      const run = await uplinkRun(g, side, qos, load, g.opts.measureMs, profile)
+      g.log(`  uplink ${g.broker} QoS ${qos} ${side} run ${r + 1}: ${describe(run)}`)
+      runs.set(side, [...(runs.get(side) ?? []), run])
+    }
+  }
+  return order.map((side) => {
+    const rs = runs.get(side)!
+    return {
+      broker: g.broker,
+      qos,
+      side,
+      clients: g.opts.devices,
+      msgs_per_s: round(median(rs.map((r) => r.msgs_per_s)), 4),
+      lost: sum(rs.map((r) => r.lost)),
+      rejected: sum(rs.map((r) => r.rejected)),
+      gateway_cpu_us_per_msg: round(median(rs.map((r) => r.gateway_cpu_us_per_msg)), 3),
+      gateway_syscalls_per_msg: {
+        read: round(median(rs.map((r) => r.gateway_syscalls_per_msg.read)), 3),
+        write: round(median(rs.map((r) => r.gateway_syscalls_per_msg.write)), 3),
+      },
+      cpu_pct: Object.fromEntries(
+        Object.keys(rs[0]!.cpu_pct).map((k) => [k, round(median(rs.map((r) => r.cpu_pct[k]!)), 3)]),
+      ),
+      runs: rs,
+    }
+  })
+}
+
+async function latency(g: Group): Promise<LatencyRow[]> {
+  const rows: LatencyRow[] = []
+  for (const rate of g.opts.rates) {
+    const runs = new Map<Side, UplinkRun[]>()
+    const order = g.opts.sides.filter((s): s is Side => s !== 'raw')
+    for (let r = 0; r < g.opts.runs; r++) {
+      for (const side of order) {
+        const run = await uplinkRun(g, side, 1, { mode: 'open', window: 0, rate }, g.opts.latencyMeasureMs)
+        g.log(`  latency ${g.broker} ${rate}/s ${side} run ${r + 1}: ${describe(run)}`)
+        runs.set(side, [...(runs.get(side) ?? []), run])
+      }
+    }
+    for (const side of order) {
+      const rs = runs.get(side)!
+      rows.push({
+        broker: g.broker,
+        rate,
+        side,
+        achieved_msgs_per_s: round(median(rs.map((r) => r.msgs_per_s)), 4),
+        p50_ms: round(median(rs.map((r) => r.latency.p50_ms)), 3),
+        p99_ms: round(median(rs.map((r) => r.latency.p99_ms)), 3),
+        max_ms: round(median(rs.map((r) => r.latency.max_ms)), 3),
+        samples: sum(rs.map((r) => r.latency.count)),
+        lost: sum(rs.map((r) => r.lost)),
+        runs: rs,
+      })
+    }
+  }
+  return rows
+}
+
+/**
+ * MQTT publisher → broker → gateway → devices. Each device generator process publishes to its own
+ * devices' down topics: closed loop, `downlinkWindow` messages on the way to each device (the next
+ * is published when the device has received one) for throughput; then open loop at 1k msgs/s for
+ * latency.
+ */
+async function downlink(g: Group): Promise<DownlinkRow> {
+  const runs: DownlinkRun[] = []
+  const latencyRuns: DownlinkRun[] = []
+  const rate = g.opts.rates[0]!
+  for (let r = 0; r < g.opts.runs; r++) {
+    const closed = await downlinkRun(g, 'closed', g.opts.measureMs)
+    const open = await downlinkRun(g, 'open', g.opts.measureMs, rate)
+    g.log(
+      `  downlink ${g.broker} run ${r + 1}: ${Math.round(closed.msgs_per_s)} msgs/s, p99 ${closed.latency.p99_ms} ms, ` +
+        `dropped ${closed.dropped}; at ${rate}/s: p99 ${open.latency.p99_ms} ms, dropped ${open.dropped}`,
+    )
+    runs.push(closed)
+    latencyRuns.push(open)
+  }
+  const med = (rs: DownlinkRun[], f: (r: DownlinkRun) => number) => round(median(rs.map(f)), 3)
+  return {
+    broker: g.broker,
+    devices: g.opts.devices,
+    window: g.opts.downlinkWindow,
+    msgs_per_s: round(median(runs.map((r) => r.msgs_per_s)), 4),
+    p50_ms: med(runs, (r) => r.latency.p50_ms),
+    p99_ms: med(runs, (r) => r.latency.p99_ms),
+    max_ms: med(runs, (r) => r.latency.max_ms),
+    latency_rate: rate,
+    latency_p50_ms: med(latencyRuns, (r) => r.latency.p50_ms),
+    latency_p99_ms: med(latencyRuns, (r) => r.latency.p99_ms),
+    latency_max_ms: med(latencyRuns, (r) => r.latency.max_ms),
+    dropped: sum([...runs, ...latencyRuns].map((r) => r.dropped)),
+    runs,
+    latency_runs: latencyRuns,
+  }
+}
+
+async function downlinkRun(
+  g: Group,
+  mode: 'closed' | 'open',
+  measureMs: number,
+  rate = 0,
+): Promise<DownlinkRun> {
+  const workers = g.rig.devices
+  const start = nowUs() + 20_000
+  const w0 = start + g.opts.warmupMs * 1000
+  const w1 = w0 + measureMs * 1000
+  await sleepUntil(start)
+  await Promise.all(
+    workers.map((w) =>
+      w.call('downlinkStart', {
+        brokerPort: g.gw.mqttPort,
+        mode,
+        window: g.opts.downlinkWindow,
+        rate: rate / workers.length,
+        windowStartUs: w0,
+        windowEndUs: w1,
+      }),
+    ),
+  )
+  await sleepUntil(w0)
+  const before = sampleProc(g.gw.pid)
+  await sleepUntil(w1)
+  const after = sampleProc(g.gw.pid)
+  const results = await Promise.all(workers.map((w) => w.call('downlinkStop', null)))
+  const hist = newHistogram()
+  for (const res of results) hist.add(decodeHistogram(res.histogram))
+  const inWindow = sum(results.map((x) => x.receivedInWindow))
+  return {
+    msgs_per_s: round(inWindow / (measureMs / 1000), 4),
+    published: sum(results.map((x) => x.published)),
+    received: sum(results.map((x) => x.received)),
+    dropped: sum(results.map((x) => x.pubacked - x.received)),
+    duplicates: sum(results.map((x) => x.duplicates)),
+    latency: summarize(hist),
+    gateway_cpu_us_per_msg: round((after.cpuUs - before.cpuUs) / Math.max(1, inWindow), 3),
+  }
+}

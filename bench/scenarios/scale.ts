@@ -1,0 +1,185 @@
+/**
+ * Scale: as many idle, logged-in devices as one gateway process can hold (bounded by its
+ * open-files limit: one descriptor per device), the memory they cost, how fast they log in, and
+ * how long they take to all come back after the gateway is killed and started again.
+ */
+
+import { freePort } from '../../test/helpers/net.js'
+import { nowUs, sleep } from '../lib/clock.js'
+import { GatewayProc, type GatewaySpec } from '../lib/gateway.js'
+import { startBenchMosquitto } from '../lib/mosquitto.js'
+import type { BenchOptions, BrokerKind } from '../lib/options.js'
+import type { Rig } from '../lib/rig.js'
+import { median, round, split, sum } from '../lib/stats.js'
+
+export interface ScaleRun {
+  target: number
+  /** Devices logged in at once at the end of the ramp. */
+  online: number
+  login_s: number
+  logins_per_s: number
+  rss_before_kib: number
+  rss_after_kib: number
+  rss_kib_per_device: number
+  heap_before_kib: number
+  heap_after_kib: number
+  heap_kib_per_device: number
+  /** After SIGKILL and a new start on the same port: devices back, and when. */
+  restart_back: number
+  restart_s_from_kill: number
+  restart_s_from_listen: number
+  /** Seconds after the kill until 50 / 90 / 99 % of the devices were back (a long tail is typical of SYNs dropped by a full accept queue and retried by the kernel after 1, 2, 4 … s). */
+  restart_s_p50: number
+  restart_s_p90: number
+  restart_s_p99: number
+  /** Failed connection attempts of the devices meanwhile (refused while the gateway was down, reset, timed out). */
+  restart_connect_errors: number
+  gateway_start_s: number
+}
+
+export interface ScaleRow {
+  broker: BrokerKind
+  target: number
+  max_devices: number
+  logins_per_s: number
+  rss_kib_per_device: number
+  heap_kib_per_device: number
+  restart_s: number
+  restart_s_from_listen: number
+  restart_s_p90: number
+  runs: ScaleRun[]
+}
+
+const KIB = 1024
+
+export async function runScale(
+  opts: BenchOptions,
+  rig: Rig,
+  broker: BrokerKind,
+  log: (line: string) => void,
+): Promise<ScaleRow> {
+  const mosquitto = broker === 'mosquitto' ? await startBenchMosquitto() : undefined
+  const runs: ScaleRun[] = []
+  try {
+    for (let r = 0; r < opts.scaleRuns; r++) {
+      const run = await scaleRun(opts, rig, mosquitto?.url, log)
+      log(
+        `  scale ${broker} run ${r + 1}: ${run.online}/${run.target} online, ${Math.round(run.logins_per_s)} logins/s, ` +
+          `${run.rss_kib_per_device} KiB RSS and ${run.heap_kib_per_device} KiB heap per device, ` +
+          `all back ${run.restart_s_from_kill} s after the kill (${run.restart_back} devices)`,
+      )
+      runs.push(run)
+      // A run that did not get every device in (or back) is a failed run: repeating it only
+      // repeats the wait.
+      if (run.online < run.target || run.restart_back < run.online) break
+    }
+  } finally {
+    await mosquitto?.dispose()
+  }
+  return {
+    broker,
+    target: opts.scaleDevices,
+    max_devices: median(runs.map((r) => r.online)),
+    logins_per_s: round(median(runs.map((r) => r.logins_per_s)), 4),
+    rss_kib_per_device: round(median(runs.map((r) => r.rss_kib_per_device)), 3),
+    heap_kib_per_device: round(median(runs.map((r) => r.heap_kib_per_device)), 3),
+    restart_s: round(median(runs.map((r) => r.restart_s_from_kill)), 3),
+    restart_s_from_listen: round(median(runs.map((r) => r.restart_s_from_listen)), 3),
+    restart_s_p90: round(median(runs.map((r) => r.restart_s_p90)), 3),
+    runs,
+  }
+}
+
+async function scaleRun(
+  opts: BenchOptions,
+  rig: Rig,
+  mqttUrl: string | undefined,
+  log: (line: string) => void,
+): Promise<ScaleRun> {
+  const target = opts.scaleDevices
+  const spec: GatewaySpec = {
+    dist: opts.gateway,
+    port: await freePort(),
+    brokerPort: await freePort(),
+    devices: target,
+    qosUp: 1,
+    flags: opts.gatewayFlags,
+    nodeArgs: opts.gatewayNodeArgs,
+    ...(mqttUrl ? { mqttUrl } : {}),
+  }
+  let gw = await GatewayProc.start(spec)
+  const workers = rig.allDevices
+  const ranges = split(target, workers.length)
+  const limitMs = opts.scaleRampS * 1000
+  try {
+    await sleep(300)
+    const mem0 = await gw.memory(true)
+    const rss0 = gw.sample().rssKiB
+
+    // The ramp: each generator keeps a bounded number of logins in progress, so what is measured
+    // is how fast the gateway completes logins, not how the kernel copes with a SYN flood.
+    await Promise.all(
+      workers.map((w, i) => w.call('init', { host: '127.0.0.1', port: spec.port, ...ranges[i]! })),
+    )
+    const logins = await Promise.all(
+      workers.map((w) => w.call('login', { concurrency: 200, timeoutMs: limitMs })),
+    )
+    const online = sum(logins.map((l) => l.online))
+    const loginUs = Math.max(...logins.map((l) => l.lastLoginUs)) - Math.min(...logins.map((l) => l.startUs))
+
+    await sleep(1000)
+    const mem1 = await gw.memory(true)
+    const rss1 = gw.sample().rssKiB
+
+    // Restart: the devices reconnect by themselves (jittered, with backoff), as firmware does.
+    await Promise.all(workers.map((w) => w.call('reconnect', { enabled: true })))
+    const errorsBefore = sum(
+      (await Promise.all(workers.map((w) => w.call('status', null)))).map((s) => s.connectErrors),
+    )
+    const killUs = nowUs()
+    await gw.stop('SIGKILL')
+    gw = await GatewayProc.start(spec)
+    const listenUs = nowUs()
+    let back = 0
+    let lastLoginUs = listenUs
+    let errors = 0
+    const when = { p50: Number.NaN, p90: Number.NaN, p99: Number.NaN }
+    const deadline = Date.now() + limitMs
+    while (Date.now() < deadline) {
+      const status = await Promise.all(workers.map((w) => w.call('status', null)))
+      const t = round((nowUs() - killUs) / 1e6, 3)
+      back = sum(status.map((s) => s.online))
+      errors = sum(status.map((s) => s.connectErrors)) - errorsBefore
+      lastLoginUs = Math.max(...status.map((s) => s.lastLoginUs))
+      if (Number.isNaN(when.p50) && back >= online * 0.5) when.p50 = t
+      if (Number.isNaN(when.p90) && back >= online * 0.9) when.p90 = t
+      if (Number.isNaN(when.p99) && back >= online * 0.99) when.p99 = t
+      if (back >= online) break
+      await sleep(50)
+    }
+    if (back < online) log(`  scale: only ${back} of ${online} devices came back within ${opts.scaleRampS} s`)
+    return {
+      target,
+      online,
+      login_s: round(loginUs / 1e6, 4),
+      logins_per_s: round(online / (loginUs / 1e6), 4),
+      rss_before_kib: rss0,
+      rss_after_kib: rss1,
+      rss_kib_per_device: round((rss1 - rss0) / online, 3),
+      heap_before_kib: Math.round(mem0.heapUsed / KIB),
+      heap_after_kib: Math.round(mem1.heapUsed / KIB),
+      heap_kib_per_device: round((mem1.heapUsed - mem0.heapUsed) / KIB / online, 3),
+      restart_back: back,
+      restart_s_from_kill: round((lastLoginUs - killUs) / 1e6, 4),
+      restart_s_from_listen: round((lastLoginUs - listenUs) / 1e6, 4),
+      restart_s_p50: when.p50,
+      restart_s_p90: when.p90,
+      restart_s_p99: when.p99,
+      restart_connect_errors: errors,
+      gateway_start_s: round((listenUs - killUs) / 1e6, 4),
+    }
+  } finally {
+    await Promise.all(workers.map((w) => w.call('closeAll', null)))
+    await gw.stop('SIGTERM')
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * Soak (`--soak`, not for CI): does the gateway's memory stay flat? RSS is sampled every 10 s
+ * (as it is: no forced GC) while idle devices sit logged in — answering the gateway's keepalive
+ * PINGs — and then across many connect / log in / disconnect cycles.
+ */
+
+import { freePort } from '../../test/helpers/net.js'
+import { nowUs, sleep } from '../lib/clock.js'
+import { GatewayProc } from '../lib/gateway.js'
+import { startBenchMosquitto } from '../lib/mosquitto.js'
+import type { BenchOptions, BrokerKind } from '../lib/options.js'
+import type { Rig } from '../lib/rig.js'
+import { round, split, sum } from '../lib/stats.js'
+
+export interface RssSample {
+  t_s: number
+  rss_kib: number
+  /** Devices online (idle phase) or cycles completed (churn phase). */
+  progress: number
+}
+
+export interface SoakPhase {
+  samples: RssSample[]
+  /** RSS at the end of the warm-up (first minute, or first 10 % of the cycles), last, highest. */
+  rss_first_kib: number
+  rss_last_kib: number
+  rss_max_kib: number
+  change_pct: number
+}
+
+export interface SoakResult {
+  broker: BrokerKind
+  idle: SoakPhase & { devices: number; minutes: number; pings_answered: number }
+  churn: SoakPhase & { cycles: number; cycles_per_s: number; concurrency: number; failures: number }
+}
+
+const SAMPLE_MS = 10_000
+
+function phase(samples: RssSample[], warm: (s: RssSample) => boolean): SoakPhase {
+  const first = samples.find(warm) ?? samples[0]!
+  const last = samples[samples.length - 1]!
+  return {
+    samples,
+    rss_first_kib: first.rss_kib,
+    rss_last_kib: last.rss_kib,
+    rss_max_kib: Math.max(...samples.map((s) => s.rss_kib)),
+    change_pct: round(((last.rss_kib - first.rss_kib) / first.rss_kib) * 100, 3),
+  }
+}
+
+/** The soak runs against the first of `--brokers` (default: the embedded one). */
+export async function runSoak(
+  opts: BenchOptions,
+  rig: Rig,
+  log: (line: string) => void,
+): Promise<SoakResult> {
+  const devices = Math.min(opts.scaleDevices, 10_000)
+  const broker = opts.brokers[0]!
+  const mosquitto = broker === 'mosquitto' ? await startBenchMosquitto() : undefined
+  try {
+    return await soak(opts, rig, devices, broker, mosquitto?.url, log)
+  } finally {
+    await mosquitto?.dispose()
+  }
+}
+
+async function soak(
+  opts: BenchOptions,
+  rig: Rig,
+  devices: number,
+  broker: BrokerKind,
+  mqttUrl: string | undefined,
+  log: (line: string) => void,
+): Promise<SoakResult> {
+  const spec = {
+    ...(mqttUrl ? { mqttUrl } : {}),
+    dist: opts.gateway,
+    port: await freePort(),
+    brokerPort: await freePort(),
+    devices,
+    qosUp: 1 as const,
+    flags: opts.gatewayFlags,
+    nodeArgs: opts.gatewayNodeArgs,
+  }
+  const gw = await GatewayProc.start(spec)
+  const workers = rig.allDevices
+  const ranges = split(devices, workers.length)
+  try {
+    // Idle: devices logged in, silent except for answering the gateway's PINGs ([HT-3.4]).
+    await Promise.all(
+      workers.map((w, i) => w.call('init', { host: '127.0.0.1', port: spec.port, ...ranges[i]! })),
+    )
+    await Promise.all(workers.map((w) => w.call('login', { concurrency: 200, timeoutMs: 120_000 })))
+    const idleSamples: RssSample[] = []
+    const t0 = nowUs()
+    const idleMs = opts.soakIdleMinutes * 60_000
+    let pings = 0
+    for (let t = 0; t <= idleMs; t += SAMPLE_MS) {
+      const status = await Promise.all(workers.map((w) => w.call('status', null)))
+      pings = sum(status.map((s) => s.pingsAnswered))
+      const online = sum(status.map((s) => s.online))
+      idleSamples.push({ t_s: round((nowUs() - t0) / 1e6, 4), rss_kib: gw.sample().rssKiB, progress: online })
+      log(
+        `  soak idle ${Math.round(t / 1000)} s: RSS ${idleSamples.at(-1)!.rss_kib} KiB, ${online} online, ${pings} pings answered`,
+      )
+      if (t < idleMs) await sleep(SAMPLE_MS - ((nowUs() - t0) / 1000 - t))
+    }
+    await Promise.all(workers.map((w) => w.call('closeAll', null)))
+    await sleep(3000)
+
+    // Churn: a few hundred devices at a time, each connecting, logging in and leaving again.
+    const concurrency = 100
+    const perWorker = Math.ceil(opts.soakCycles / workers.length)
+    await Promise.all(
+      workers.map((w, i) => w.call('init', { host: '127.0.0.1', port: spec.port, ...ranges[i]! })),
+    )
+    await Promise.all(workers.map((w) => w.call('churnStart', { concurrency, cycles: perWorker })))
+    const churnSamples: RssSample[] = []
+    const c0 = nowUs()
+    let cycles = 0
+    let failures = 0
+    for (;;) {
+      await sleep(SAMPLE_MS)
+      const status = await Promise.all(workers.map((w) => w.call('churnStatus', null)))
+      cycles = sum(status.map((s) => s.cycles))
+      failures = sum(status.map((s) => s.failures))
+      churnSamples.push({
+        t_s: round((nowUs() - c0) / 1e6, 4),
+        rss_kib: gw.sample().rssKiB,
+        progress: cycles,
+      })
+      log(`  soak churn: ${cycles} cycles, RSS ${churnSamples.at(-1)!.rss_kib} KiB`)
+      if (status.every((s) => !s.running)) break
+    }
+    const seconds = (nowUs() - c0) / 1e6
+    return {
+      broker,
+      idle: {
+        ...phase(idleSamples, (s) => s.t_s >= 60),
+        devices,
+        minutes: opts.soakIdleMinutes,
+        pings_answered: pings,
+      },
+      churn: {
+        ...phase(churnSamples, (s) => s.progress >= opts.soakCycles / 10),
+        cycles,
+        cycles_per_s: round(cycles / seconds, 4),
+        concurrency: concurrency * workers.length,
+        failures,
+      },
+    }
+  } finally {
+    await Promise.all(workers.map((w) => w.call('closeAll', null)))
+    await gw.stop('SIGTERM')
+  }
+}
