@@ -40,6 +40,8 @@ export class IpGuard {
   private readonly deny: BlockList | undefined
   private readonly exempt: BlockList | undefined
   private readonly entries = new Map<string, Entry>()
+  /** Exempt verdicts by address: BlockList.check allocates, and connections repeat addresses. */
+  private readonly exemptCache = new Map<string, boolean>()
 
   constructor(private readonly options: IpGuardOptions) {
     this.allow = options.allow.length > 0 ? blockList(options.allow) : undefined
@@ -58,7 +60,7 @@ export class IpGuard {
     const family = familyOf(ip)
     if (this.deny?.check(ip, family)) return 'denied'
     if (this.allow && !this.allow.check(ip, family)) return 'denied'
-    if (this.exempt?.check(ip, family)) return 'ok'
+    if (this.isExempt(ip)) return 'ok'
     const entry = this.entries.get(ip)
     if (entry !== undefined && entry.bannedUntil > now) return 'banned'
     if (this.options.connectionRate <= 0) return 'ok'
@@ -77,7 +79,7 @@ export class IpGuard {
   loginFailed(address: string, now: number): boolean {
     const ip = normalizeIp(address)
     const { failureLimit, failureWindowMs, banMs } = this.options
-    if (failureLimit <= 0 || this.exempt?.check(ip, familyOf(ip))) return false
+    if (failureLimit <= 0 || this.isExempt(ip)) return false
     const e = this.entries.get(ip) ?? this.track(ip)
     const since = now - failureWindowMs
     while (e.failures.length > 0 && e.failures[0]! <= since) e.failures.shift()
@@ -96,6 +98,17 @@ export class IpGuard {
       if (e.bannedUntil <= now && !failing && (e.bucket === undefined || e.bucket.idle(now)))
         this.entries.delete(ip)
     }
+  }
+
+  private isExempt(ip: string): boolean {
+    if (this.exempt === undefined) return false
+    let verdict = this.exemptCache.get(ip)
+    if (verdict === undefined) {
+      if (this.exemptCache.size >= this.options.maxTracked) this.exemptCache.clear()
+      verdict = this.exempt.check(ip, familyOf(ip))
+      this.exemptCache.set(ip, verdict)
+    }
+    return verdict
   }
 
   private track(ip: string): Entry {
