@@ -58,6 +58,7 @@ export class Bridge implements SessionHost {
   /** Warnings a stream of messages can trigger, at most one per kind per 10 s. */
   private readonly throttle: LogThrottle
   /** How this instance's takeover announcements begin ([HT-3.3]). */
+  private readonly ownTakeoverText: string
   private readonly ownTakeover: Buffer
   /** Publishes handed to the broker and not yet settled. */
   private pending = 0
@@ -83,7 +84,8 @@ export class Bridge implements SessionHost {
     this.gatewayStatusTopic = gatewayStatusTopic(t.gatewayStatus, this.gatewayId)
     this.subscriptions = new Subscriptions(mqtt, config.qos.down)
     this.throttle = new LogThrottle(logger)
-    this.ownTakeover = Buffer.from(`{"action":"takeover","gateway":${JSON.stringify(this.gatewayId)},`)
+    this.ownTakeoverText = `{"action":"takeover","gateway":${JSON.stringify(this.gatewayId)},`
+    this.ownTakeover = Buffer.from(this.ownTakeoverText)
     mqtt.onMessage((topic, payload, retained) => {
       // A retained message replayed at subscription time is not a command for now: replaying a
       // retained kick, toggle or broadcast at every login would be a hazard, not a feature.
@@ -159,17 +161,19 @@ export class Bridge implements SessionHost {
     this.routes.set(device.down, { kind: 'down', device })
     this.routes.set(device.control, { kind: 'control', device })
     if (previous !== undefined) previous.session.close('takeover')
-    const takeover = `${this.ownTakeover.toString()}"session":${JSON.stringify(session.id)},"at":${device.at}}`
     // Issued in this order on one connection: other instances see the takeover before our
-    // subscription exists, and presence after it.
-    const told = this.call((done) => this.mqtt.publish(device.control, takeover, { qos: 1 }, done))
+    // subscription exists, and presence after it. QoS 0: best effort by nature (gateways hold
+    // clean sessions, so there is no offline queue to reach; a lost announcement leaves the older
+    // connection to its keepalive), and the login reply need not wait for it.
+    const takeover = `${this.ownTakeoverText}"session":${JSON.stringify(session.id)},"at":${device.at}}`
+    this.mqtt.publish(device.control, takeover, { qos: 0 }, noop)
     const subscribed = this.subscriptions.add([device.down, device.control])
     const announced = this.publishPresence(
       device,
       { online: true, at: device.at, gateway: this.gatewayId },
       true,
     )
-    await Promise.all([told, subscribed, announced])
+    await Promise.all([subscribed, announced])
   }
 
   uplink(session: Session, kind: UplinkKind, targetId: string, payloadJson: string, done: UplinkDone): void {
@@ -388,3 +392,5 @@ export class Bridge implements SessionHost {
     this.closing = true
   }
 }
+
+function noop(): void {}
