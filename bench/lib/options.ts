@@ -68,7 +68,7 @@ const HELP = `npm run bench -- [--quick | --soak] [options]
   --scale-devices N     devices in the scale run (default: the open-files limit less 300, the
                         gateway's default maxConnections)
   --scale-runs N        scale runs (a run that does not reach its device count is not repeated)
-  --soak-minutes N      idle phase of --soak (default 10)
+  --soak-minutes N      measured idle phase of --soak, after 2 min of warm-up (default 10)
   --soak-cycles N       connect/disconnect cycles of --soak (default 1000000)
   --gateway-node-arg A  extra node option for the gateway process (repeatable), e.g. --cpu-prof
   --gateway-flag K=V    extra gateway CLI flag (repeatable), e.g. max-inflight=32

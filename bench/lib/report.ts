@@ -1,6 +1,6 @@
 import type { DownlinkRow, LatencyRow, UplinkRow } from '../scenarios/messages.js'
 import type { ScaleRow } from '../scenarios/scale.js'
-import type { SoakResult } from '../scenarios/soak.js'
+import type { SoakPhase, SoakResult } from '../scenarios/soak.js'
 import type { Machine } from './machine.js'
 import type { BenchOptions, BrokerKind } from './options.js'
 import { round, sum } from './stats.js'
@@ -269,12 +269,13 @@ export function renderTable(r: Results, opts: BenchOptions): string {
     out.push(
       `**Soak** (${r.soak.broker} broker) — ${r.soak.idle.devices} idle devices for ${r.soak.idle.minutes} min; ` +
         `${fmt(r.soak.churn.cycles)} connect/disconnect cycles at ${fmt(r.soak.churn.cycles_per_s)}/s. ` +
-        'RSS as sampled (no forced GC); change = last sample vs the end of the warm-up (1 min / 10 % of the cycles).',
+        'RSS as sampled every 10 s (no forced GC), over the measured window after a warm-up (2 min of idle / ' +
+        'the first 10 % of the cycles); change = last vs first sample of the window, band = (max − min) / min.',
     )
     out.push('')
     out.push(
       table(
-        ['phase', 'RSS first MiB', 'RSS last MiB', 'RSS max MiB', 'change'],
+        ['phase', 'RSS first MiB', 'RSS last MiB', 'RSS min / max MiB', 'change', 'band'],
         [
           ['idle', ...soakCells(r.soak.idle)],
           ['churn', ...soakCells(r.soak.churn)],
@@ -323,12 +324,13 @@ export function renderTable(r: Results, opts: BenchOptions): string {
   return out.join('\n')
 }
 
-function soakCells(p: {
-  rss_first_kib: number
-  rss_last_kib: number
-  rss_max_kib: number
-  change_pct: number
-}): string[] {
+function soakCells(p: SoakPhase): string[] {
   const mib = (k: number) => fmt(k / 1024, 1)
-  return [mib(p.rss_first_kib), mib(p.rss_last_kib), mib(p.rss_max_kib), `${fmt(p.change_pct, 1)} %`]
+  return [
+    mib(p.rss_first_kib),
+    mib(p.rss_last_kib),
+    `${mib(p.rss_min_kib)} / ${mib(p.rss_max_kib)}`,
+    `${fmt(p.change_pct, 1)} %`,
+    `${fmt(p.band_pct, 1)} %`,
+  ]
 }

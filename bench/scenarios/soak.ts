@@ -20,12 +20,17 @@ export interface RssSample {
 }
 
 export interface SoakPhase {
+  /** Every sample, warm-up included. */
   samples: RssSample[]
-  /** RSS at the end of the warm-up (first minute, or first 10 % of the cycles), last, highest. */
+  /** Over the measured window (after the warm-up): first, last, lowest and highest RSS. */
   rss_first_kib: number
   rss_last_kib: number
+  rss_min_kib: number
   rss_max_kib: number
+  /** Last vs first of the window. */
   change_pct: number
+  /** (highest − lowest) / lowest over the window: how far from flat it ever was. */
+  band_pct: number
 }
 
 export interface SoakResult {
@@ -35,16 +40,28 @@ export interface SoakResult {
 }
 
 const SAMPLE_MS = 10_000
+/**
+ * Idle devices are watched for this long before the measured minutes: the heap is still settling
+ * from the login ramp for the first minute or so (the first full GC after it drops RSS by ~25 %).
+ */
+export const IDLE_WARMUP_MS = 120_000
 
 function phase(samples: RssSample[], warm: (s: RssSample) => boolean): SoakPhase {
-  const first = samples.find(warm) ?? samples[0]!
-  const last = samples[samples.length - 1]!
+  const window = samples.filter(warm)
+  const measured = window.length > 0 ? window : samples
+  const rss = measured.map((s) => s.rss_kib)
+  const first = rss[0]!
+  const last = rss[rss.length - 1]!
+  const min = Math.min(...rss)
+  const max = Math.max(...rss)
   return {
     samples,
-    rss_first_kib: first.rss_kib,
-    rss_last_kib: last.rss_kib,
-    rss_max_kib: Math.max(...samples.map((s) => s.rss_kib)),
-    change_pct: round(((last.rss_kib - first.rss_kib) / first.rss_kib) * 100, 3),
+    rss_first_kib: first,
+    rss_last_kib: last,
+    rss_min_kib: min,
+    rss_max_kib: max,
+    change_pct: round(((last - first) / first) * 100, 3),
+    band_pct: round(((max - min) / min) * 100, 3),
   }
 }
 
@@ -95,7 +112,7 @@ async function soak(
     const t0 = nowUs()
     const idleMs = opts.soakIdleMinutes * 60_000
     let pings = 0
-    for (let t = 0; t <= idleMs; t += SAMPLE_MS) {
+    for (let t = 0; t <= IDLE_WARMUP_MS + idleMs; t += SAMPLE_MS) {
       const status = await Promise.all(workers.map((w) => w.call('status', null)))
       pings = sum(status.map((s) => s.pingsAnswered))
       const online = sum(status.map((s) => s.online))
@@ -103,7 +120,7 @@ async function soak(
       log(
         `  soak idle ${Math.round(t / 1000)} s: RSS ${idleSamples.at(-1)!.rss_kib} KiB, ${online} online, ${pings} pings answered`,
       )
-      if (t < idleMs) await sleep(SAMPLE_MS - ((nowUs() - t0) / 1000 - t))
+      if (t < IDLE_WARMUP_MS + idleMs) await sleep(SAMPLE_MS - ((nowUs() - t0) / 1000 - t))
     }
     await Promise.all(workers.map((w) => w.call('closeAll', null)))
     await sleep(3000)
@@ -136,7 +153,7 @@ async function soak(
     return {
       broker,
       idle: {
-        ...phase(idleSamples, (s) => s.t_s >= 60),
+        ...phase(idleSamples, (s) => s.t_s * 1000 >= IDLE_WARMUP_MS - SAMPLE_MS / 2),
         devices,
         minutes: opts.soakIdleMinutes,
         pings_answered: pings,
