@@ -147,5 +147,5 @@ const results: Results = {
 
 mkdirSync(dirname(opts.out), { recursive: true })
 writeFileSync(opts.out, `${JSON.stringify(results, null, 2)}\n`)
-process.stdout.write(`${renderTable(results, opts)}\n\nResults: ${opts.out} (${results.elapsed_s} s)\n`)
+process.stdout.write(`${renderTable(results)}\n\nResults: ${opts.out} (${results.elapsed_s} s)\n`)
 process.exit(failures.length > 0 ? 1 : 0)

@@ -175,8 +175,17 @@ class Device {
   /** Downlinks to publish for this device with the publisher's next write. */
   dnToPublish = 0
 
+  /**
+   * The device's own loopback address (127.1.x.y), as field devices each have their own IP. From
+   * one address, the kernel's search for a free ephemeral port in connect() grows with the
+   * connections already open: at 19,700 it took 60 % of the generators' CPU and they, not the
+   * gateway, limited the login rate.
+   */
+  readonly source: string
+
   constructor(index: number) {
     this.index = index
+    this.source = `127.1.${(index >> 8) & 255}.${index & 255}`
     const token = Buffer.from(deviceToken(index))
     this.login = Buffer.alloc(HEADER + token.length)
     this.login[0] = Cmd.LOGIN
@@ -222,7 +231,11 @@ function connect(dev: Device): void {
   dev.connecting = true
   dev.attempts++
   dev.msgId = 0
-  const socket = createConnection({ host, port, noDelay: true })
+  const socket = createConnection(
+    host === '127.0.0.1'
+      ? { host, port, noDelay: true, localAddress: dev.source }
+      : { host, port, noDelay: true },
+  )
   dev.socket = socket
   const decoder = new FrameDecoder(
     65_535,

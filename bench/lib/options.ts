@@ -76,7 +76,7 @@ const HELP = `npm run bench -- [--quick | --soak] [options]
   --sides LIST          gateway,direct,raw (default all; raw only in full mode)
   --profile DIR         gateway CPU profile during the first gateway-side uplink window per broker
                         and QoS, allocation profile during the second (use --runs 2 or more);
-                        summarise with bench/tools/profile-summary.ts
+                        CPU profile during the first scale run's login ramp; summarise with bench/tools/profile-summary.ts
 `
 
 export function parseOptions(argv: string[], cwd: string): BenchOptions {

@@ -4,6 +4,8 @@
  * how long they take to all come back after the gateway is killed and started again.
  */
 
+import { mkdirSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { freePort } from '../../test/helpers/net.js'
 import { nowUs, sleep } from '../lib/clock.js'
 import { GatewayProc, type GatewaySpec } from '../lib/gateway.js'
@@ -62,7 +64,9 @@ export async function runScale(
   const runs: ScaleRun[] = []
   try {
     for (let r = 0; r < opts.scaleRuns; r++) {
-      const run = await scaleRun(opts, rig, mosquitto?.url, log)
+      const profile =
+        opts.profileDir && r === 0 ? join(opts.profileDir, `${broker}-logins.cpuprofile`) : undefined
+      const run = await scaleRun(opts, rig, mosquitto?.url, log, profile)
       log(
         `  scale ${broker} run ${r + 1}: ${run.online}/${run.target} online, ${Math.round(run.logins_per_s)} logins/s, ` +
           `${run.rss_kib_per_device} KiB RSS and ${run.heap_kib_per_device} KiB heap per device, ` +
@@ -95,6 +99,7 @@ async function scaleRun(
   rig: Rig,
   mqttUrl: string | undefined,
   log: (line: string) => void,
+  profile: string | undefined,
 ): Promise<ScaleRun> {
   const target = opts.scaleDevices
   const spec: GatewaySpec = {
@@ -121,9 +126,15 @@ async function scaleRun(
     await Promise.all(
       workers.map((w, i) => w.call('init', { host: '127.0.0.1', port: spec.port, ...ranges[i]! })),
     )
+    if (profile) await gw.profileStart('cpu')
     const logins = await Promise.all(
       workers.map((w) => w.call('login', { concurrency: 200, timeoutMs: limitMs })),
     )
+    if (profile) {
+      mkdirSync(dirname(profile), { recursive: true })
+      await gw.profileStop(profile)
+      log(`  profile: ${profile} (the profiler slows this run: not a result)`)
+    }
     const online = sum(logins.map((l) => l.online))
     const loginUs = Math.max(...logins.map((l) => l.lastLoginUs)) - Math.min(...logins.map((l) => l.startUs))
 
