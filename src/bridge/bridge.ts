@@ -21,9 +21,16 @@ interface Attached {
   readonly at: number
   /** `{"from":"<id>","payload":` of the envelopes it sends ([HT-4.4], [HT-5.3]). */
   readonly fromPrefix: string
+  /** [HT-5.6] Its custom down topics, one per custom command type that has one. */
+  readonly rawDown: readonly string[]
 }
 
-type Route = { readonly kind: 'down' | 'control'; readonly device: Attached }
+type Route =
+  | { readonly kind: 'down' | 'control'; readonly device: Attached }
+  /** [HT-5.6] Messages sent to the device as frames of `type`. */
+  | { readonly kind: 'raw'; readonly device: Attached; readonly type: number }
+
+const NONE: readonly string[] = []
 
 export interface BridgeOptions {
   readonly config: GatewayConfig
@@ -49,6 +56,10 @@ export class Bridge implements SessionHost {
   private readonly templates: Record<'up' | 'down' | 'status' | 'control', TopicTemplate>
   private readonly broadcastTopic: string
   readonly gatewayStatusTopic: string
+  /** [HT-5.6] Custom command types taken from devices → their up topic. */
+  private readonly rawUp = new Map<number, TopicTemplate>()
+  /** [HT-5.6] Custom command types sent to devices, with their down topic. */
+  private readonly rawDown: { readonly type: number; readonly template: TopicTemplate }[] = []
 
   /** Devices on this instance, by id. */
   private readonly devices = new Map<string, Attached>()
@@ -81,6 +92,11 @@ export class Bridge implements SessionHost {
       control: compileTemplate(t.control, ['c', 'u']),
     }
     this.broadcastTopic = compileTemplate(t.broadcast, []).render({})
+    for (const custom of config.customCommands) {
+      if (custom.up !== null) this.rawUp.set(custom.type, compileTemplate(custom.up, ['c', 'u', 'g']))
+      if (custom.down !== null)
+        this.rawDown.push({ type: custom.type, template: compileTemplate(custom.down, ['c', 'u']) })
+    }
     this.gatewayStatusTopic = gatewayStatusTopic(t.gatewayStatus, this.gatewayId)
     this.subscriptions = new Subscriptions(mqtt, config.qos.down)
     this.throttle = new LogThrottle(logger)
@@ -155,11 +171,15 @@ export class Bridge implements SessionHost {
       control: this.templates.control.render(values),
       at: Date.now(),
       fromPrefix: envelopePrefix(identity.deviceId),
+      rawDown: this.rawDown.length === 0 ? NONE : this.rawDown.map((r) => r.template.render(values)),
     }
     const previous = this.devices.get(identity.deviceId)
     this.devices.set(identity.deviceId, device)
     this.routes.set(device.down, { kind: 'down', device })
     this.routes.set(device.control, { kind: 'control', device })
+    for (let i = 0; i < device.rawDown.length; i++) {
+      this.routes.set(device.rawDown[i]!, { kind: 'raw', device, type: this.rawDown[i]!.type })
+    }
     if (previous !== undefined) previous.session.close('takeover')
     // Issued in this order on one connection: other instances see the takeover before our
     // subscription exists, and presence after it. QoS 0: best effort by nature (gateways hold
@@ -167,7 +187,7 @@ export class Bridge implements SessionHost {
     // connection to its keepalive), and the login reply need not wait for it.
     const takeover = `${this.ownTakeoverText}"session":${JSON.stringify(session.id)},"at":${device.at}}`
     this.mqtt.publish(device.control, takeover, { qos: 0 }, noop)
-    const subscribed = this.subscriptions.add([device.down, device.control])
+    const subscribed = this.subscriptions.add([device.down, device.control, ...device.rawDown])
     const announced = this.publishPresence(
       device,
       { online: true, at: device.at, gateway: this.gatewayId },
@@ -180,14 +200,6 @@ export class Bridge implements SessionHost {
     const id = session.deviceId!
     const device = this.devices.get(id)
     if (device === undefined || device.session !== session) {
-      done(Status.SERVER_ERROR)
-      return
-    }
-    if (this.pending >= this.config.maxPendingPublishes) {
-      // [HT-4.5] Past the buffer: an error status, never a false success.
-      this.throttle.warn('pending_full', 'uplink refused: too many publishes awaiting the broker', {
-        pending: this.pending,
-      })
       done(Status.SERVER_ERROR)
       return
     }
@@ -219,6 +231,42 @@ export class Bridge implements SessionHost {
         qos = this.config.qos.broadcast
         break
     }
+    this.publishUplink(session, topic, body, qos, done)
+  }
+
+  takesRaw(type: number): boolean {
+    return this.rawUp.has(type)
+  }
+
+  /** [HT-5.6] A custom frame's body, verbatim, to its up topic at the up QoS. */
+  uplinkRaw(session: Session, type: number, body: Buffer, done: UplinkDone): void {
+    const device = this.devices.get(session.deviceId!)
+    const template = this.rawUp.get(type)
+    if (device === undefined || device.session !== session || template === undefined) {
+      done(Status.SERVER_ERROR)
+      return
+    }
+    const identity = session.identity!
+    const topic = template.render({ c: identity.deviceId, u: identity.username, g: this.gatewayId })
+    this.publishUplink(session, topic, body, this.config.qos.up, done)
+  }
+
+  /** A device's message to the broker; `done` gets 0 once the broker has it, else the status. */
+  private publishUplink(
+    session: Session,
+    topic: string,
+    body: string | Buffer,
+    qos: 0 | 1 | 2,
+    done: UplinkDone,
+  ): void {
+    if (this.pending >= this.config.maxPendingPublishes) {
+      // [HT-4.5] Past the buffer: an error status, never a false success.
+      this.throttle.warn('pending_full', 'uplink refused: too many publishes awaiting the broker', {
+        pending: this.pending,
+      })
+      done(Status.SERVER_ERROR)
+      return
+    }
     this.publish(topic, body, qos, false, (err) => {
       if (err) {
         session.logger.warn('publish failed', { topic, error: err.message })
@@ -238,7 +286,8 @@ export class Bridge implements SessionHost {
       this.devices.delete(id)
       this.routes.delete(device.down)
       this.routes.delete(device.control)
-      if (!this.closing) this.subscriptions.remove([device.down, device.control])
+      for (const topic of device.rawDown) this.routes.delete(topic)
+      if (!this.closing) this.subscriptions.remove([device.down, device.control, ...device.rawDown])
     }
     // [HT-5.4] Offline presence with the reason. A takeover's is not retained: the retained
     // state must stay the newer connection's "online", whichever instance published it.
@@ -283,8 +332,14 @@ export class Bridge implements SessionHost {
     if (topic === this.broadcastTopic) return this.onBroadcast(message)
     const route = this.routes.get(topic)
     if (route === undefined) return // a late message for a device that has left
-    if (route.kind === 'down') this.onDownlink(route.device, message)
-    else this.onControl(route.device, message)
+    switch (route.kind) {
+      case 'down':
+        return this.onDownlink(route.device, message)
+      case 'control':
+        return this.onControl(route.device, message)
+      case 'raw': // [HT-5.6] the message's bytes are the frame's body
+        return this.deliver(route.device.session, route.type, message)
+    }
   }
 
   /** [HT-5.2] A message on a device's down topic. */

@@ -2,8 +2,10 @@ import type { DeviceEntry } from '../auth/registry.js'
 import { compileTemplate, type Placeholder, TemplateError } from '../bridge/topics.js'
 import { ConfigError } from '../errors.js'
 import { parseCidr } from '../limits/ip-guard.js'
+import { Cmd } from '../protocol/constants.js'
 import { isValidTopicLevel } from '../protocol/ids.js'
 import {
+  type CustomCommand,
   defaults,
   type GatewayConfig,
   QOS_KEYS,
@@ -48,6 +50,7 @@ export function resolveConfig(layers: readonly ConfigLayer[]): GatewayConfig {
   const config = defaults()
   for (const layer of layers) apply(config, layer)
   checkTemplates(config)
+  checkCustomTopics(config)
   checkCombinations(config)
   return config
 }
@@ -92,6 +95,7 @@ function apply(config: GatewayConfig, { source, values }: ConfigLayer): void {
     if (key === 'topics') config.topics = { ...config.topics, ...checkTopics(where, value) }
     else if (key === 'qos') config.qos = { ...config.qos, ...checkQos(where, value) }
     else if (key === 'devices') config.devices = checkDevices(where, value)
+    else if (key === 'customCommands') config.customCommands = checkCustomCommands(where, value)
     else if (key === '$schema' || key === '//' || key === 'comment') continue
     else if (Object.hasOwn(SETTINGS, key)) {
       const spec = SETTINGS[key as keyof typeof SETTINGS]
@@ -254,6 +258,77 @@ function checkDevices(key: string, value: unknown): DeviceEntry[] {
       ...(allowTargets === undefined ? {} : { allowTargets: targets }),
       ...(allowBroadcast === undefined ? {} : { allowBroadcast }),
     }
+  })
+}
+
+const CUSTOM_KEYS = ['type', 'up', 'down']
+const DEFINED_TYPES = new Set<number>(Object.values(Cmd))
+
+/** [HT-5.6] `[{"type": 77, "up": "…", "down": "…"}]`; the templates are checked with the others. */
+function checkCustomCommands(key: string, value: unknown): CustomCommand[] {
+  if (!Array.isArray(value)) throw bad(key, 'an array of {"type", "up", "down"} entries', value)
+  const types = new Map<number, number>()
+  return value.map((entry: unknown, i): CustomCommand => {
+    const at = `${key}[${i}]`
+    if (!isRecord(entry)) throw bad(at, 'an object {"type": 77, "up": "...", "down": "..."}', entry)
+    for (const k of Object.keys(entry)) {
+      if (!CUSTOM_KEYS.includes(k))
+        throw new ConfigError(`${at}.${k}`, `unknown custom command setting${suggest(k, CUSTOM_KEYS)}`)
+    }
+    const type = entry.type
+    if (!Number.isInteger(type) || (type as number) < 1 || (type as number) > 255)
+      throw bad(`${at}.type`, 'a command type from 1 to 255', type)
+    if (DEFINED_TYPES.has(type as number)) {
+      throw new ConfigError(
+        `${at}.type`,
+        `must not be a command HyperTCP defines (${[...DEFINED_TYPES].join(', ')}), got ${String(type)}`,
+      )
+    }
+    const dup = types.get(type as number)
+    if (dup !== undefined)
+      throw new ConfigError(`${at}.type`, `type ${String(type)} is already ${key}[${dup}]`)
+    types.set(type as number, i)
+    const topic = (name: 'up' | 'down'): string | null => {
+      const t = entry[name]
+      if (t === undefined || t === null) return null
+      if (typeof t !== 'string') throw bad(`${at}.${name}`, 'a topic template string or null', t)
+      return t
+    }
+    const up = topic('up')
+    const down = topic('down')
+    if (up === null && down === null) throw new ConfigError(at, 'give "up", "down" or both')
+    return { type: type as number, up, down }
+  })
+}
+
+/**
+ * Custom topics are templates like the others; a down topic must be one per device, and may not be
+ * a topic the gateway already subscribes or publishes on (a message must mean one thing).
+ */
+function checkCustomTopics(config: GatewayConfig): void {
+  const taken = new Map<string, string>(
+    (['up', 'down', 'status', 'control', 'broadcast'] as const).map((t) => [config.topics[t], `topics.${t}`]),
+  )
+  config.customCommands.forEach((c, i) => {
+    const at = `customCommands[${i}]`
+    for (const [name, template, allowed] of [
+      ['up', c.up, ['c', 'u', 'g']],
+      ['down', c.down, ['c', 'u']],
+    ] as const) {
+      if (template === null) continue
+      try {
+        const compiled = compileTemplate(template, allowed)
+        if (name === 'down' && !compiled.uses.has('c'))
+          throw new TemplateError('must contain %c (one topic per device)')
+      } catch (err) {
+        if (err instanceof TemplateError) throw new ConfigError(`${at}.${name}`, err.message)
+        throw err
+      }
+    }
+    if (c.down === null) return
+    const clash = taken.get(c.down)
+    if (clash !== undefined) throw new ConfigError(`${at}.down`, `must differ from ${clash}`)
+    taken.set(c.down, `${at}.down`)
   })
 }
 

@@ -33,6 +33,20 @@ export interface QosConfig {
   presence: QoS
 }
 
+/**
+ * [HT-5.6] A command type the protocol does not define, carried raw between devices and MQTT
+ * (e.g. a binary sensor reading, a firmware chunk). Devices use it with the library's `sendFrame`
+ * and `onCustomFrame`.
+ */
+export interface CustomCommand {
+  /** The frame's command type: 1–255 and not one HyperTCP defines (0, 6, 29, 30, 41, 50). */
+  type: number
+  /** Where a frame of this type from a device is published, its body verbatim (%c %u %g); null = not accepted from devices. */
+  up: string | null
+  /** Subscribed for each logged-in device (%c %u); each message is sent to it as a frame of this type; null = none. */
+  down: string | null
+}
+
 /** Every setting of the gateway, resolved. Sources: defaults < config file < HYPERTCP_* env < flags. */
 export interface GatewayConfig {
   /** Names this instance in presence and its own status topic. Default: the host name. */
@@ -128,6 +142,8 @@ export interface GatewayConfig {
   qos: QosConfig
   /** The device registry. */
   devices: DeviceEntry[]
+  /** [HT-5.6] Custom command types mapped to raw topics. Default none. */
+  customCommands: CustomCommand[]
 }
 
 export type ScalarKind =
@@ -155,7 +171,7 @@ export interface SettingSpec {
   readonly doc: string
 }
 
-type ScalarKey = Exclude<keyof GatewayConfig, 'topics' | 'qos' | 'devices'>
+type ScalarKey = Exclude<keyof GatewayConfig, 'topics' | 'qos' | 'devices' | 'customCommands'>
 
 export const SETTINGS: Readonly<Record<ScalarKey, SettingSpec>> = {
   gatewayId: { kind: 'string', doc: 'id of this gateway instance (presence, own status topic)' },
@@ -371,5 +387,6 @@ export function defaults(): GatewayConfig {
     },
     qos: { up: 1, down: 1, direct: 1, broadcast: 1, presence: 1 },
     devices: [],
+    customCommands: [],
   }
 }

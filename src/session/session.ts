@@ -363,19 +363,28 @@ export class Session {
     payloadJson: string,
   ): void {
     this.inflight++
-    this.host.uplink(this, kind, targetId, payloadJson, (status) => {
-      this.inflight--
-      if (status === 0) this.stats.published++
-      else this.stats.rejected++
-      if (this.state !== 'online') return
-      this.reply(msgId, status)
-      this.resumeReading()
-    })
+    this.host.uplink(this, kind, targetId, payloadJson, (status) => this.uplinkDone(msgId, status))
+  }
+
+  /** [HT-5.6] The same for a frame of a custom command type; `body` is the caller's own copy. */
+  uplinkRaw(msgId: number, type: number, body: Buffer): void {
+    this.inflight++
+    this.host.uplinkRaw(this, type, body, (status) => this.uplinkDone(msgId, status))
+  }
+
+  private uplinkDone(msgId: number, status: number): void {
+    this.inflight--
+    if (status === 0) this.stats.published++
+    else this.stats.rejected++
+    if (this.state !== 'online') return
+    this.reply(msgId, status)
+    this.resumeReading()
   }
 
   /**
-   * Sends a JSON_MESSAGE or BROADCAST to the device. Refused, never truncated, when the body is
-   * over the device's downlink limit ([HT-2.6]) or the device is not reading what it was sent.
+   * Sends a JSON_MESSAGE, BROADCAST or custom frame ([HT-5.6]) to the device. Refused, never
+   * truncated, when the body is over the device's downlink limit ([HT-2.6]) or the device is not
+   * reading what it was sent.
    */
   deliver(type: number, body: Buffer | string): DeliverResult {
     if (this.state !== 'online') return 'not_online'

@@ -42,6 +42,13 @@ export interface SessionHost {
    * `done` is called exactly once.
    */
   uplink(session: Session, kind: UplinkKind, targetId: string, payloadJson: string, done: UplinkDone): void
+  /** [HT-5.6] Whether frames of this custom command type are taken from devices. */
+  takesRaw(type: number): boolean
+  /**
+   * [HT-5.6] Publishes a frame of a custom command type, its body verbatim (the caller's copy,
+   * kept by the host). `done` is called exactly once.
+   */
+  uplinkRaw(session: Session, type: number, body: Buffer, done: UplinkDone): void
   /** The session ended (after `attach` or not). Called exactly once per session. */
   detach(session: Session, reason: CloseReason): void
 }

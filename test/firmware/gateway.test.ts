@@ -151,6 +151,20 @@ describe('firmware library vs the gateway', function () {
     })
   })
 
+  it('sends and receives frames of a custom command type mapped to raw topics [HT-5.6]', async () => {
+    const gw = await startGateway({
+      customCommands: [{ type: 77, up: 'hypertcp/%c/raw/77', down: 'hypertcp/%c/raw/77/dn' }],
+    })
+    const w = await watch(gw, 'hypertcp/dev-1/raw/77')
+    const dev = startDevice(gw, 'tok-1')
+    await dev.waitFor(/^LOGIN_OK i=0/)
+    await dev.command('raw 0 77 00ff10', /^SENT i=0 id=1$/)
+    await dev.waitFor(/^ACK i=0 id=1 status=0$/) // acknowledged once the broker had it
+    expect((await w.bytes('hypertcp/dev-1/raw/77')).toString('hex')).to.equal('00ff10')
+    await w.publish('hypertcp/dev-1/raw/77/dn', Buffer.from('c0ffee00', 'hex'))
+    await dev.waitFor(/^FRAME i=0 type=77 id=\d+ len=4 hex=c0ffee00$/)
+  })
+
   it('logs in with a claimed device id when the token allows it, and is refused otherwise [HT-2.2, HT-3.3]', async () => {
     const gw = await startGateway()
     const w = await watch(gw, 'hypertcp/dev-2b/up')

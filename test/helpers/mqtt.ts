@@ -4,6 +4,7 @@ import { Inbox } from './inbox.js'
 export interface Received {
   topic: string
   text: string
+  payload: Buffer
   retain: boolean
 }
 
@@ -13,7 +14,7 @@ export class MqttWatcher {
 
   private constructor(readonly client: MqttClient) {
     client.on('message', (topic, payload, packet) => {
-      this.inbox.push({ topic, text: payload.toString(), retain: packet.retain })
+      this.inbox.push({ topic, text: payload.toString(), payload, retain: packet.retain })
     })
   }
 
@@ -44,6 +45,11 @@ export class MqttWatcher {
       `message on ${topic}`,
     )
     return JSON.parse(m.text) as T
+  }
+
+  /** The next message on `topic`, as bytes. */
+  async bytes(topic: string, timeoutMs = 5000): Promise<Buffer> {
+    return (await this.inbox.take((r) => r.topic === topic, timeoutMs, `message on ${topic}`)).payload
   }
 
   end(): Promise<void> {

@@ -1,6 +1,6 @@
 import { expect } from 'chai'
 import type { Gateway } from '../../src/gateway.js'
-import { Cmd } from '../../src/protocol/constants.js'
+import { Cmd, Status } from '../../src/protocol/constants.js'
 import { aedesBroker, type BrokerKind, mosquittoBroker, startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { requireMosquitto } from '../helpers/mosquitto.js'
@@ -11,6 +11,12 @@ import { bytes, vector } from '../helpers/vectors.js'
 
 type Presence = { online: boolean; at: number; gateway?: string; reason?: string }
 
+/** [HT-5.6] 77 both ways; 78 only towards devices. */
+const CUSTOM_COMMANDS = [
+  { type: 77, up: 'hypertcp/%c/raw/77', down: 'hypertcp/%c/raw/77/dn' },
+  { type: 78, up: null, down: 'hypertcp/%c/raw/78/dn' },
+]
+
 for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(ctx))] as BrokerKind[]) {
   describe(`end to end, broker: ${broker.name}`, () => {
     let gw: Gateway
@@ -18,7 +24,7 @@ for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(c
 
     before(async function () {
       await broker.setup(this)
-      gw = await startGateway(broker.options())
+      gw = await startGateway({ ...broker.options(), customCommands: CUSTOM_COMMANDS })
     })
     after(async () => {
       await gw?.close()
@@ -302,6 +308,43 @@ for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(c
         const up = await watch('hypertcp/dev-4/up')
         second.sendToServer({ from: 'second' })
         expect(await up.json('hypertcp/dev-4/up')).to.deep.equal({ from: 'second' })
+      })
+    })
+
+    describe('custom command types [HT-5.6]', () => {
+      it('publishes a custom frame body verbatim, acks it once the broker has it, and sends raw downlinks as that type', async () => {
+        const c = await raw()
+        const w = await watch('hypertcp/dev-1/raw/77')
+        expect(await c.login('tok-1')).to.equal(200)
+        const up = Buffer.from([0x00, 0xff, 0x7b, 0x0a, 0x80, 0x22])
+        c.sendFrame(77, 9, up)
+        expect(await c.response(9)).to.equal(0)
+        expect((await w.bytes('hypertcp/dev-1/raw/77')).toString('hex')).to.equal(up.toString('hex'))
+        c.sendFrame(77, 10) // an empty body is a message too
+        expect(await c.response(10)).to.equal(0)
+        expect(await w.bytes('hypertcp/dev-1/raw/77')).to.have.length(0)
+
+        const down = Buffer.from([0xde, 0xad, 0x00, 0xbe, 0xef])
+        await w.publish('hypertcp/dev-1/raw/77/dn', down)
+        const f = await c.frames.take((x) => x.type === 77)
+        expect(f.body.toString('hex')).to.equal(down.toString('hex'))
+        expect(f.msgId).to.be.greaterThan(0)
+      })
+
+      it('refuses a type that only goes to devices and types not mapped; drops a raw downlink over the limit whole', async () => {
+        const c = await raw()
+        const w = await watch()
+        expect(await c.login('tok-2')).to.equal(200)
+        c.sendFrame(78, 1, Buffer.from([1]))
+        expect(await c.response(1)).to.equal(Status.ILLEGAL_COMMAND)
+        c.sendFrame(79, 2, Buffer.from([1]))
+        expect(await c.response(2)).to.equal(Status.ILLEGAL_COMMAND)
+        const dropped = gw.stats().dropped
+        await w.publish('hypertcp/dev-2/raw/78/dn', Buffer.alloc(gw.config.maxDownlinkSize + 1, 1))
+        await w.publish('hypertcp/dev-2/raw/78/dn', Buffer.from('after'))
+        const f = await c.frames.take((x) => x.type === 78)
+        expect(f.text).to.equal('after') // the oversize one never reached the device, not even cut
+        expect(gw.stats().dropped).to.equal(dropped + 1)
       })
     })
 

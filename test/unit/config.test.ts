@@ -6,6 +6,8 @@ import { ConfigError } from '../../src/errors.js'
 import { Status } from '../../src/protocol/constants.js'
 
 const resolve = (values: unknown) => resolveConfig([{ source: 'test', values }])
+/** A config with these `customCommands` entries ([HT-5.6]). */
+const custom = (...entries: object[]) => ({ customCommands: entries })
 
 function errorOf(fn: () => unknown): ConfigError {
   try {
@@ -131,6 +133,28 @@ describe('config: errors name the key and what was expected', () => {
       'tlsCa',
     ],
     ['a broker user without a password', { brokerUsername: 'u' }, 'brokerPassword'],
+    ['custom commands not a list', { customCommands: { type: 77 } }, 'test: customCommands'],
+    ['a custom type out of range', custom({ type: 256, up: 'r/%c' }), 'test: customCommands[0].type'],
+    ['a custom type HyperTCP defines', custom({ type: 30, up: 'r/%c' }), 'test: customCommands[0].type'],
+    [
+      'a custom type twice',
+      custom({ type: 77, up: 'r/%c' }, { type: 77, down: 'd/%c' }),
+      'test: customCommands[1].type',
+    ],
+    ['a custom command with no topic', custom({ type: 77 }), 'test: customCommands[0]'],
+    ['an unknown custom key', custom({ type: 77, upp: 'r/%c' }), 'test: customCommands[0].upp'],
+    ['a custom template with a wildcard', custom({ type: 77, up: 'r/#' }), 'customCommands[0].up'],
+    ['a custom down topic without %c', custom({ type: 77, down: 'all/raw' }), 'customCommands[0].down'],
+    [
+      'a custom down topic that is the down topic',
+      custom({ type: 77, down: 'hypertcp/%c/dn' }),
+      'customCommands[0].down',
+    ],
+    [
+      'two custom types on one down topic',
+      custom({ type: 77, down: 'r/%c' }, { type: 78, down: 'r/%c' }),
+      'customCommands[1].down',
+    ],
   ]
   for (const [what, values, key] of cases) {
     it(`refuses ${what}`, () => {
@@ -151,6 +175,22 @@ describe('config: errors name the key and what was expected', () => {
     const c = resolveConfig([layer])
     expect(c.denyCidrs).to.deep.equal(['10.0.0.0/8', '192.168.0.1'])
     expect(c.overflowRedirect).to.equal('[::1]:8081')
+  })
+
+  it('takes custom command types with an up topic, a down topic or both [HT-5.6]', () => {
+    const c = resolve({
+      customCommands: [
+        { type: 77, up: 'hypertcp/%c/raw/77', down: 'hypertcp/%c/raw/77/dn' },
+        { type: 200, up: 'bin/%u/%g/%c' },
+        { type: 1, down: 'fw/%c', up: null },
+      ],
+    })
+    expect(c.customCommands).to.deep.equal([
+      { type: 77, up: 'hypertcp/%c/raw/77', down: 'hypertcp/%c/raw/77/dn' },
+      { type: 200, up: 'bin/%u/%g/%c', down: null },
+      { type: 1, up: null, down: 'fw/%c' },
+    ])
+    expect(resolve({}).customCommands).to.deep.equal([])
   })
 
   it('suggests the near key', () => {

@@ -35,7 +35,7 @@ function duplexPair(): [Duplex, Duplex] {
 
 /** A host whose uplinks complete only when the test says so. */
 class ScriptedHost implements SessionHost {
-  readonly uplinks: { kind: UplinkKind; payload: unknown; done: UplinkDone }[] = []
+  readonly uplinks: { kind: UplinkKind | 'raw'; payload: unknown; done: UplinkDone }[] = []
   readonly detached: CloseReason[] = []
   attachGate: Promise<void> = Promise.resolve()
   authenticate(): AuthResult {
@@ -54,10 +54,19 @@ class ScriptedHost implements SessionHost {
   uplink(_s: Session, kind: UplinkKind, _t: string, payload: string, done: UplinkDone): void {
     this.uplinks.push({ kind, payload, done })
   }
+  takesRaw(type: number): boolean {
+    return type === CUSTOM
+  }
+  uplinkRaw(_s: Session, _type: number, body: Buffer, done: UplinkDone): void {
+    this.uplinks.push({ kind: 'raw', payload: body, done })
+  }
   detach(_s: Session, reason: CloseReason): void {
     this.detached.push(reason)
   }
 }
+
+/** The custom command type the scripted host takes ([HT-5.6]). */
+const CUSTOM = 77
 
 const options: SessionOptions = {
   maxFrameSize: 4096,
@@ -139,6 +148,29 @@ describe('session over a duplex pair', () => {
     host.uplinks[4]!.done(0)
     const acks = [await replies.next(), await replies.next(), await replies.next()]
     expect(acks.map((a) => a.msgId)).to.deep.equal([3, 4, 5])
+    session.close('shutdown')
+  })
+
+  it('takes a mapped custom type as a raw uplink under the same in-flight bound, and refuses others [HT-5.6]', async () => {
+    const { session, host, replies, send, deviceSide } = setup()
+    send(Cmd.LOGIN, 1, { token: 't' })
+    await replies.next()
+    deviceSide.write(encodeFrame(78, 1, Buffer.from([1, 2]))) // not mapped
+    expect(await replies.next()).to.deep.include({ msgId: 1, length: Status.ILLEGAL_COMMAND })
+    const frames = [Buffer.from([0, 0xff, 0x10]), Buffer.alloc(0), Buffer.from('x')]
+    for (const [i, body] of frames.entries()) deviceSide.write(encodeFrame(CUSTOM, 2 + i, body))
+    await waitUntil(() => host.uplinks.length === 2, 'two raw uplinks in flight')
+    await new Promise((r) => setTimeout(r, 50))
+    expect(host.uplinks).to.have.length(2) // maxInflight counts raw uplinks too
+    expect(host.uplinks.map((u) => [u.kind, (u.payload as Buffer).toString('hex')])).to.deep.equal([
+      ['raw', '00ff10'],
+      ['raw', ''],
+    ])
+    host.uplinks[0]!.done(0)
+    expect(await replies.next()).to.deep.include({ msgId: 2, length: 0 })
+    await waitUntil(() => host.uplinks.length === 3, 'the third once one completed')
+    host.uplinks[1]!.done(Status.SERVER_ERROR)
+    expect(await replies.next()).to.deep.include({ msgId: 3, length: Status.SERVER_ERROR })
     session.close('shutdown')
   })
 

@@ -1,5 +1,6 @@
 import { Cmd, Status } from '../../protocol/constants.js'
 import type { Session } from '../session.js'
+import { handleCustom } from './custom.js'
 import { handleLogin } from './login.js'
 import { handleMessage } from './message.js'
 import { handlePing } from './ping.js'
@@ -53,6 +54,7 @@ function dispatchOnline(session: Session, type: number, msgId: number, body: Buf
       session.debug('LOGIN while logged in: ignored')
       return session.reply(msgId, Status.ILLEGAL_COMMAND)
     default:
+      if (session.host.takesRaw(type)) return handleCustom(session, type, msgId, body)
       return handleUnknown(session, type, msgId, body)
   }
 }
