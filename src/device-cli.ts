@@ -15,7 +15,11 @@ import { encodeFrame, encodeResponse, nextMsgId, writeHeader } from './protocol/
  *   @dev-2 {"hello": 1}       JSON_MESSAGE to another device
  *   * {"notice": "hi"}        BROADCAST
  *   ping                      PING
+ *   #100 00ff10               a frame of custom command type 100 with these bytes ([HT-5.6])
  */
+/** Command types HyperTCP defines; anything else is shown as raw bytes. */
+const KNOWN = new Set<number>(Object.values(Cmd))
+
 async function main(): Promise<void> {
   const args = await yargs(hideBin(process.argv))
     .scriptName('hypertcp-device')
@@ -46,12 +50,12 @@ async function main(): Promise<void> {
   const socket = connect(args.port, args.host)
   const out = (line: string) => process.stdout.write(`${line}\n`)
   process.stdout.on('error', () => process.exit(0)) // e.g. piped into `head`
-  const send = (type: number, msgId: number, body?: string) => {
-    const frame = encodeFrame(type, msgId, body === undefined ? undefined : Buffer.from(body))
+  const send = (type: number, msgId: number, body?: string | Buffer) => {
+    const frame = encodeFrame(type, msgId, typeof body === 'string' ? Buffer.from(body) : body)
     socket.write(frame)
-    out(
-      `→ ${cmdName(type)} #${msgId}${body === undefined ? '' : ` ${body}`}${args.hex ? `\n  ${frame.toString('hex')}` : ''}`,
-    )
+    const shown =
+      body === undefined ? '' : typeof body === 'string' ? ` ${body}` : ` hex ${body.toString('hex')}`
+    out(`→ ${cmdName(type)} #${msgId}${shown}${args.hex ? `\n  ${frame.toString('hex')}` : ''}`)
   }
 
   const decoder = new FrameDecoder(
@@ -75,6 +79,11 @@ async function main(): Promise<void> {
           loggedIn = true // [HT-2.3] its own ids start at 1 after login
           for (const line of queued.splice(0)) onLine(line)
         }
+        return undefined
+      }
+      if (!KNOWN.has(type)) {
+        // [HT-5.6] A custom command type: raw bytes, not acknowledged (as the firmware library).
+        out(`← ${cmdName(type)} #${msgId} hex ${body.toString('hex')}`)
         return undefined
       }
       out(`← ${cmdName(type)} #${msgId}${text ? ` ${text}` : ''}${hex}`)
@@ -110,6 +119,7 @@ async function main(): Promise<void> {
       return
     }
     if (line === 'ping') return send(Cmd.PING, id())
+    if (line.startsWith('#')) return sendCustom(line)
     let type: number = Cmd.JSON_MESSAGE
     let target = 'server'
     let json = line
@@ -129,6 +139,16 @@ async function main(): Promise<void> {
       return
     }
     send(type, id(), `{"targetId":${JSON.stringify(target)},"payload":${json}}`)
+  }
+  /** `#100 00ff10`: a frame of that type with those bytes (spaces between bytes allowed). */
+  function sendCustom(line: string): void {
+    const m = /^#(\d{1,3})((?:\s*[0-9a-fA-F]{2})*)\s*$/.exec(line)
+    const type = Number(m?.[1])
+    if (!m || type > 255) {
+      out('! a custom frame is #TYPE HEX, e.g. #100 00ff10 (type 0-255, whole bytes)')
+      return
+    }
+    send(type, id(), Buffer.from(m[2]!.replace(/\s/g, ''), 'hex'))
   }
   const rl = createInterface({ input: process.stdin })
   rl.on('line', onLine)

@@ -5,6 +5,7 @@ import { Inbox } from './inbox.js'
 
 export const root = fileURLToPath(new URL('../..', import.meta.url))
 export const bin = `${root}bin/hypertcp-gateway.js`
+const deviceBin = `${root}bin/hypertcp-device.js`
 
 /** The CLI runs the compiled dist/ (npm test builds it first). */
 export function requireBuild(): void {
@@ -28,7 +29,7 @@ export function runCli(
 
 /** A running CLI whose output lines can be awaited. */
 export class CliProcess {
-  readonly lines = new Inbox<string>('gateway output')
+  readonly lines = new Inbox<string>('process output')
   readonly exited: Promise<number | null>
   private constructor(readonly child: ChildProcess) {
     let buf = ''
@@ -45,7 +46,7 @@ export class CliProcess {
     child.stderr?.on('data', onData)
     this.exited = new Promise((resolve) =>
       child.on('exit', (code) => {
-        this.lines.close(`gateway exited (${code})`)
+        this.lines.close(`process exited (${code})`)
         resolve(code)
       }),
     )
@@ -61,6 +62,18 @@ export class CliProcess {
         stdio: ['ignore', 'pipe', 'pipe'],
       }),
     )
+  }
+
+  /** The console device (`hypertcp-device`), with its stdin open for {@link type}. */
+  static device(args: string[]): CliProcess {
+    return new CliProcess(
+      spawn(process.execPath, [deviceBin, ...args], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] }),
+    )
+  }
+
+  /** Types a line on the process's stdin. */
+  type(line: string): void {
+    this.child.stdin?.write(`${line}\n`)
   }
 
   /**
