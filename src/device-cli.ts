@@ -6,6 +6,9 @@ import { Cmd, cmdName, HEADER_SIZE, Status, statusName } from './protocol/consta
 import { FrameDecoder } from './protocol/decoder.js'
 import { encodeFrame, encodeResponse, nextMsgId, writeHeader } from './protocol/encoder.js'
 
+/** Command types HyperTCP defines; anything else is shown as raw bytes. */
+const KNOWN = new Set<number>(Object.values(Cmd))
+
 /**
  * `hypertcp-device`: a console HyperTCP device for trying the gateway by hand. It logs in like the
  * original Arduino header, answers PINGs and messages the way it does, prints every frame it
@@ -17,9 +20,6 @@ import { encodeFrame, encodeResponse, nextMsgId, writeHeader } from './protocol/
  *   ping                      PING
  *   #100 00ff10               a frame of custom command type 100 with these bytes ([HT-5.6])
  */
-/** Command types HyperTCP defines; anything else is shown as raw bytes. */
-const KNOWN = new Set<number>(Object.values(Cmd))
-
 async function main(): Promise<void> {
   const args = await yargs(hideBin(process.argv))
     .scriptName('hypertcp-device')
