@@ -124,3 +124,30 @@ export class RawClient {
     this.socket.destroy()
   }
 }
+
+/** The RawClients a suite opened; each is destroyed, and its close awaited, after every test. */
+export interface TrackedClients {
+  /** Those still to be cleaned up after the current test. */
+  readonly open: RawClient[]
+  /** Registers a client (or one being connected) and returns it. */
+  track(client: RawClient | Promise<RawClient>): Promise<RawClient>
+}
+
+/** Registers the cleanup as an `afterEach` of the suite it is called in (or of the file). */
+export function trackRawClients(): TrackedClients {
+  const open: RawClient[] = []
+  afterEach(async () => {
+    for (const c of open.splice(0)) {
+      c.destroy()
+      await c.closed
+    }
+  })
+  return {
+    open,
+    async track(client) {
+      const c = await client
+      open.push(c)
+      return c
+    },
+  }
+}

@@ -5,14 +5,14 @@ import { startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { Mosquitto, requireMosquitto } from '../helpers/mosquitto.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
-import { RawClient } from '../helpers/raw-client.js'
+import { RawClient, trackRawClients } from '../helpers/raw-client.js'
 import { bytes } from '../helpers/vectors.js'
 
 /** Every bad-input path of the spec: the exact bytes the device gets, and the close reason. */
 describe('bad input gets a specific answer, and disturbs nobody else', () => {
   let gw: Gateway
   let watcher: MqttWatcher
-  const clients: RawClient[] = []
+  const { track } = trackRawClients()
 
   before(async () => {
     gw = await startGateway({ loginTimeout: 0.4, maxFrameSize: 4096, maxDownlinkSize: 200 })
@@ -22,18 +22,8 @@ describe('bad input gets a specific answer, and disturbs nobody else', () => {
     await watcher?.end()
     await gw?.close()
   })
-  afterEach(async () => {
-    for (const c of clients.splice(0)) {
-      c.destroy()
-      await c.closed
-    }
-  })
 
-  async function client(): Promise<RawClient> {
-    const c = await RawClient.connect(gw.port)
-    clients.push(c)
-    return c
-  }
+  const client = () => track(RawClient.connect(gw.port))
   async function loggedIn(token = 'tok-1'): Promise<RawClient> {
     const c = await client()
     expect(await c.login(token)).to.equal(Status.SUCCESS)

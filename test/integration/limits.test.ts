@@ -4,27 +4,19 @@ import { Cmd, Status } from '../../src/protocol/constants.js'
 import { startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
-import { RawClient } from '../helpers/raw-client.js'
+import { RawClient, trackRawClients } from '../helpers/raw-client.js'
 
 /** Limits: each one trips with a clear answer (status, REDIRECT or close reason) and a count. */
 describe('limits', () => {
-  const clients: RawClient[] = []
+  const clients = trackRawClients()
   const gateways: Gateway[] = []
-  async function client(port: number): Promise<RawClient> {
-    const c = await RawClient.connect(port)
-    clients.push(c)
-    return c
-  }
+  const client = (port: number) => clients.track(RawClient.connect(port))
   async function gateway(options: Parameters<typeof startGateway>[0]): Promise<Gateway> {
     const gw = await startGateway(options)
     gateways.push(gw)
     return gw
   }
   afterEach(async () => {
-    for (const c of clients.splice(0)) {
-      c.destroy()
-      await c.closed
-    }
     for (const gw of gateways.splice(0)) await gw.close()
   })
 
@@ -61,7 +53,7 @@ describe('limits', () => {
         () => (gw.stats().refused.connection_limit ?? 0) >= 15,
         'connections past 65 are refused',
       )
-      expect(clients.filter((c) => !c.isClosed).length).to.be.at.most(65)
+      expect(clients.open.filter((c) => !c.isClosed).length).to.be.at.most(65)
     })
 
     it('limits the connection rate of all addresses together', async () => {

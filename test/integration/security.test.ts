@@ -9,22 +9,15 @@ import { makePki, type Pki } from '../helpers/certs.js'
 import { DEVICES, startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
-import { RawClient } from '../helpers/raw-client.js'
+import { RawClient, trackRawClients } from '../helpers/raw-client.js'
 
 type Presence = { online: boolean; at: number; reason?: string }
 
-const clients: RawClient[] = []
-async function track(c: Promise<RawClient>): Promise<RawClient> {
-  const client = await c
-  clients.push(client)
-  return client
-}
-afterEach(async () => {
-  for (const c of clients.splice(0)) {
-    c.destroy()
-    await c.closed
-  }
-})
+const { track } = trackRawClients()
+
+let madePki: Pki | undefined
+/** The file's test PKI: made once (several openssl runs), only read by the tests. */
+const testPki = (): Pki => (madePki ??= makePki())
 
 /** Sends a message to `server` and returns the status the gateway answered with. */
 async function send(c: RawClient, msgId: number, targetId = 'server', payload: unknown = { n: msgId }) {
@@ -36,7 +29,7 @@ describe('security: TLS for devices', () => {
   let pki: Pki
   before(function () {
     this.timeout(20_000)
-    pki = makePki()
+    pki = testPki()
   })
 
   it('serves devices over TLS only when the plain port is off, and publishes their messages', async () => {
@@ -73,7 +66,7 @@ describe('security: TLS for devices', () => {
       // TLS 1.3: the refusal may surface at the handshake or as the connection closes right after.
       const refused = await without.then(
         async (c) => {
-          clients.push(c)
+          await track(c)
           await c.waitClosed()
           return c.received.length === 0
         },
@@ -121,7 +114,7 @@ describe('security: the embedded broker', () => {
   let pki: Pki
   before(function () {
     this.timeout(20_000)
-    pki = makePki()
+    pki = testPki()
   })
 
   it('requires MQTT clients to log in, over TCP and TLS; the gateway itself is not subject to it', async () => {
