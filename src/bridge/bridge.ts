@@ -197,9 +197,8 @@ export class Bridge implements SessionHost {
   }
 
   uplink(session: Session, kind: UplinkKind, targetId: string, payloadJson: string, done: UplinkDone): void {
-    const id = session.deviceId!
-    const device = this.devices.get(id)
-    if (device === undefined || device.session !== session) {
+    const device = this.attached(session)
+    if (device === undefined) {
       done(Status.SERVER_ERROR)
       return
     }
@@ -240,15 +239,21 @@ export class Bridge implements SessionHost {
 
   /** [HT-5.6] A custom frame's body, verbatim, to its up topic at the up QoS. */
   uplinkRaw(session: Session, type: number, body: Buffer, done: UplinkDone): void {
-    const device = this.devices.get(session.deviceId!)
     const template = this.rawUp.get(type)
-    if (device === undefined || device.session !== session || template === undefined) {
+    if (this.attached(session) === undefined || template === undefined) {
       done(Status.SERVER_ERROR)
       return
     }
     const identity = session.identity!
     const topic = template.render({ c: identity.deviceId, u: identity.username, g: this.gatewayId })
     this.publishUplink(session, topic, body, this.config.qos.up, done)
+  }
+
+  /** The session's entry, if it is the device's current connection here (not taken over, not gone). */
+  private attached(session: Session): Attached | undefined {
+    const id = session.deviceId
+    const device = id === undefined ? undefined : this.devices.get(id)
+    return device?.session === session ? device : undefined
   }
 
   /** A device's message to the broker; `done` gets 0 once the broker has it, else the status. */
@@ -278,11 +283,10 @@ export class Bridge implements SessionHost {
   detach(session: Session, reason: CloseReason): void {
     const id = session.deviceId
     if (id === undefined) return // never logged in: nothing announced, nothing subscribed
-    const device = this.devices.get(id)
-    const current = device !== undefined && device.session === session
+    const device = this.attached(session)
     // Not current and not taken over: attach never ran (broker down), nothing to undo or announce.
-    if (!current && reason !== 'takeover') return
-    if (current) {
+    if (device === undefined && reason !== 'takeover') return
+    if (device !== undefined) {
       this.devices.delete(id)
       this.routes.delete(device.down)
       this.routes.delete(device.control)
