@@ -72,3 +72,21 @@ export function procDelta(before: ProcSample, after: ProcSample): ProcSample {
     syscw: after.syscw - before.syscw,
   }
 }
+
+/** The summed samples of each role's processes (e.g. `{ gateway: [pid], generators: [pid, pid] }`). */
+export function sampleRoles(roles: Record<string, readonly number[]>): Record<string, ProcSample> {
+  const out: Record<string, ProcSample> = {}
+  for (const [role, pids] of Object.entries(roles)) {
+    const total: ProcSample = { cpuUs: 0, rssKiB: 0, hwmKiB: 0, syscr: 0, syscw: 0 }
+    for (const pid of pids) {
+      const s = sampleProc(pid)
+      total.cpuUs += s.cpuUs
+      total.rssKiB += s.rssKiB
+      total.hwmKiB += s.hwmKiB
+      total.syscr += s.syscr
+      total.syscw += s.syscw
+    }
+    out[role] = total
+  }
+  return out
+}

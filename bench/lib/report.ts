@@ -131,6 +131,12 @@ function fmt(v: number | null | undefined, digits = 0): string {
   return v.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits })
 }
 
+/** `gateway / broker / generators` CPU % during the login ramp (the embedded broker is in the gateway). */
+function rampCpu(pct: Record<string, number> | undefined): string {
+  if (pct === undefined) return '–'
+  return `${fmt(pct.gateway)} / ${pct.mosquitto === undefined ? 'in gw' : fmt(pct.mosquitto)} / ${fmt(pct.generators)}`
+}
+
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)))
   const line = (cells: string[]) =>
@@ -266,6 +272,8 @@ export function renderTable(r: Results): string {
           'broker',
           'devices',
           'logins/s',
+          'gw CPU µs/login',
+          'ramp CPU % gw / broker / gen',
           'RSS KiB/device',
           'heap KiB/device',
           '90 % back',
@@ -275,6 +283,8 @@ export function renderTable(r: Results): string {
           s.broker,
           `${fmt(s.max_devices)} / ${fmt(s.target)}`,
           fmt(s.logins_per_s),
+          fmt(s.gateway_cpu_us_per_login),
+          rampCpu(s.login_cpu_pct),
           fmt(s.rss_kib_per_device, 2),
           fmt(s.heap_kib_per_device, 2),
           `${fmt(s.restart_s_p90, 2)} s`,

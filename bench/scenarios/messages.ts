@@ -12,7 +12,7 @@ import { decodeHistogram, type LatencySummary, newHistogram, summarize } from '.
 import type { Worker } from '../lib/ipc.js'
 import { startBenchMosquitto } from '../lib/mosquitto.js'
 import type { BenchOptions, BrokerKind } from '../lib/options.js'
-import { type ProcSample, procDelta, sampleProc } from '../lib/procs.js'
+import { type ProcSample, procDelta, sampleProc, sampleRoles } from '../lib/procs.js'
 import type { Rig } from '../lib/rig.js'
 import { median, round, split, sum } from '../lib/stats.js'
 
@@ -221,25 +221,14 @@ async function sleepUntil(us: number): Promise<void> {
 }
 
 /** CPU and syscall counters of every process involved, by role. */
-function sampleRoles(g: Group, side: Side): Record<string, ProcSample> {
+function sampleGroup(g: Group, side: Side): Record<string, ProcSample> {
   const roles: Record<string, number[]> = {
     gateway: [g.gw.pid],
     generators: senders(g, side).map((w) => w.pid),
     subscriber: [g.rig.subscriber.pid],
   }
   if (g.brokerPid) roles.mosquitto = [g.brokerPid]
-  const out: Record<string, ProcSample> = {}
-  for (const [role, pids] of Object.entries(roles)) {
-    const samples = pids.map(sampleProc)
-    out[role] = {
-      cpuUs: sum(samples.map((s) => s.cpuUs)),
-      rssKiB: sum(samples.map((s) => s.rssKiB)),
-      hwmKiB: sum(samples.map((s) => s.hwmKiB)),
-      syscr: sum(samples.map((s) => s.syscr)),
-      syscw: sum(samples.map((s) => s.syscw)),
-    }
-  }
-  return out
+  return sampleRoles(roles)
 }
 
 /**
@@ -266,9 +255,9 @@ async function uplinkRun(
   await Promise.all(workers.map((w) => w.call('uplinkStart', perWorker)))
   await sleepUntil(w0)
   if (profile) await g.gw.profileStart(profile.endsWith('.cpuprofile') ? 'cpu' : 'heap')
-  const before = sampleRoles(g, side)
+  const before = sampleGroup(g, side)
   await sleepUntil(w1)
-  const after = sampleRoles(g, side)
+  const after = sampleGroup(g, side)
   if (profile) {
     mkdirSync(g.opts.profileDir!, { recursive: true })
     await g.gw.profileStop(join(g.opts.profileDir!, profile))

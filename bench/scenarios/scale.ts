@@ -6,11 +6,13 @@
 
 import { mkdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
+import type { Mosquitto } from '../../test/helpers/mosquitto.js'
 import { freePort } from '../../test/helpers/net.js'
 import { nowUs, sleep } from '../lib/clock.js'
 import { GatewayProc, type GatewaySpec } from '../lib/gateway.js'
 import { startBenchMosquitto } from '../lib/mosquitto.js'
 import type { BenchOptions, BrokerKind } from '../lib/options.js'
+import { sampleRoles } from '../lib/procs.js'
 import type { Rig } from '../lib/rig.js'
 import { median, round, split, sum } from '../lib/stats.js'
 
@@ -37,6 +39,10 @@ export interface ScaleRun {
   /** Failed connection attempts of the devices meanwhile (refused while the gateway was down, reset, timed out). */
   restart_connect_errors: number
   gateway_start_s: number
+  /** CPU (% of one core) of each process role during the login ramp. */
+  login_cpu_pct: Record<string, number>
+  /** The gateway's CPU time per login during the ramp, µs. */
+  gateway_cpu_us_per_login: number
 }
 
 export interface ScaleRow {
@@ -49,6 +55,8 @@ export interface ScaleRow {
   restart_s: number
   restart_s_from_listen: number
   restart_s_p90: number
+  login_cpu_pct: Record<string, number>
+  gateway_cpu_us_per_login: number
   runs: ScaleRun[]
 }
 
@@ -66,11 +74,14 @@ export async function runScale(
     for (let r = 0; r < opts.scaleRuns; r++) {
       const profile =
         opts.profileDir && r === 0 ? join(opts.profileDir, `${broker}-logins.cpuprofile`) : undefined
-      const run = await scaleRun(opts, rig, mosquitto?.url, log, profile)
+      const run = await scaleRun(opts, rig, mosquitto, log, profile)
       log(
         `  scale ${broker} run ${r + 1}: ${run.online}/${run.target} online, ${Math.round(run.logins_per_s)} logins/s, ` +
           `${run.rss_kib_per_device} KiB RSS and ${run.heap_kib_per_device} KiB heap per device, ` +
-          `all back ${run.restart_s_from_kill} s after the kill (${run.restart_back} devices)`,
+          `all back ${run.restart_s_from_kill} s after the kill (${run.restart_back} devices); ` +
+          `ramp cpu ${Object.entries(run.login_cpu_pct)
+            .map(([k, v]) => `${k} ${Math.round(v)} %`)
+            .join(', ')}, gateway ${Math.round(run.gateway_cpu_us_per_login)} µs/login`,
       )
       runs.push(run)
       // A run that did not get every device in (or back) is a failed run: repeating it only
@@ -90,6 +101,13 @@ export async function runScale(
     restart_s: round(median(runs.map((r) => r.restart_s_from_kill)), 3),
     restart_s_from_listen: round(median(runs.map((r) => r.restart_s_from_listen)), 3),
     restart_s_p90: round(median(runs.map((r) => r.restart_s_p90)), 3),
+    login_cpu_pct: Object.fromEntries(
+      Object.keys(runs[0]!.login_cpu_pct).map((k) => [
+        k,
+        round(median(runs.map((r) => r.login_cpu_pct[k]!)), 3),
+      ]),
+    ),
+    gateway_cpu_us_per_login: round(median(runs.map((r) => r.gateway_cpu_us_per_login)), 3),
     runs,
   }
 }
@@ -97,7 +115,7 @@ export async function runScale(
 async function scaleRun(
   opts: BenchOptions,
   rig: Rig,
-  mqttUrl: string | undefined,
+  mosquitto: Mosquitto | undefined,
   log: (line: string) => void,
   profile: string | undefined,
 ): Promise<ScaleRun> {
@@ -110,7 +128,7 @@ async function scaleRun(
     qosUp: 1,
     flags: opts.gatewayFlags,
     nodeArgs: opts.gatewayNodeArgs,
-    ...(mqttUrl ? { mqttUrl } : {}),
+    ...(mosquitto ? { mqttUrl: mosquitto.url } : {}),
   }
   let gw = await GatewayProc.start(spec)
   const workers = rig.allDevices
@@ -127,9 +145,15 @@ async function scaleRun(
       workers.map((w, i) => w.call('init', { host: '127.0.0.1', port: spec.port, ...ranges[i]! })),
     )
     if (profile) await gw.profileStart('cpu')
+    const roles: Record<string, number[]> = { gateway: [gw.pid], generators: workers.map((w) => w.pid) }
+    if (mosquitto) roles.mosquitto = [mosquitto.pid]
+    const cpuBefore = sampleRoles(roles)
+    const rampStartUs = nowUs()
     const logins = await Promise.all(
       workers.map((w) => w.call('login', { concurrency: 200, timeoutMs: limitMs })),
     )
+    const rampUs = nowUs() - rampStartUs
+    const cpuAfter = sampleRoles(roles)
     if (profile) {
       mkdirSync(dirname(profile), { recursive: true })
       await gw.profileStop(profile)
@@ -188,6 +212,16 @@ async function scaleRun(
       restart_s_p99: when.p99,
       restart_connect_errors: errors,
       gateway_start_s: round((listenUs - killUs) / 1e6, 4),
+      login_cpu_pct: Object.fromEntries(
+        Object.keys(roles).map((k) => [
+          k,
+          round(((cpuAfter[k]!.cpuUs - cpuBefore[k]!.cpuUs) / rampUs) * 100, 3),
+        ]),
+      ),
+      gateway_cpu_us_per_login: round(
+        (cpuAfter.gateway!.cpuUs - cpuBefore.gateway!.cpuUs) / Math.max(1, online),
+        3,
+      ),
     }
   } finally {
     await Promise.all(workers.map((w) => w.call('closeAll', null)))
