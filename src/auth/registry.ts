@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { hash } from 'node:crypto'
 import { Status } from '../protocol/constants.js'
 
 /** One device of the registry (the config file's `devices` entries). */
@@ -54,7 +54,7 @@ function targetMatcher(patterns: readonly string[] | undefined): (targetId: stri
 }
 
 function digest(token: Buffer | string): string {
-  return createHash('sha256').update(token).digest('base64')
+  return hash('sha256', token, 'base64')
 }
 
 /**

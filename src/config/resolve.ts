@@ -1,7 +1,7 @@
 import type { DeviceEntry } from '../auth/registry.js'
 import { compileTemplate, type Placeholder, TemplateError } from '../bridge/topics.js'
 import { ConfigError } from '../errors.js'
-import { parseCidr } from '../limits/ip-guard.js'
+import { parseCidr } from '../limits/cidr.js'
 import { Cmd } from '../protocol/constants.js'
 import { isValidTopicLevel } from '../protocol/ids.js'
 import {

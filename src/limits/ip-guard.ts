@@ -1,4 +1,5 @@
-import { BlockList, isIP } from 'node:net'
+import { isIP } from 'node:net'
+import { CidrList } from './cidr.js'
 import { TokenBucket } from './token-bucket.js'
 
 export interface IpGuardOptions {
@@ -30,23 +31,20 @@ interface Entry {
 
 /**
  * Per-IP admission: CIDR allow/deny lists, connection rate, and a ban after repeated login failures
- * (brute force). Pure apart from Node's BlockList; the clock is passed in. Tracks at most
- * `maxTracked` addresses: an attacker cycling through addresses evicts old entries rather than
- * growing memory.
+ * (brute force). The clock is passed in. Tracks at most `maxTracked` addresses: an attacker
+ * cycling through addresses evicts old entries rather than growing memory.
  */
 export class IpGuard {
-  // Undefined when empty: BlockList.check allocates, and most lists are empty.
-  private readonly allow: BlockList | undefined
-  private readonly deny: BlockList | undefined
-  private readonly exempt: BlockList | undefined
+  // Undefined when empty (most lists are).
+  private readonly allow: CidrList | undefined
+  private readonly deny: CidrList | undefined
+  private readonly exempt: CidrList | undefined
   private readonly entries = new Map<string, Entry>()
-  /** Exempt verdicts by address: BlockList.check allocates, and connections repeat addresses. */
-  private readonly exemptCache = new Map<string, boolean>()
 
   constructor(private readonly options: IpGuardOptions) {
-    this.allow = options.allow.length > 0 ? blockList(options.allow) : undefined
-    this.deny = options.deny.length > 0 ? blockList(options.deny) : undefined
-    this.exempt = options.exempt.length > 0 ? blockList(options.exempt) : undefined
+    this.allow = options.allow.length > 0 ? new CidrList(options.allow) : undefined
+    this.deny = options.deny.length > 0 ? new CidrList(options.deny) : undefined
+    this.exempt = options.exempt.length > 0 ? new CidrList(options.exempt) : undefined
   }
 
   /** How many addresses are being tracked (for stats and tests). */
@@ -57,10 +55,9 @@ export class IpGuard {
   /** Decides on a new connection from `ip`. */
   admit(address: string, now: number): Admission {
     const ip = normalizeIp(address)
-    const family = familyOf(ip)
-    if (this.deny?.check(ip, family)) return 'denied'
-    if (this.allow && !this.allow.check(ip, family)) return 'denied'
-    if (this.isExempt(ip)) return 'ok'
+    if (this.deny?.has(ip)) return 'denied'
+    if (this.allow && !this.allow.has(ip)) return 'denied'
+    if (this.exempt?.has(ip)) return 'ok'
     const entry = this.entries.get(ip)
     if (entry !== undefined && entry.bannedUntil > now) return 'banned'
     if (this.options.connectionRate <= 0) return 'ok'
@@ -79,7 +76,7 @@ export class IpGuard {
   loginFailed(address: string, now: number): boolean {
     const ip = normalizeIp(address)
     const { failureLimit, failureWindowMs, banMs } = this.options
-    if (failureLimit <= 0 || this.isExempt(ip)) return false
+    if (failureLimit <= 0 || this.exempt?.has(ip)) return false
     const e = this.entries.get(ip) ?? this.track(ip)
     const since = now - failureWindowMs
     while (e.failures.length > 0 && e.failures[0]! <= since) e.failures.shift()
@@ -100,17 +97,6 @@ export class IpGuard {
     }
   }
 
-  private isExempt(ip: string): boolean {
-    if (this.exempt === undefined) return false
-    let verdict = this.exemptCache.get(ip)
-    if (verdict === undefined) {
-      if (this.exemptCache.size >= this.options.maxTracked) this.exemptCache.clear()
-      verdict = this.exempt.check(ip, familyOf(ip))
-      this.exemptCache.set(ip, verdict)
-    }
-    return verdict
-  }
-
   private track(ip: string): Entry {
     if (this.entries.size >= this.options.maxTracked) {
       // Maps iterate in insertion order: drop the oldest.
@@ -126,35 +112,4 @@ export class IpGuard {
 /** `::ffff:1.2.3.4` (how a dual-stack listener reports IPv4 peers) is `1.2.3.4`. */
 export function normalizeIp(ip: string): string {
   return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip
-}
-
-function familyOf(ip: string): 'ipv4' | 'ipv6' {
-  return isIP(ip) === 6 ? 'ipv6' : 'ipv4'
-}
-
-/** A BlockList of `a.b.c.d`, `a.b.c.d/n`, `x::y` or `x::y/n` entries (validated in config). */
-export function blockList(cidrs: readonly string[]): BlockList {
-  const list = new BlockList()
-  for (const cidr of cidrs) {
-    const { address, prefix, family } = parseCidr(cidr)!
-    if (prefix === undefined) list.addAddress(address, family)
-    else list.addSubnet(address, prefix, family)
-  }
-  return list
-}
-
-/** Parses a CIDR or a plain address; undefined if it is neither. */
-export function parseCidr(
-  cidr: string,
-): { address: string; prefix: number | undefined; family: 'ipv4' | 'ipv6' } | undefined {
-  const [address, bits, extra] = cidr.trim().split('/')
-  if (address === undefined || extra !== undefined) return undefined
-  const version = isIP(address)
-  if (version === 0) return undefined
-  const family = version === 6 ? 'ipv6' : 'ipv4'
-  if (bits === undefined) return { address, prefix: undefined, family }
-  const prefix = Number(bits)
-  const max = version === 6 ? 128 : 32
-  if (!/^\d+$/.test(bits) || prefix > max) return undefined
-  return { address, prefix, family }
 }

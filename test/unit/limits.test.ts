@@ -1,5 +1,6 @@
 import { expect } from 'chai'
-import { IpGuard, type IpGuardOptions, normalizeIp, parseCidr } from '../../src/limits/ip-guard.js'
+import { CidrList, ipv4ToInt, parseCidr } from '../../src/limits/cidr.js'
+import { IpGuard, type IpGuardOptions, normalizeIp } from '../../src/limits/ip-guard.js'
 import { TokenBucket } from '../../src/limits/token-bucket.js'
 
 const base: IpGuardOptions = {
@@ -76,5 +77,35 @@ describe('IP guard', () => {
     }
     expect(normalizeIp('::ffff:127.0.0.1')).to.equal('127.0.0.1')
     expect(normalizeIp('::1')).to.equal('::1')
+  })
+
+  it('reads dotted-quad IPv4 addresses exactly as isIP does, and nothing else', () => {
+    expect(ipv4ToInt('0.0.0.0')).to.equal(0)
+    expect(ipv4ToInt('255.255.255.255')).to.equal(0xffffffff)
+    expect(ipv4ToInt('10.1.2.3')).to.equal(0x0a010203)
+    for (const bad of [
+      '',
+      '1.2.3',
+      '1.2.3.4.5',
+      '1.2.3.256',
+      '01.2.3.4',
+      '1..2.3',
+      '1.2.3.',
+      '::1',
+      '1.2.3.4 ',
+    ]) {
+      expect(ipv4ToInt(bad), bad).to.equal(-1)
+    }
+  })
+
+  it('matches addresses against a list of networks: prefixes /0 to /32, IPv6 apart', () => {
+    const list = new CidrList(['10.0.0.0/8', '192.168.1.7', '172.16.0.0/12', '2001:db8::/32', '::1'])
+    const inside = ['10.0.0.0', '10.255.255.255', '192.168.1.7', '172.31.255.255', '2001:db8::5', '::1']
+    const outside = ['11.0.0.0', '9.255.255.255', '192.168.1.8', '172.32.0.0', '2001:db9::1', '::2']
+    for (const ip of inside) expect(list.has(ip), ip).to.equal(true)
+    for (const ip of outside) expect(list.has(ip), ip).to.equal(false)
+    expect(new CidrList(['0.0.0.0/0']).has('203.0.113.9')).to.equal(true)
+    expect(new CidrList(['0.0.0.0/0']).has('::1')).to.equal(false) // IPv4 entries match IPv4 only
+    expect(new CidrList(['10.0.0.0/8']).has('not an address')).to.equal(false)
   })
 })
