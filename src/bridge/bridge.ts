@@ -6,6 +6,7 @@ import { envelopePrefix, type LoginRequest, parseControl, parseDownlink } from '
 import type { Session } from '../session/session.js'
 import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../session/types.js'
 import type { GatewayStats } from '../stats.js'
+import { Pacer } from './pacer.js'
 import type { MqttPort } from './port.js'
 import { Subscriptions } from './subscriptions.js'
 import { compileTemplate, gatewayStatusTopic, type TopicTemplate } from './topics.js'
@@ -30,7 +31,21 @@ type Route =
   /** [HT-5.6] Messages sent to the device as frames of `type`. */
   | { readonly kind: 'raw'; readonly device: Attached; readonly type: number }
 
+/** A login waiting for the next flush of broker work. */
+interface PendingLogin {
+  readonly device: Attached
+  readonly resolve: () => void
+  readonly reject: (err: Error) => void
+}
+
 const NONE: readonly string[] = []
+
+/**
+ * At most one flush of login and logout broker work (takeovers, SUBSCRIBE, UNSUBSCRIBE,
+ * presence) per this many ms: a login ramp then costs the broker connection one packet of
+ * subscriptions per window instead of one per login, while a lone login waits for nothing.
+ */
+export const BROKER_BATCH_MS = 2
 
 export interface BridgeOptions {
   readonly config: GatewayConfig
@@ -66,6 +81,9 @@ export class Bridge implements SessionHost {
   /** Subscribed topic → what it is for. */
   private readonly routes = new Map<string, Route>()
   private readonly subscriptions: Subscriptions
+  /** Logins since the last flush, in order. */
+  private logins: PendingLogin[] = []
+  private readonly pacer = new Pacer(BROKER_BATCH_MS, () => this.flush())
   /** Warnings a stream of messages can trigger, at most one per kind per 10 s. */
   private readonly throttle: LogThrottle
   /** How this instance's takeover announcements begin ([HT-3.3]). */
@@ -111,7 +129,9 @@ export class Bridge implements SessionHost {
 
   /** Subscriptions every instance holds, whatever its devices ([HT-5.3]). */
   start(): Promise<void> {
-    return this.subscriptions.add([this.broadcastTopic])
+    const subscribed = this.subscriptions.add([this.broadcastTopic])
+    this.subscriptions.flush()
+    return subscribed
   }
 
   /**
@@ -158,9 +178,10 @@ export class Bridge implements SessionHost {
    * closed here; other instances are told on the device's control topic. Then the down and
    * control topics are subscribed and presence announced; the login is answered after the
    * broker confirmed both, so a downlink published right after the login reply is delivered.
+   * The broker work of logins close together is sent together ({@link BROKER_BATCH_MS}).
    */
-  async attach(session: Session): Promise<void> {
-    if (!this.mqtt.connected) throw new Error('not connected to the broker')
+  attach(session: Session): Promise<void> {
+    if (!this.mqtt.connected) return Promise.reject(new Error('not connected to the broker'))
     const identity = session.identity!
     const values = { c: identity.deviceId, u: identity.username, g: this.gatewayId }
     const device: Attached = {
@@ -181,19 +202,50 @@ export class Bridge implements SessionHost {
       this.routes.set(device.rawDown[i]!, { kind: 'raw', device, type: this.rawDown[i]!.type })
     }
     if (previous !== undefined) previous.session.close('takeover')
-    // Issued in this order on one connection: other instances see the takeover before our
-    // subscription exists, and presence after it. QoS 0: best effort by nature (gateways hold
-    // clean sessions, so there is no offline queue to reach; a lost announcement leaves the older
-    // connection to its keepalive), and the login reply need not wait for it.
-    const takeover = `${this.ownTakeoverText}"session":${JSON.stringify(session.id)},"at":${device.at}}`
-    this.mqtt.publish(device.control, takeover, { qos: 0 }, noop)
-    const subscribed = this.subscriptions.add([device.down, device.control, ...device.rawDown])
-    const announced = this.publishPresence(
-      device,
-      { online: true, at: device.at, gateway: this.gatewayId },
-      true,
+    return new Promise((resolve, reject) => {
+      this.logins.push({ device, resolve, reject })
+      this.pacer.request()
+    })
+  }
+
+  /**
+   * The broker work of the logins and logouts since the last flush, in an order that holds for
+   * each device: other instances see its takeover before its subscription exists, and its
+   * presence after it. Takeovers are QoS 0: best effort by nature (gateways hold clean sessions,
+   * so there is no offline queue to reach; a lost announcement leaves the older connection to its
+   * keepalive), and the login reply need not wait for them.
+   */
+  private flush(): void {
+    const logins = this.logins
+    this.logins = []
+    if (!this.mqtt.connected) {
+      const err = new Error('not connected to the broker')
+      for (const login of logins) login.reject(err)
+      return
+    }
+    const current: PendingLogin[] = []
+    for (const login of logins) {
+      // Gone (closed, taken over) before its turn: nothing to announce or subscribe.
+      if (this.attached(login.device.session) === login.device) current.push(login)
+      else login.resolve()
+    }
+    for (const { device } of current) {
+      const takeover = `${this.ownTakeoverText}"session":${JSON.stringify(device.session.id)},"at":${device.at}}`
+      this.mqtt.publish(device.control, takeover, { qos: 0 }, noop)
+    }
+    const subscribed = current.map(({ device }) =>
+      this.subscriptions.add([device.down, device.control, ...device.rawDown]),
     )
-    await Promise.all([subscribed, announced])
+    this.subscriptions.flush()
+    for (let i = 0; i < current.length; i++) {
+      const { device, resolve, reject } = current[i]!
+      const announced = this.publishPresence(
+        device,
+        { online: true, at: device.at, gateway: this.gatewayId },
+        true,
+      )
+      Promise.all([subscribed[i], announced]).then(() => resolve(), reject)
+    }
   }
 
   uplink(session: Session, kind: UplinkKind, targetId: string, payloadJson: string, done: UplinkDone): void {
@@ -291,7 +343,10 @@ export class Bridge implements SessionHost {
       this.routes.delete(device.down)
       this.routes.delete(device.control)
       for (const topic of device.rawDown) this.routes.delete(topic)
-      if (!this.closing) this.subscriptions.remove([device.down, device.control, ...device.rawDown])
+      if (!this.closing) {
+        this.subscriptions.remove([device.down, device.control, ...device.rawDown])
+        this.pacer.request()
+      }
     }
     // [HT-5.4] Offline presence with the reason. A takeover's is not retained: the retained
     // state must stay the newer connection's "online", whichever instance published it.

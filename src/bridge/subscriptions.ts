@@ -11,8 +11,8 @@ interface TopicState {
   waiters: ((err?: Error) => void)[]
 }
 
-/** Topics per SUBSCRIBE packet when restoring after a reconnection. */
-const RESTORE_BATCH = 500
+/** Most topics in one SUBSCRIBE or UNSUBSCRIBE packet. */
+const MAX_TOPICS_PER_PACKET = 500
 
 /**
  * Keeps the broker's subscriptions equal to what the bridge wants, with at most one SUBSCRIBE or
@@ -20,9 +20,15 @@ const RESTORE_BATCH = 500
  * quickly would otherwise put an UNSUBSCRIBE and a SUBSCRIBE of its down topic in flight
  * together, and brokers that handle the packets of one read concurrently (Aedes,
  * moscajs/aedes#469) can apply them in the wrong order and leave it unsubscribed.
+ *
+ * `add` and `remove` only record what is wanted; {@link flush} sends what changed since the last
+ * flush in one SUBSCRIBE and one UNSUBSCRIBE, so many logins cost the broker one packet and one
+ * acknowledgement instead of one each.
  */
 export class Subscriptions {
   private readonly topics = new Map<string, TopicState>()
+  /** Topics whose wanted state changed since the last flush. */
+  private dirty = new Set<string>()
 
   constructor(
     private readonly mqtt: MqttPort,
@@ -36,33 +42,49 @@ export class Subscriptions {
     return n
   }
 
-  /** Resolves once every topic is subscribed by a SUBSCRIBE issued after any pending UNSUBSCRIBE. */
+  /**
+   * Wants the topics; resolves once each is subscribed by a SUBSCRIBE issued after any pending
+   * UNSUBSCRIBE of it. Sent at the next {@link flush}.
+   */
   add(topics: readonly string[]): Promise<void> {
     const waits: Promise<void>[] = []
-    const toSubscribe: string[] = []
     for (const topic of topics) {
       const st = this.state(topic)
       st.wanted = true
       if (st.subscribed && !st.busy) continue
       waits.push(new Promise((resolve, reject) => st.waiters.push((err) => (err ? reject(err) : resolve()))))
-      if (!st.busy) toSubscribe.push(topic)
+      this.dirty.add(topic)
     }
-    if (toSubscribe.length > 0) this.subscribe(toSubscribe)
-    return Promise.all(waits).then(() => undefined)
+    return waits.length === 0 ? Promise.resolve() : Promise.all(waits).then(() => undefined)
   }
 
-  /** No longer wanted: unsubscribed once whatever is in flight for it has settled. */
+  /** No longer wanted: unsubscribed at the next {@link flush}, once what is in flight for it has settled. */
   remove(topics: readonly string[]): void {
-    const toUnsubscribe: string[] = []
     for (const topic of topics) {
       const st = this.topics.get(topic)
       if (st === undefined) continue
       st.wanted = false
-      if (st.busy) continue
-      if (st.subscribed) toUnsubscribe.push(topic)
-      else this.topics.delete(topic)
+      this.dirty.add(topic)
     }
-    if (toUnsubscribe.length > 0) this.unsubscribe(toUnsubscribe)
+  }
+
+  /** Sends what `add` and `remove` changed: at most one SUBSCRIBE and one UNSUBSCRIBE per 500 topics. */
+  flush(): void {
+    if (this.dirty.size === 0) return
+    const toSubscribe: string[] = []
+    const toUnsubscribe: string[] = []
+    for (const topic of this.dirty) {
+      const st = this.topics.get(topic)
+      // Busy: settled later by reconcile, which then issues what is still needed.
+      if (st === undefined || st.busy) continue
+      // Wanted and subscribed: removed and wanted again in between, nothing to send.
+      if (st.wanted && !st.subscribed) toSubscribe.push(topic)
+      else if (!st.wanted && st.subscribed) toUnsubscribe.push(topic)
+      else if (!st.wanted) this.topics.delete(topic)
+    }
+    this.dirty = new Set()
+    if (toUnsubscribe.length > 0) this.inChunks(toUnsubscribe, (chunk) => this.unsubscribe(chunk))
+    if (toSubscribe.length > 0) this.inChunks(toSubscribe, (chunk) => this.subscribe(chunk))
   }
 
   /**
@@ -79,7 +101,8 @@ export class Subscriptions {
       }
       if (!st.busy) again.push(topic)
     }
-    for (let i = 0; i < again.length; i += RESTORE_BATCH) this.subscribe(again.slice(i, i + RESTORE_BATCH))
+    this.dirty.clear()
+    this.inChunks(again, (chunk) => this.subscribe(chunk))
   }
 
   private state(topic: string): TopicState {
@@ -89,6 +112,12 @@ export class Subscriptions {
       this.topics.set(topic, st)
     }
     return st
+  }
+
+  private inChunks(topics: string[], send: (chunk: string[]) => void): void {
+    if (topics.length <= MAX_TOPICS_PER_PACKET) return send(topics)
+    for (let i = 0; i < topics.length; i += MAX_TOPICS_PER_PACKET)
+      send(topics.slice(i, i + MAX_TOPICS_PER_PACKET))
   }
 
   private subscribe(topics: string[]): void {

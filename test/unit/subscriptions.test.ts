@@ -1,0 +1,143 @@
+import { expect } from 'chai'
+import { Pacer } from '../../src/bridge/pacer.js'
+import type { MqttPort } from '../../src/bridge/port.js'
+import { Subscriptions } from '../../src/bridge/subscriptions.js'
+
+/** A broker connection that records each SUBSCRIBE / UNSUBSCRIBE and settles them when told. */
+class RecordingPort implements MqttPort {
+  readonly connected = true
+  readonly sent: { op: 'sub' | 'unsub'; topics: string[]; done: (err?: Error) => void }[] = []
+  publish(): void {}
+  subscribe(topics: readonly string[], _qos: 0 | 1 | 2, done: (err?: Error) => void): void {
+    this.sent.push({ op: 'sub', topics: [...topics], done })
+  }
+  unsubscribe(topics: readonly string[], done: (err?: Error) => void): void {
+    this.sent.push({ op: 'unsub', topics: [...topics], done })
+  }
+  onMessage(): void {}
+  onConnect(): void {}
+  /** What was sent, as `sub a b` / `unsub c` lines. */
+  get log(): string[] {
+    return this.sent.map((s) => `${s.op} ${s.topics.join(' ')}`)
+  }
+}
+
+/** Resolves to 'resolved' / 'rejected: msg' / 'pending' after the current microtasks. */
+async function outcome(p: Promise<void>): Promise<string> {
+  const pending = Symbol('pending')
+  const r = await Promise.race([
+    p.then(
+      () => 'resolved',
+      (err: Error) => `rejected: ${err.message}`,
+    ),
+    new Promise<symbol>((resolve) => setImmediate(() => resolve(pending))),
+  ])
+  return r === pending ? 'pending' : (r as string)
+}
+
+describe('subscriptions', () => {
+  it('sends the topics of many adds in one SUBSCRIBE at flush, and resolves each add at its SUBACK', async () => {
+    const port = new RecordingPort()
+    const subs = new Subscriptions(port, 1)
+    const a = subs.add(['a/dn', 'a/ctl'])
+    const b = subs.add(['b/dn', 'b/ctl'])
+    expect(port.log).to.deep.equal([]) // nothing before the flush
+    subs.flush()
+    expect(port.log).to.deep.equal(['sub a/dn a/ctl b/dn b/ctl'])
+    expect(await outcome(a)).to.equal('pending')
+    port.sent[0]!.done()
+    expect(await outcome(a)).to.equal('resolved')
+    expect(await outcome(b)).to.equal('resolved')
+    expect(await outcome(subs.add(['a/dn']))).to.equal('resolved') // already subscribed: nothing to wait for
+    subs.flush()
+    expect(port.log).to.have.length(1)
+    expect(subs.size).to.equal(4)
+  })
+
+  it('batches removals into one UNSUBSCRIBE, and sends nothing for a topic removed and wanted again', () => {
+    const port = new RecordingPort()
+    const subs = new Subscriptions(port, 1)
+    subs.add(['a', 'b', 'c'])
+    subs.flush()
+    port.sent[0]!.done()
+    subs.remove(['a', 'b'])
+    subs.remove(['c'])
+    subs.add(['c']) // back before the flush
+    subs.flush()
+    expect(port.log).to.deep.equal(['sub a b c', 'unsub a b'])
+    expect(subs.size).to.equal(1)
+  })
+
+  it('forgets a topic added and removed before a flush without sending anything', () => {
+    const port = new RecordingPort()
+    const subs = new Subscriptions(port, 1)
+    void subs.add(['a'])
+    subs.remove(['a'])
+    subs.flush()
+    expect(port.log).to.deep.equal([])
+    expect(subs.size).to.equal(0)
+  })
+
+  it('keeps one operation per topic in flight: a removal during its SUBSCRIBE is sent after the SUBACK', () => {
+    const port = new RecordingPort()
+    const subs = new Subscriptions(port, 1)
+    void subs.add(['a'])
+    subs.flush()
+    subs.remove(['a'])
+    subs.flush()
+    expect(port.log).to.deep.equal(['sub a']) // busy: nothing more yet
+    port.sent[0]!.done()
+    expect(port.log).to.deep.equal(['sub a', 'unsub a'])
+    void subs.add(['a'])
+    subs.flush()
+    expect(port.log).to.have.length(2) // the UNSUBSCRIBE is still in flight
+    port.sent[1]!.done()
+    expect(port.log).to.deep.equal(['sub a', 'unsub a', 'sub a'])
+  })
+
+  it('fails the waiting adds when the broker refuses, and subscribes again at the next add', async () => {
+    const port = new RecordingPort()
+    const subs = new Subscriptions(port, 1)
+    const a = subs.add(['a'])
+    subs.flush()
+    port.sent[0]!.done(new Error('refused'))
+    expect(await outcome(a)).to.equal('rejected: refused')
+    const again = subs.add(['a'])
+    subs.flush()
+    expect(port.log).to.deep.equal(['sub a', 'sub a'])
+    port.sent[1]!.done()
+    expect(await outcome(again)).to.equal('resolved')
+  })
+
+  it('splits more than 500 topics over several packets, and restores every wanted topic after a reconnection', () => {
+    const port = new RecordingPort()
+    const subs = new Subscriptions(port, 1)
+    const topics = Array.from({ length: 1200 }, (_, i) => `d${i}/dn`)
+    void subs.add(topics)
+    subs.flush()
+    expect(port.sent.map((s) => s.topics.length)).to.deep.equal([500, 500, 200])
+    for (const s of port.sent) s.done()
+    subs.remove(['d0/dn'])
+    subs.restore() // the broker forgot everything; d0/dn is no longer wanted
+    expect(port.sent.slice(3).map((s) => s.topics.length)).to.deep.equal([500, 500, 199])
+    expect(port.sent.slice(3).flatMap((s) => s.topics)).to.not.include('d0/dn')
+  })
+})
+
+describe('pacer', () => {
+  it('runs a lone request on the next turn, and requests within the window together at its end', async () => {
+    let runs = 0
+    const pacer = new Pacer(200, () => runs++)
+    pacer.request()
+    expect(runs).to.equal(0)
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(runs).to.equal(1)
+    pacer.request()
+    pacer.request()
+    pacer.request()
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(runs).to.equal(1) // inside the window: waits for its end
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(runs).to.equal(2) // one run for the three
+  })
+})
