@@ -27,8 +27,13 @@ export interface SoakPhase {
   rss_last_kib: number
   rss_min_kib: number
   rss_max_kib: number
-  /** Last vs first of the window. */
+  /** Last vs first sample of the window (depends on where each falls in the GC sawtooth). */
   change_pct: number
+  /**
+   * The growth over the window by a least-squares line through every sample of it, relative to
+   * their mean: a trend, with the GC sawtooth averaged out instead of sampled at two points.
+   */
+  trend_pct: number
   /** (highest − lowest) / lowest over the window: how far from flat it ever was. */
   band_pct: number
 }
@@ -61,8 +66,32 @@ function phase(samples: RssSample[], warm: (s: RssSample) => boolean): SoakPhase
     rss_min_kib: min,
     rss_max_kib: max,
     change_pct: round(((last - first) / first) * 100, 3),
+    trend_pct: round(trendPct(measured), 3),
     band_pct: round(((max - min) / min) * 100, 3),
   }
+}
+
+/** Least-squares slope of RSS over time × the window's duration, as % of the mean RSS. */
+export function trendPct(samples: readonly RssSample[]): number {
+  const n = samples.length
+  if (n < 2) return 0
+  let st = 0
+  let sr = 0
+  for (const s of samples) {
+    st += s.t_s
+    sr += s.rss_kib
+  }
+  const mt = st / n
+  const mr = sr / n
+  let cov = 0
+  let vt = 0
+  for (const s of samples) {
+    cov += (s.t_s - mt) * (s.rss_kib - mr)
+    vt += (s.t_s - mt) ** 2
+  }
+  if (vt === 0) return 0
+  const duration = samples[n - 1]!.t_s - samples[0]!.t_s
+  return ((cov / vt) * duration * 100) / mr
 }
 
 /** The soak runs against the first of `--brokers` (default: the embedded one). */
