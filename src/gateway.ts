@@ -39,7 +39,7 @@ export interface Gateway {
   readonly brokerPort: number | undefined
   readonly brokerWsPort: number | undefined
   readonly brokerTlsPort: number | undefined
-  /** Whether the gateway's connection to the broker is up right now (for health checks). */
+  /** Whether the gateway's connections to the broker are all up right now (for health checks). */
   readonly mqttConnected: boolean
   stats(): GatewayStats
   /**
@@ -106,45 +106,61 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   }
 
   const gatewayStatus = (state: object) => JSON.stringify({ ...state, gateway: config.gatewayId })
-  let mqtt: BrokerConnection
+  let ports: BrokerConnection[]
   let bridge: Bridge
   try {
-    mqtt = broker
-      ? // Standalone: the bridge talks to the embedded broker in-process, no MQTT client at all.
-        new AedesPort(broker.aedes)
-      : new MqttClientPort({
-          url: mqttUrl,
-          username: config.mqttUsername,
-          password: config.mqttPassword,
-          clientId:
-            config.mqttClientId ?? `hypertcp-gw-${config.gatewayId}-${randomBytes(3).toString('hex')}`,
-          ca: config.mqttCa,
-          cert: config.mqttCert,
-          key: config.mqttKey,
-          rejectUnauthorized: config.mqttRejectUnauthorized,
-          reconnectPeriodMs: config.mqttReconnectPeriod * 1000,
-          will: {
-            topic: gatewayStatusTopic(config.topics.gatewayStatus, config.gatewayId),
-            payload: gatewayStatus({ online: false, reason: 'connection_lost' }),
-          },
-          logger: logger.child({ component: 'mqtt' }),
-        })
-    bridge = new Bridge({ config, mqtt, registry, logger, stats })
-    let connections = 0
-    mqtt.onConnect(() => {
-      // [HT-5.4] The gateway's own retained status, on every (re)connection.
-      mqtt.publish(
-        bridge.gatewayStatusTopic,
-        gatewayStatus({ online: true, at: Date.now() }),
-        { qos: 1, retain: true },
-        () => {},
+    if (broker) {
+      // Standalone: the bridge talks to the embedded broker in-process, no MQTT client at all.
+      ports = [new AedesPort(broker.aedes)]
+      if (config.mqttConnections > 1)
+        logger.warn('mqttConnections applies to an external broker: the embedded one is used in-process')
+    } else {
+      const url = mqttUrl
+      const clientId =
+        config.mqttClientId ?? `hypertcp-gw-${config.gatewayId}-${randomBytes(3).toString('hex')}`
+      const count = config.mqttConnections
+      ports = Array.from(
+        { length: count },
+        (_, i) =>
+          new MqttClientPort({
+            url,
+            username: config.mqttUsername,
+            password: config.mqttPassword,
+            // The first keeps the configured id; the others add -1, -2, …
+            clientId: i === 0 ? clientId : `${clientId}-${i}`,
+            ca: config.mqttCa,
+            cert: config.mqttCert,
+            key: config.mqttKey,
+            rejectUnauthorized: config.mqttRejectUnauthorized,
+            reconnectPeriodMs: config.mqttReconnectPeriod * 1000,
+            // Each connection: whichever is lost, the gateway is not (wholly) there any more.
+            will: {
+              topic: gatewayStatusTopic(config.topics.gatewayStatus, config.gatewayId),
+              payload: gatewayStatus({ online: false, reason: 'connection_lost' }),
+            },
+            logger: logger.child(count === 1 ? { component: 'mqtt' } : { component: 'mqtt', connection: i }),
+          }),
       )
-      if (++connections > 1) bridge.restore()
+    }
+    bridge = new Bridge({ config, mqtt: ports, registry, logger, stats })
+    ports.forEach((port, i) => {
+      let connections = 0
+      port.onConnect(() => {
+        // [HT-5.4] The gateway's own retained status, on every (re)connection.
+        port.publish(
+          bridge.gatewayStatusTopic,
+          gatewayStatus({ online: true, at: Date.now() }),
+          { qos: 1, retain: true },
+          () => {},
+        )
+        if (++connections > 1) bridge.restore(i)
+      })
     })
     // Subscribes as soon as there is a connection (MQTT.js queues it until then).
     const started = bridge.start()
-    if (await mqtt.waitConnected(FIRST_CONNECT_MS)) {
-      if (!broker) logger.info(`connected to MQTT broker ${redact(mqttUrl)}`)
+    const up = await Promise.all(ports.map((port) => port.waitConnected(FIRST_CONNECT_MS)))
+    if (up.every(Boolean)) {
+      if (!broker) logger.info(`connected to MQTT broker ${redact(mqttUrl)}`, { connections: ports.length })
       await started
     } else {
       // Keep retrying in the background: logins are refused with SERVER_ERROR meanwhile.
@@ -246,7 +262,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     await listener.listen()
   } catch (err) {
     clearInterval(sweeper)
-    await mqtt.end(true)
+    await Promise.all(ports.map((port) => port.end(true)))
     await broker?.close()
     throw err
   }
@@ -288,10 +304,10 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     if (!drained) logger.warn('shutdown: some publishes were not confirmed by the broker in time')
     await new Promise<void>((resolve) => {
       const offline = gatewayStatus({ online: false, at: Date.now(), reason: 'shutdown' })
-      mqtt.publish(bridge.gatewayStatusTopic, offline, { qos: 1, retain: true }, () => resolve())
+      ports[0]!.publish(bridge.gatewayStatusTopic, offline, { qos: 1, retain: true }, () => resolve())
       setTimeout(resolve, DRAIN_MS).unref()
     })
-    await mqtt.end()
+    await Promise.all(ports.map((port) => port.end()))
     for (const session of sessions) session.socket.destroy()
     await listenersClosed
     await broker?.close()
@@ -309,7 +325,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     brokerWsPort: broker?.ws?.port,
     brokerTlsPort: broker?.tls?.port,
     get mqttConnected() {
-      return mqtt.connected
+      return ports.every((port) => port.connected)
     },
     stats: () => {
       stats.open = sessions.size

@@ -6,6 +6,7 @@ import { envelopePrefix, type LoginRequest, parseControl, parseDownlink } from '
 import type { Session } from '../session/session.js'
 import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../session/types.js'
 import type { GatewayStats } from '../stats.js'
+import { laneIndex } from './lanes.js'
 import { Pacer } from './pacer.js'
 import type { MqttPort } from './port.js'
 import { Subscriptions } from './subscriptions.js'
@@ -24,6 +25,14 @@ interface Attached {
   readonly fromPrefix: string
   /** [HT-5.6] Its custom down topics, one per custom command type that has one. */
   readonly rawDown: readonly string[]
+  /** The broker connection that carries its traffic. */
+  readonly lane: Lane
+}
+
+/** A broker connection, and the subscriptions made on it. */
+interface Lane {
+  readonly mqtt: MqttPort
+  readonly subscriptions: Subscriptions
 }
 
 type Route =
@@ -49,7 +58,11 @@ export const BROKER_BATCH_MS = 2
 
 export interface BridgeOptions {
   readonly config: GatewayConfig
-  readonly mqtt: MqttPort
+  /**
+   * The broker connections (at least one): each device's traffic goes over one of them, chosen
+   * by its id ({@link laneIndex}); the first also carries the broadcast subscription.
+   */
+  readonly mqtt: readonly MqttPort[]
   readonly registry: DeviceRegistry
   readonly logger: Logger
   readonly stats: GatewayStats
@@ -64,7 +77,7 @@ export interface BridgeOptions {
 export class Bridge implements SessionHost {
   readonly gatewayId: string
   private readonly config: GatewayConfig
-  private readonly mqtt: MqttPort
+  private readonly lanes: readonly Lane[]
   private registry: DeviceRegistry
   private readonly logger: Logger
   private readonly stats: GatewayStats
@@ -80,7 +93,6 @@ export class Bridge implements SessionHost {
   private readonly devices = new Map<string, Attached>()
   /** Subscribed topic → what it is for. */
   private readonly routes = new Map<string, Route>()
-  private readonly subscriptions: Subscriptions
   /** Logins since the last flush, in order. */
   private logins: PendingLogin[] = []
   private readonly pacer = new Pacer(BROKER_BATCH_MS, () => this.flush())
@@ -97,7 +109,8 @@ export class Bridge implements SessionHost {
 
   constructor({ config, mqtt, registry, logger, stats }: BridgeOptions) {
     this.config = config
-    this.mqtt = mqtt
+    if (mqtt.length === 0) throw new Error('the bridge needs a broker connection')
+    this.lanes = mqtt.map((port) => ({ mqtt: port, subscriptions: new Subscriptions(port, config.qos.down) }))
     this.registry = registry
     this.logger = logger
     this.stats = stats
@@ -116,32 +129,35 @@ export class Bridge implements SessionHost {
         this.rawDown.push({ type: custom.type, template: compileTemplate(custom.down, ['c', 'u']) })
     }
     this.gatewayStatusTopic = gatewayStatusTopic(t.gatewayStatus, this.gatewayId)
-    this.subscriptions = new Subscriptions(mqtt, config.qos.down)
     this.throttle = new LogThrottle(logger)
     this.ownTakeoverText = `{"action":"takeover","gateway":${JSON.stringify(this.gatewayId)},`
     this.ownTakeover = Buffer.from(this.ownTakeoverText)
-    mqtt.onMessage((topic, payload, retained) => {
-      // A retained message replayed at subscription time is not a command for now: replaying a
-      // retained kick, toggle or broadcast at every login would be a hazard, not a feature.
-      if (!retained) this.onMessage(topic, payload)
-    })
+    for (const port of mqtt) {
+      port.onMessage((topic, payload, retained) => {
+        // A retained message replayed at subscription time is not a command for now: replaying a
+        // retained kick, toggle or broadcast at every login would be a hazard, not a feature.
+        if (!retained) this.onMessage(topic, payload)
+      })
+    }
   }
 
   /** Subscriptions every instance holds, whatever its devices ([HT-5.3]). */
   start(): Promise<void> {
-    const subscribed = this.subscriptions.add([this.broadcastTopic])
-    this.subscriptions.flush()
+    const { subscriptions } = this.lanes[0]!
+    const subscribed = subscriptions.add([this.broadcastTopic])
+    subscriptions.flush()
     return subscribed
   }
 
   /**
-   * After the broker connection came back: the broker (clean session) has forgotten the
-   * subscriptions and may have published our last will; restore both for every device here.
+   * After broker connection `index` came back: the broker (clean session) has forgotten its
+   * subscriptions and may have published our last will; restore both for every device on it.
    */
-  restore(): void {
-    this.subscriptions.restore()
+  restore(index: number): void {
+    const lane = this.lanes[index]!
+    lane.subscriptions.restore()
     for (const device of this.devices.values()) {
-      if (device.session.state !== 'online') continue
+      if (device.session.state !== 'online' || device.lane !== lane) continue
       this.publishPresence(device, { online: true, at: Date.now(), gateway: this.gatewayId }, true).catch(
         (err: Error) => device.session.logger.warn('presence not republished', { error: err.message }),
       )
@@ -181,8 +197,9 @@ export class Bridge implements SessionHost {
    * The broker work of logins close together is sent together ({@link BROKER_BATCH_MS}).
    */
   attach(session: Session): Promise<void> {
-    if (!this.mqtt.connected) return Promise.reject(new Error('not connected to the broker'))
     const identity = session.identity!
+    const lane = this.laneOf(identity.deviceId)
+    if (!lane.mqtt.connected) return Promise.reject(new Error('not connected to the broker'))
     const values = { c: identity.deviceId, u: identity.username, g: this.gatewayId }
     const device: Attached = {
       session,
@@ -193,6 +210,7 @@ export class Bridge implements SessionHost {
       at: Date.now(),
       fromPrefix: envelopePrefix(identity.deviceId),
       rawDown: this.rawDown.length === 0 ? NONE : this.rawDown.map((r) => r.template.render(values)),
+      lane,
     }
     const previous = this.devices.get(identity.deviceId)
     this.devices.set(identity.deviceId, device)
@@ -218,25 +236,21 @@ export class Bridge implements SessionHost {
   private flush(): void {
     const logins = this.logins
     this.logins = []
-    if (!this.mqtt.connected) {
-      const err = new Error('not connected to the broker')
-      for (const login of logins) login.reject(err)
-      return
-    }
     const current: PendingLogin[] = []
     for (const login of logins) {
       // Gone (closed, taken over) before its turn: nothing to announce or subscribe.
-      if (this.attached(login.device.session) === login.device) current.push(login)
-      else login.resolve()
+      if (this.attached(login.device.session) !== login.device) login.resolve()
+      else if (!login.device.lane.mqtt.connected) login.reject(new Error('not connected to the broker'))
+      else current.push(login)
     }
     for (const { device } of current) {
       const takeover = `${this.ownTakeoverText}"session":${JSON.stringify(device.session.id)},"at":${device.at}}`
-      this.mqtt.publish(device.control, takeover, { qos: 0 }, noop)
+      device.lane.mqtt.publish(device.control, takeover, { qos: 0 }, noop)
     }
     const subscribed = current.map(({ device }) =>
-      this.subscriptions.add([device.down, device.control, ...device.rawDown]),
+      device.lane.subscriptions.add([device.down, device.control, ...device.rawDown]),
     )
-    this.subscriptions.flush()
+    for (const lane of this.lanes) if (lane.mqtt.connected) lane.subscriptions.flush()
     for (let i = 0; i < current.length; i++) {
       const { device, resolve, reject } = current[i]!
       const announced = this.publishPresence(
@@ -246,6 +260,12 @@ export class Bridge implements SessionHost {
       )
       Promise.all([subscribed[i], announced]).then(() => resolve(), reject)
     }
+  }
+
+  /** The broker connection of a device ({@link laneIndex}). */
+  private laneOf(deviceId: string): Lane {
+    const lanes = this.lanes
+    return lanes.length === 1 ? lanes[0]! : lanes[laneIndex(deviceId, lanes.length)]!
   }
 
   uplink(session: Session, kind: UplinkKind, targetId: string, payloadJson: string, done: UplinkDone): void {
@@ -282,7 +302,7 @@ export class Bridge implements SessionHost {
         qos = this.config.qos.broadcast
         break
     }
-    this.publishUplink(session, topic, body, qos, done)
+    this.publishUplink(device.lane.mqtt, session, topic, body, qos, done)
   }
 
   takesRaw(type: number): boolean {
@@ -292,13 +312,14 @@ export class Bridge implements SessionHost {
   /** [HT-5.6] A custom frame's body, verbatim, to its up topic at the up QoS. */
   uplinkRaw(session: Session, type: number, body: Buffer, done: UplinkDone): void {
     const template = this.rawUp.get(type)
-    if (this.attached(session) === undefined || template === undefined) {
+    const device = this.attached(session)
+    if (device === undefined || template === undefined) {
       done(Status.SERVER_ERROR)
       return
     }
     const identity = session.identity!
     const topic = template.render({ c: identity.deviceId, u: identity.username, g: this.gatewayId })
-    this.publishUplink(session, topic, body, this.config.qos.up, done)
+    this.publishUplink(device.lane.mqtt, session, topic, body, this.config.qos.up, done)
   }
 
   /** The session's entry, if it is the device's current connection here (not taken over, not gone). */
@@ -310,6 +331,7 @@ export class Bridge implements SessionHost {
 
   /** A device's message to the broker; `done` gets 0 once the broker has it, else the status. */
   private publishUplink(
+    mqtt: MqttPort,
     session: Session,
     topic: string,
     body: string | Buffer,
@@ -324,7 +346,7 @@ export class Bridge implements SessionHost {
       done(Status.SERVER_ERROR)
       return
     }
-    this.publish(topic, body, qos, false, (err) => {
+    this.publish(mqtt, topic, body, qos, false, (err) => {
       if (err) {
         session.logger.warn('publish failed', { topic, error: err.message })
         done(Status.SERVER_ERROR)
@@ -344,7 +366,7 @@ export class Bridge implements SessionHost {
       this.routes.delete(device.control)
       for (const topic of device.rawDown) this.routes.delete(topic)
       if (!this.closing) {
-        this.subscriptions.remove([device.down, device.control, ...device.rawDown])
+        device.lane.subscriptions.remove([device.down, device.control, ...device.rawDown])
         this.pacer.request()
       }
     }
@@ -352,19 +374,35 @@ export class Bridge implements SessionHost {
     // state must stay the newer connection's "online", whichever instance published it.
     const topic = this.templates.status.render({ c: id, u: session.identity!.username })
     const state = { online: false, at: Date.now(), reason, gateway: this.gatewayId }
-    this.publish(topic, JSON.stringify(state), this.config.qos.presence, reason !== 'takeover', (err) => {
-      if (err) this.logger.warn('offline presence not published', { deviceId: id, error: err.message })
-    })
+    const { mqtt } = this.laneOf(id)
+    this.publish(
+      mqtt,
+      topic,
+      JSON.stringify(state),
+      this.config.qos.presence,
+      reason !== 'takeover',
+      (err) => {
+        if (err) this.logger.warn('offline presence not published', { deviceId: id, error: err.message })
+      },
+    )
   }
 
   private publishPresence(device: Attached, state: object, retain: boolean): Promise<void> {
     return this.call((done) =>
-      this.publish(device.status, JSON.stringify(state), this.config.qos.presence, retain, done),
+      this.publish(
+        device.lane.mqtt,
+        device.status,
+        JSON.stringify(state),
+        this.config.qos.presence,
+        retain,
+        done,
+      ),
     )
   }
 
   /** Publishes, counting what awaits the broker (bounded by maxPendingPublishes, drained on shutdown). */
   private publish(
+    mqtt: MqttPort,
     topic: string,
     body: string | Buffer,
     qos: 0 | 1 | 2,
@@ -372,7 +410,7 @@ export class Bridge implements SessionHost {
     done: (err?: Error) => void,
   ): void {
     this.pending++
-    this.mqtt.publish(topic, body, { qos, retain }, (err) => {
+    mqtt.publish(topic, body, { qos, retain }, (err) => {
       this.pending--
       done(err)
       if (this.pending === 0 && this.drainWaiters.length > 0) {

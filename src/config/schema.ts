@@ -78,6 +78,12 @@ export interface GatewayConfig {
   mqttRejectUnauthorized: boolean
   /** Seconds between reconnect attempts to the broker. Default 1. */
   mqttReconnectPeriod: number
+  /**
+   * Connections to the external broker, each device's traffic on one of them (by its id). More
+   * than one spreads the load over brokers that handle each connection on one thread or process
+   * (Mosquitto, EMQX). Default 1.
+   */
+  mqttConnections: number
   /** Embedded broker listen address. Default `0.0.0.0`. */
   brokerHost: string
   /** Embedded broker MQTT/TCP port; 0 = any free port. Default 1883. */
@@ -200,6 +206,12 @@ export const SETTINGS: Readonly<Record<ScalarKey, SettingSpec>> = {
   mqttKey: { kind: 'string', nullable: true, doc: 'client key (PEM file) for the broker' },
   mqttRejectUnauthorized: { kind: 'boolean', doc: "verify the broker's TLS certificate" },
   mqttReconnectPeriod: { kind: 'seconds', min: 0.1, max: 3600, doc: 'seconds between broker reconnects' },
+  mqttConnections: {
+    kind: 'int',
+    min: 1,
+    max: 64,
+    doc: 'connections to the external broker; each device uses one, chosen by its id',
+  },
   brokerHost: { kind: 'string', doc: 'embedded broker listen address' },
   brokerPort: { kind: 'port', doc: 'embedded broker MQTT/TCP port (0 = any free port)' },
   brokerWsPort: {
@@ -348,6 +360,7 @@ export function defaults(): GatewayConfig {
     mqttKey: null,
     mqttRejectUnauthorized: true,
     mqttReconnectPeriod: 1,
+    mqttConnections: 1,
     brokerHost: '0.0.0.0',
     brokerPort: 1883,
     brokerWsPort: 8083,

@@ -20,7 +20,8 @@ for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(c
     before(async function () {
       await broker.setup(this)
       gw1 = await startGateway({ ...broker.options(), gatewayId: 'gw-one' })
-      gw2 = await startGateway({ ...broker.options(gw1), gatewayId: 'gw-two' })
+      // The second spreads its devices over three broker connections (mqttConnections).
+      gw2 = await startGateway({ ...broker.options(gw1), gatewayId: 'gw-two', mqttConnections: 3 })
       expect(gw2.mqttUrl).to.equal(gw1.mqttUrl)
     })
     after(async () => {

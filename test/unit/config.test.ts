@@ -31,6 +31,7 @@ describe('config: defaults and layers', () => {
       loginTimeout: 10,
       maxFrameSize: 4096,
       maxDownlinkSize: 1024,
+      mqttConnections: 1,
     })
     expect(c.topics).to.deep.equal(defaults().topics)
     expect(c.qos).to.deep.equal({ up: 1, down: 1, direct: 1, broadcast: 1, presence: 1 })
@@ -82,6 +83,8 @@ describe('config: errors name the key and what was expected', () => {
     ['non-integer', { maxFrameSize: 1.5 }, 'test: maxFrameSize'],
     ['frame size over 65535', { maxFrameSize: 70000 }, 'test: maxFrameSize'],
     ['zero keepalive', { keepalive: 0 }, 'test: keepalive'],
+    ['no broker connection', { mqttConnections: 0 }, 'test: mqttConnections'],
+    ['65 broker connections', { mqttConnections: 65 }, 'test: mqttConnections'],
     ['unknown topic', { topics: { upp: 'x' } }, 'test: topics.upp'],
     ['bad qos', { qos: { up: 3 } }, 'test: qos.up'],
     ['template wildcard', { topics: { up: 'a/+/%c' } }, 'topics.up'],

@@ -1,4 +1,5 @@
 import { expect } from 'chai'
+import { laneIndex } from '../../src/bridge/lanes.js'
 import { Pacer } from '../../src/bridge/pacer.js'
 import type { MqttPort } from '../../src/bridge/port.js'
 import { Subscriptions } from '../../src/bridge/subscriptions.js'
@@ -139,5 +140,18 @@ describe('pacer', () => {
     expect(runs).to.equal(1) // inside the window: waits for its end
     await new Promise((resolve) => setTimeout(resolve, 300))
     expect(runs).to.equal(2) // one run for the three
+  })
+})
+
+describe('broker connection of a device', () => {
+  it('is the same for an id every time, within range, and spreads ids over the connections', () => {
+    expect(laneIndex('anything', 1)).to.equal(0)
+    const counts = [0, 0, 0, 0]
+    for (let i = 0; i < 4000; i++) {
+      const lane = laneIndex(`sensor-${i}`, 4)
+      expect(lane).to.equal(laneIndex(`sensor-${i}`, 4))
+      counts[lane]!++
+    }
+    for (const n of counts) expect(n).to.be.within(800, 1200) // 1000 each if even
   })
 })

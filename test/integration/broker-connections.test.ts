@@ -1,0 +1,127 @@
+import { createServer, type Server } from 'node:net'
+import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
+import { expect } from 'chai'
+import { laneIndex } from '../../src/bridge/lanes.js'
+import type { Gateway } from '../../src/gateway.js'
+import { startGateway } from '../helpers/gateway.js'
+import { waitUntil } from '../helpers/inbox.js'
+import { MqttWatcher } from '../helpers/mqtt.js'
+import { OriginalDevice } from '../helpers/original-device.js'
+
+const LANES = 3
+/** The first device id of the form `lane-dev-N` that `laneIndex` puts on each connection. */
+const IDS = Array.from({ length: LANES }, (_, lane) => {
+  for (let n = 0; ; n++) if (laneIndex(`lane-dev-${n}`, LANES) === lane) return `lane-dev-${n}`
+})
+const DEVICES = IDS.map((id) => ({ id, token: `${id}-token` }))
+
+describe('mqttConnections: several broker connections, each device on one (external Aedes broker)', () => {
+  let aedes: Aedes
+  let server: Server
+  let gw: Gateway
+  let watcher: MqttWatcher
+  const devices: OriginalDevice[] = []
+  /** Client id of the broker connection that published each message, by topic. */
+  const publishers = new Map<string, string[]>()
+  /** The broker's connected clients, by id. */
+  const clients = new Map<string, Client>()
+
+  before(async () => {
+    aedes = await Aedes.createBroker()
+    aedes.on('clientReady', (client: Client) => clients.set(client.id, client))
+    aedes.on('clientDisconnect', (client: Client) => {
+      if (clients.get(client.id) === client) clients.delete(client.id)
+    })
+    aedes.on('publish', (packet: AedesPublishPacket, client: Client | null) => {
+      if (client === null) return
+      const list = publishers.get(packet.topic) ?? []
+      list.push(client.id)
+      publishers.set(packet.topic, list)
+    })
+    server = createServer(aedes.handle)
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as { port: number }).port
+    gw = await startGateway({
+      mqttUrl: `mqtt://127.0.0.1:${port}`,
+      mqttConnections: LANES,
+      mqttClientId: 'gw-lanes',
+      mqttReconnectPeriod: 0.2,
+      devices: DEVICES,
+    })
+    watcher = await MqttWatcher.connect(gw.mqttUrl, ['hypertcp/+/up', 'hypertcp/+/status'])
+    for (const d of DEVICES) {
+      const device = await OriginalDevice.connect(gw.port, d.token, { pingIntervalMs: 0 })
+      expect(device.loginStatus).to.equal(200)
+      devices.push(device)
+    }
+  })
+  after(async () => {
+    for (const d of devices) d.destroy()
+    await watcher?.end()
+    await gw?.close()
+    await new Promise<void>((resolve) => aedes?.close(() => resolve()))
+    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()))
+  })
+
+  const clientIdOf = (lane: number) => (lane === 0 ? 'gw-lanes' : `gw-lanes-${lane}`)
+  const connected = () => [...clients.keys()].filter((id) => id.startsWith('gw-lanes')).sort()
+
+  it('opens one connection per setting, the first with the configured client id', () => {
+    expect(connected()).to.deep.equal(['gw-lanes', 'gw-lanes-1', 'gw-lanes-2'])
+    expect(gw.mqttConnected).to.equal(true)
+  })
+
+  it("carries each device's presence and uplinks on its own connection", async () => {
+    for (const [lane, d] of devices.entries()) {
+      d.sendToServer({ lane })
+      expect(await watcher.json(`hypertcp/${IDS[lane]}/up`)).to.deep.equal({ lane })
+      // Aedes reports a publish once it has routed it, after the watcher may have it.
+      await waitUntil(() => publishers.has(`hypertcp/${IDS[lane]}/up`), 'the broker reports the publish')
+      expect(publishers.get(`hypertcp/${IDS[lane]}/up`)).to.deep.equal([clientIdOf(lane)])
+      expect(new Set(publishers.get(`hypertcp/${IDS[lane]}/status`))).to.deep.equal(
+        new Set([clientIdOf(lane)]),
+      )
+    }
+  })
+
+  it('delivers between devices on different connections, broadcasts to all, downlinks to each', async () => {
+    const [a, b, c] = devices as [OriginalDevice, OriginalDevice, OriginalDevice]
+    a.sendMessage(IDS[1]!, { hello: 'b' })
+    expect(await b.events.take((e) => e.kind === 'message')).to.deep.include({
+      from: IDS[0],
+      payload: { hello: 'b' },
+    })
+    c.broadcastMessage({ to: 'all' })
+    for (const x of [a, b]) {
+      expect(await x.events.take((e) => e.kind === 'broadcast')).to.deep.include({ from: IDS[2] })
+    }
+    for (const [lane, d] of devices.entries()) {
+      await watcher.publish(`hypertcp/${IDS[lane]}/dn`, JSON.stringify({ lane }))
+      expect(await d.events.take((e) => e.kind === 'message')).to.deep.include({ payload: { lane } })
+    }
+  })
+
+  it('restores a lost connection alone: its devices get downlinks again, the others never stopped', async () => {
+    const lost = clients.get('gw-lanes-2')!
+    lost.close()
+    await waitUntil(() => clients.has('gw-lanes-2') && clients.get('gw-lanes-2') !== lost, 'lane 2 back')
+    // Subscriptions come back with the connection; poll with downlinks until one arrives.
+    const c = devices[2]!
+    let delivered = false
+    for (let i = 0; i < 50 && !delivered; i++) {
+      await watcher.publish(`hypertcp/${IDS[2]}/dn`, JSON.stringify({ again: i }))
+      delivered = await c.events
+        .take((e) => e.kind === 'message', 100)
+        .then(
+          () => true,
+          () => false,
+        )
+    }
+    expect(delivered, 'a downlink reaches the device on the restored connection').to.equal(true)
+    expect(gw.stats().online, 'no device was dropped').to.equal(LANES)
+    devices[0]!.sendToServer({ still: 'here' })
+    expect(await watcher.json(`hypertcp/${IDS[0]}/up`, (p) => p.still === 'here')).to.deep.equal({
+      still: 'here',
+    })
+  })
+})
