@@ -41,7 +41,15 @@ export interface SoakPhase {
 export interface SoakResult {
   broker: BrokerKind
   idle: SoakPhase & { devices: number; minutes: number; pings_answered: number }
-  churn: SoakPhase & { cycles: number; cycles_per_s: number; concurrency: number; failures: number }
+  churn: SoakPhase & {
+    cycles: number
+    cycles_per_s: number
+    concurrency: number
+    failures: number
+    /** The gateway's heap after a forced GC before and after the cycles, KiB: a leak grows it, GC slack does not. */
+    heap_before_kib: number
+    heap_after_kib: number
+  }
 }
 
 const SAMPLE_MS = 10_000
@@ -160,6 +168,7 @@ async function soak(
     await Promise.all(
       workers.map((w, i) => w.call('init', { host: '127.0.0.1', port: spec.port, ...ranges[i]! })),
     )
+    const heapBefore = (await gw.memory(true)).heapUsed
     await Promise.all(workers.map((w) => w.call('churnStart', { concurrency, cycles: perWorker })))
     const churnSamples: RssSample[] = []
     const c0 = nowUs()
@@ -179,6 +188,11 @@ async function soak(
       if (status.every((s) => !s.running)) break
     }
     const seconds = (nowUs() - c0) / 1e6
+    await sleep(1000)
+    const heapAfter = (await gw.memory(true)).heapUsed
+    log(
+      `  soak churn: heap after GC ${Math.round(heapBefore / 1024)} KiB before, ${Math.round(heapAfter / 1024)} KiB after`,
+    )
     return {
       broker,
       idle: {
@@ -193,6 +207,8 @@ async function soak(
         cycles_per_s: round(cycles / seconds, 4),
         concurrency: concurrency * workers.length,
         failures,
+        heap_before_kib: Math.round(heapBefore / 1024),
+        heap_after_kib: Math.round(heapAfter / 1024),
       },
     }
   } finally {
