@@ -312,6 +312,14 @@ export function renderTable(r: Results): string {
         ],
       ),
     )
+    const { heap_before_kib: before, heap_after_kib: after } = r.soak.churn
+    if (before !== undefined && after !== undefined) {
+      out.push('')
+      out.push(
+        `The gateway's heap after a forced GC: ${fmt(before / 1024, 1)} MiB before the cycles, ` +
+          `${fmt(after / 1024, 1)} MiB after (${fmt(((after - before) / before) * 100, 1)} %).`,
+      )
+    }
   }
   out.push('')
   out.push(
