@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { round } from './stats.js'
 
 /**
  * Every process the benchmark starts is tracked here and killed when the orchestrator exits,
@@ -87,6 +88,19 @@ export function sampleRoles(roles: Record<string, readonly number[]>): Record<st
       total.syscw += s.syscw
     }
     out[role] = total
+  }
+  return out
+}
+
+/** Each role's CPU between two {@link sampleRoles} snapshots, as % of one core over `elapsedUs`. */
+export function cpuPercent(
+  before: Record<string, ProcSample>,
+  after: Record<string, ProcSample>,
+  elapsedUs: number,
+): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const role of Object.keys(before)) {
+    out[role] = round(((after[role]!.cpuUs - before[role]!.cpuUs) / elapsedUs) * 100, 3)
   }
   return out
 }

@@ -6,6 +6,12 @@ export function median(values: readonly number[]): number {
   return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2
 }
 
+/** Key by key, the median of the records' values (the keys of the first record), rounded. */
+export function medianByKey(records: readonly Record<string, number>[]): Record<string, number> {
+  const first = records[0] ?? {}
+  return Object.fromEntries(Object.keys(first).map((k) => [k, round(median(records.map((r) => r[k]!)), 3)]))
+}
+
 export function sum(values: readonly number[]): number {
   let n = 0
   for (const v of values) n += v

@@ -12,9 +12,9 @@ import { decodeHistogram, type LatencySummary, newHistogram, summarize } from '.
 import type { Worker } from '../lib/ipc.js'
 import { startBenchMosquitto } from '../lib/mosquitto.js'
 import type { BenchOptions, BrokerKind } from '../lib/options.js'
-import { type ProcSample, procDelta, sampleProc, sampleRoles } from '../lib/procs.js'
+import { cpuPercent, type ProcSample, procDelta, sampleProc, sampleRoles } from '../lib/procs.js'
 import type { Rig } from '../lib/rig.js'
-import { median, round, split, sum } from '../lib/stats.js'
+import { median, medianByKey, round, split, sum } from '../lib/stats.js'
 
 export type Side = 'gateway' | 'direct' | 'raw'
 
@@ -272,14 +272,9 @@ async function uplinkRun(
     lost += Math.max(0, a - (sub.uniquePerDevice[i] ?? 0))
   })
   const seconds = measureMs / 1000
-  const cpu_pct: Record<string, number> = {}
-  const delta: Record<string, ProcSample> = {}
-  for (const role of Object.keys(before)) {
-    delta[role] = procDelta(before[role]!, after[role]!)
-    cpu_pct[role] = round((delta[role]!.cpuUs / (measureMs * 1000)) * 100, 3)
-  }
+  const cpu_pct = cpuPercent(before, after, measureMs * 1000)
   const n = Math.max(1, sub.inWindow)
-  const gwDelta = delta.gateway!
+  const gwDelta = procDelta(before.gateway!, after.gateway!)
   const run: UplinkRun = {
     msgs_per_s: round(sub.inWindow / seconds, 4),
     sent: sum(results.map((r) => r.sent)),
@@ -349,9 +344,7 @@ async function throughput(g: Group, qos: 0 | 1): Promise<UplinkRow[]> {
         read: round(median(rs.map((r) => r.gateway_syscalls_per_msg.read)), 3),
         write: round(median(rs.map((r) => r.gateway_syscalls_per_msg.write)), 3),
       },
-      cpu_pct: Object.fromEntries(
-        Object.keys(rs[0]!.cpu_pct).map((k) => [k, round(median(rs.map((r) => r.cpu_pct[k]!)), 3)]),
-      ),
+      cpu_pct: medianByKey(rs.map((r) => r.cpu_pct)),
       runs: rs,
     }
   })

@@ -12,9 +12,9 @@ import { nowUs, sleep } from '../lib/clock.js'
 import { GatewayProc, type GatewaySpec } from '../lib/gateway.js'
 import { startBenchMosquitto } from '../lib/mosquitto.js'
 import type { BenchOptions, BrokerKind } from '../lib/options.js'
-import { sampleRoles } from '../lib/procs.js'
+import { cpuPercent, sampleRoles } from '../lib/procs.js'
 import type { Rig } from '../lib/rig.js'
-import { median, round, split, sum } from '../lib/stats.js'
+import { median, medianByKey, round, split, sum } from '../lib/stats.js'
 
 export interface ScaleRun {
   target: number
@@ -101,12 +101,7 @@ export async function runScale(
     restart_s: round(median(runs.map((r) => r.restart_s_from_kill)), 3),
     restart_s_from_listen: round(median(runs.map((r) => r.restart_s_from_listen)), 3),
     restart_s_p90: round(median(runs.map((r) => r.restart_s_p90)), 3),
-    login_cpu_pct: Object.fromEntries(
-      Object.keys(runs[0]!.login_cpu_pct).map((k) => [
-        k,
-        round(median(runs.map((r) => r.login_cpu_pct[k]!)), 3),
-      ]),
-    ),
+    login_cpu_pct: medianByKey(runs.map((r) => r.login_cpu_pct)),
     gateway_cpu_us_per_login: round(median(runs.map((r) => r.gateway_cpu_us_per_login)), 3),
     runs,
   }
@@ -212,12 +207,7 @@ async function scaleRun(
       restart_s_p99: when.p99,
       restart_connect_errors: errors,
       gateway_start_s: round((listenUs - killUs) / 1e6, 4),
-      login_cpu_pct: Object.fromEntries(
-        Object.keys(roles).map((k) => [
-          k,
-          round(((cpuAfter[k]!.cpuUs - cpuBefore[k]!.cpuUs) / rampUs) * 100, 3),
-        ]),
-      ),
+      login_cpu_pct: cpuPercent(cpuBefore, cpuAfter, rampUs),
       gateway_cpu_us_per_login: round(
         (cpuAfter.gateway!.cpuUs - cpuBefore.gateway!.cpuUs) / Math.max(1, online),
         3,
