@@ -374,7 +374,7 @@ export class Bridge implements SessionHost {
     // state must stay the newer connection's "online", whichever instance published it.
     const topic = this.templates.status.render({ c: id, u: session.identity!.username })
     const state = { online: false, at: Date.now(), reason, gateway: this.gatewayId }
-    const { mqtt } = this.laneOf(id)
+    const { mqtt } = device?.lane ?? this.laneOf(id)
     this.publish(
       mqtt,
       topic,
