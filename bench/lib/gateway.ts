@@ -48,7 +48,7 @@ async function handle(m) {
       } else {
         await post('HeapProfiler.enable')
         await post('HeapProfiler.startSampling', {
-          samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true,
+          samplingInterval: 16384, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: kind !== 'promoted',
         })
       }
       return null
@@ -198,10 +198,12 @@ export class GatewayProc {
 
   /**
    * Starts a CPU profile (sampling every 250 µs) or an allocation-sampling profile (every 16 KiB
-   * allocated, collected objects included) in the gateway. One at a time: together, the
-   * allocation sampler's stack walks would be most of what the CPU profile sees.
+   * allocated, collected objects included) in the gateway. `promoted` leaves out what the young
+   * generation's collections free: what remains is what lived long enough to reach the old
+   * generation — the garbage that only a full GC frees, and what is still live. One at a time:
+   * together, the allocation sampler's stack walks would be most of what the CPU profile sees.
    */
-  async profileStart(kind: 'cpu' | 'heap'): Promise<void> {
+  async profileStart(kind: 'cpu' | 'heap' | 'promoted'): Promise<void> {
     await this.probe('profStart', { kind })
   }
 

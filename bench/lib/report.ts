@@ -185,6 +185,7 @@ export function renderTable(r: Results): string {
           fmt(gw.msgs_per_s / direct.msgs_per_s, 2),
           raw ? `${fmt(raw.msgs_per_s)} (${fmt(gw.msgs_per_s / raw.msgs_per_s, 2)})` : '–',
           fmt(gw.gateway_cpu_us_per_msg, 1),
+          `${fmt(gw.all_cpu_us_per_msg, 1)} / ${fmt(direct.all_cpu_us_per_msg, 1)}`,
           `${fmt(gw.gateway_syscalls_per_msg.read, 2)} / ${fmt(gw.gateway_syscalls_per_msg.write, 2)}`,
           String(gw.lost + direct.lost + (raw?.lost ?? 0)),
         ])
@@ -200,6 +201,7 @@ export function renderTable(r: Results): string {
           'gateway/direct',
           'raw direct msgs/s (ratio)',
           'gw CPU µs/msg',
+          'all CPU µs/msg gw / direct',
           'gw syscalls/msg r / w',
           'lost',
         ],
@@ -300,24 +302,36 @@ export function renderTable(r: Results): string {
         `${fmt(r.soak.churn.cycles)} connect/disconnect cycles at ${fmt(r.soak.churn.cycles_per_s)}/s. ` +
         'RSS as sampled every 10 s (no forced GC), over the measured window after a warm-up (2 min of idle / ' +
         'the first 10 % of the cycles); trend = growth over the window by a least-squares line through all its ' +
-        'samples (the GC sawtooth averaged out), band = (max − min) / min.',
+        "samples (the GC sawtooth averaged out), band = (max − min) / min. RSS is split into V8's committed " +
+        'heap and the rest (sockets, buffers, code, the runtime), sampled together.',
     )
     out.push('')
     out.push(
       table(
-        ['phase', 'RSS first MiB', 'RSS last MiB', 'RSS min / max MiB', 'last vs first', 'trend', 'band'],
+        [
+          'phase',
+          'RSS first MiB',
+          'RSS last MiB',
+          'RSS min / max MiB',
+          'last vs first',
+          'trend',
+          'band',
+          'V8 heap min / max MiB',
+          'outside V8 heap min / max MiB (band)',
+        ],
         [
           ['idle', ...soakCells(r.soak.idle)],
           ['churn', ...soakCells(r.soak.churn)],
         ],
       ),
     )
-    const { heap_before_kib: before, heap_after_kib: after } = r.soak.churn
+    const { heap_before_kib: before, heap_after_kib: after, gateway_cpu_us_per_cycle: cpu } = r.soak.churn
     if (before !== undefined && after !== undefined) {
       out.push('')
       out.push(
         `The gateway's heap after a forced GC: ${fmt(before / 1024, 1)} MiB before the cycles, ` +
-          `${fmt(after / 1024, 1)} MiB after (${fmt(((after - before) / before) * 100, 1)} %).`,
+          `${fmt(after / 1024, 1)} MiB after (${fmt(((after - before) / before) * 100, 1)} %)` +
+          (cpu !== undefined ? `; its CPU per cycle: ${fmt(cpu, 0)} µs.` : '.'),
       )
     }
   }
@@ -345,6 +359,11 @@ function soakCells(p: SoakPhase): string[] {
     `${fmt(p.change_pct, 1)} %`,
     `${fmt(p.trend_pct, 1)} %`,
     `${fmt(p.band_pct, 1)} %`,
+    // Results written before the heap was sampled alongside RSS have neither.
+    p.heap_total_min_kib === undefined ? '–' : `${mib(p.heap_total_min_kib)} / ${mib(p.heap_total_max_kib)}`,
+    p.outside_heap_min_kib === undefined
+      ? '–'
+      : `${mib(p.outside_heap_min_kib)} / ${mib(p.outside_heap_max_kib)} (${fmt(p.outside_heap_band_pct, 1)} %)`,
   ]
 }
 

@@ -37,6 +37,11 @@ export interface UplinkRun {
   /** Gateway process CPU and syscalls per message received in the window. */
   gateway_cpu_us_per_msg: number
   gateway_syscalls_per_msg: { read: number; write: number }
+  /**
+   * CPU of every process of the side (generators, gateway, broker, subscriber) per message: on a
+   * saturated machine, throughput is the cores divided by this.
+   */
+  all_cpu_us_per_msg: number
 }
 
 export interface UplinkRow {
@@ -49,6 +54,7 @@ export interface UplinkRow {
   rejected: number
   gateway_cpu_us_per_msg: number
   gateway_syscalls_per_msg: { read: number; write: number }
+  all_cpu_us_per_msg: number
   cpu_pct: Record<string, number>
   runs: UplinkRun[]
 }
@@ -289,6 +295,7 @@ async function uplinkRun(
     cpu_pct,
     gateway_cpu_us_per_msg: round(gwDelta.cpuUs / n, 3),
     gateway_syscalls_per_msg: { read: round(gwDelta.syscr / n, 3), write: round(gwDelta.syscw / n, 3) },
+    all_cpu_us_per_msg: round(((sum(Object.values(cpu_pct)) / 100) * (measureMs * 1000)) / n, 3),
   }
   if (run.lost > 0 && qos === 1) {
     g.log(`  FAILED: ${side} lost ${run.lost} acknowledged messages`)
@@ -344,6 +351,7 @@ async function throughput(g: Group, qos: 0 | 1): Promise<UplinkRow[]> {
         read: round(median(rs.map((r) => r.gateway_syscalls_per_msg.read)), 3),
         write: round(median(rs.map((r) => r.gateway_syscalls_per_msg.write)), 3),
       },
+      all_cpu_us_per_msg: round(median(rs.map((r) => r.all_cpu_us_per_msg)), 3),
       cpu_pct: medianByKey(rs.map((r) => r.cpu_pct)),
       runs: rs,
     }

@@ -4,6 +4,8 @@
  * PINGs — and then across many connect / log in / disconnect cycles.
  */
 
+import { mkdirSync } from 'node:fs'
+import { join } from 'node:path'
 import { freePort } from '../../test/helpers/net.js'
 import { nowUs, sleep } from '../lib/clock.js'
 import { GatewayProc } from '../lib/gateway.js'
@@ -15,6 +17,9 @@ import { round, split, sum } from '../lib/stats.js'
 export interface RssSample {
   t_s: number
   rss_kib: number
+  /** V8's heap at the same moment (no forced GC): committed, and in use; RSS less committed is memory outside V8's heap. */
+  heap_total_kib: number
+  heap_used_kib: number
   /** Devices online (idle phase) or cycles completed (churn phase). */
   progress: number
 }
@@ -36,6 +41,13 @@ export interface SoakPhase {
   trend_pct: number
   /** (highest − lowest) / lowest over the window: how far from flat it ever was. */
   band_pct: number
+  /** Over the same window: V8's committed heap, lowest and highest. */
+  heap_total_min_kib: number
+  heap_total_max_kib: number
+  /** RSS less V8's committed heap (sockets, buffers, code, the runtime): lowest, highest, band. */
+  outside_heap_min_kib: number
+  outside_heap_max_kib: number
+  outside_heap_band_pct: number
 }
 
 export interface SoakResult {
@@ -49,6 +61,8 @@ export interface SoakResult {
     /** The gateway's heap after a forced GC before and after the cycles, KiB: a leak grows it, GC slack does not. */
     heap_before_kib: number
     heap_after_kib: number
+    /** The gateway's CPU (user + system) per cycle: what a GC setting that flattens RSS costs. */
+    gateway_cpu_us_per_cycle: number
   }
 }
 
@@ -67,6 +81,10 @@ function phase(samples: RssSample[], warm: (s: RssSample) => boolean): SoakPhase
   const last = rss[rss.length - 1]!
   const min = Math.min(...rss)
   const max = Math.max(...rss)
+  const heap = measured.map((s) => s.heap_total_kib)
+  const outside = measured.map((s) => s.rss_kib - s.heap_total_kib)
+  const outsideMin = Math.min(...outside)
+  const outsideMax = Math.max(...outside)
   return {
     samples,
     rss_first_kib: first,
@@ -76,6 +94,11 @@ function phase(samples: RssSample[], warm: (s: RssSample) => boolean): SoakPhase
     change_pct: round(((last - first) / first) * 100, 3),
     trend_pct: round(trendPct(measured), 3),
     band_pct: round(((max - min) / min) * 100, 3),
+    heap_total_min_kib: Math.min(...heap),
+    heap_total_max_kib: Math.max(...heap),
+    outside_heap_min_kib: outsideMin,
+    outside_heap_max_kib: outsideMax,
+    outside_heap_band_pct: round(((outsideMax - outsideMin) / outsideMin) * 100, 3),
   }
 }
 
@@ -100,6 +123,18 @@ export function trendPct(samples: readonly RssSample[]): number {
   if (vt === 0) return 0
   const duration = samples[n - 1]!.t_s - samples[0]!.t_s
   return ((cov / vt) * duration * 100) / mr
+}
+
+async function sampleMemory(gw: GatewayProc, t_s: number, progress: number): Promise<RssSample> {
+  const rss_kib = gw.sample().rssKiB
+  const { heapTotal, heapUsed } = await gw.memory(false)
+  return {
+    t_s,
+    rss_kib,
+    heap_total_kib: Math.round(heapTotal / 1024),
+    heap_used_kib: Math.round(heapUsed / 1024),
+    progress,
+  }
 }
 
 /** The soak runs against the first of `--brokers` (default: the embedded one). */
@@ -153,7 +188,7 @@ async function soak(
       const status = await Promise.all(workers.map((w) => w.call('status', null)))
       pings = sum(status.map((s) => s.pingsAnswered))
       const online = sum(status.map((s) => s.online))
-      idleSamples.push({ t_s: round((nowUs() - t0) / 1e6, 4), rss_kib: gw.sample().rssKiB, progress: online })
+      idleSamples.push(await sampleMemory(gw, round((nowUs() - t0) / 1e6, 4), online))
       log(
         `  soak idle ${Math.round(t / 1000)} s: RSS ${idleSamples.at(-1)!.rss_kib} KiB, ${online} online, ${pings} pings answered`,
       )
@@ -169,6 +204,11 @@ async function soak(
       workers.map((w, i) => w.call('init', { host: '127.0.0.1', port: spec.port, ...ranges[i]! })),
     )
     const heapBefore = (await gw.memory(true)).heapUsed
+    const profile = opts.profileDir
+      ? join(opts.profileDir, `${broker}-churn-promoted.heapprofile`)
+      : undefined
+    if (profile) await gw.profileStart('promoted')
+    const cpu0 = gw.sample().cpuUs
     await Promise.all(workers.map((w) => w.call('churnStart', { concurrency, cycles: perWorker })))
     const churnSamples: RssSample[] = []
     const c0 = nowUs()
@@ -179,15 +219,19 @@ async function soak(
       const status = await Promise.all(workers.map((w) => w.call('churnStatus', null)))
       cycles = sum(status.map((s) => s.cycles))
       failures = sum(status.map((s) => s.failures))
-      churnSamples.push({
-        t_s: round((nowUs() - c0) / 1e6, 4),
-        rss_kib: gw.sample().rssKiB,
-        progress: cycles,
-      })
+      churnSamples.push(await sampleMemory(gw, round((nowUs() - c0) / 1e6, 4), cycles))
       log(`  soak churn: ${cycles} cycles, RSS ${churnSamples.at(-1)!.rss_kib} KiB`)
       if (status.every((s) => !s.running)) break
     }
     const seconds = (nowUs() - c0) / 1e6
+    const cpuUs = gw.sample().cpuUs - cpu0
+    if (profile) {
+      mkdirSync(opts.profileDir!, { recursive: true })
+      await gw.profileStop(profile)
+      log(
+        `  profile: ${profile} (what reached the old generation; the profiler slows the churn: not a result)`,
+      )
+    }
     await sleep(1000)
     const heapAfter = (await gw.memory(true)).heapUsed
     log(
@@ -209,6 +253,7 @@ async function soak(
         failures,
         heap_before_kib: Math.round(heapBefore / 1024),
         heap_after_kib: Math.round(heapAfter / 1024),
+        gateway_cpu_us_per_cycle: round(cpuUs / Math.max(1, cycles), 3),
       },
     }
   } finally {
