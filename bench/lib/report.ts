@@ -320,7 +320,7 @@ export function renderTable(r: Results): string {
           'outside V8 heap min / max MiB (band)',
         ],
         [
-          ['idle', ...soakCells(r.soak.idle)],
+          ...(r.soak.idle.minutes > 0 ? [['idle', ...soakCells(r.soak.idle)]] : []),
           ['churn', ...soakCells(r.soak.churn)],
         ],
       ),
@@ -393,8 +393,11 @@ function targetRows(r: Results): Row[] {
     const flat = (v: number) => Math.abs(v) <= 2
     const pct = (target: string, value: number, prefix = '') =>
       rows.push([target, `${prefix}${fmt(value, 1)} %`, check(flat(value))])
-    pct('idle RSS flat (±2 %) over 10 min: trend', r.soak.idle.trend_pct)
-    pct('idle RSS flat (±2 %) over 10 min: band', r.soak.idle.band_pct / 2, '±')
+    // `--soak-minutes 0` measures no idle window: nothing to judge.
+    if (r.soak.idle.minutes > 0) {
+      pct('idle RSS flat (±2 %) over 10 min: trend', r.soak.idle.trend_pct)
+      pct('idle RSS flat (±2 %) over 10 min: band', r.soak.idle.band_pct / 2, '±')
+    }
     pct('RSS flat (±2 %) across connect/disconnect cycles: trend', r.soak.churn.trend_pct)
     pct('RSS flat (±2 %) across connect/disconnect cycles: band', r.soak.churn.band_pct / 2, '±')
     add('≥ 1M connect/disconnect cycles', r.soak.churn.cycles, (v) => v >= 1_000_000)
