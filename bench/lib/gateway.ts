@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { waitListening } from '../../test/helpers/net.js'
 import { type ProcSample, sampleProc, track } from './procs.js'
 
@@ -207,8 +207,9 @@ export class GatewayProc {
     await this.probe('profStart', { kind })
   }
 
-  /** Stops profiling and writes the profile to `path` (.cpuprofile / .heapprofile). */
+  /** Stops profiling and writes the profile to `path` (.cpuprofile / .heapprofile), making its directory. */
   async profileStop(path: string): Promise<void> {
+    mkdirSync(dirname(path), { recursive: true })
     await this.probe('profStop', { path })
   }
 

@@ -2,7 +2,6 @@
  * Uplink throughput, uplink latency and downlink, for one broker: the gateway path and the direct
  * MQTT path measured side by side, alternating run by run so drift on a shared machine hits both.
  */
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort } from '../../test/helpers/net.js'
 import type { UplinkArgs, UplinkResult } from '../gen/devices.js'
@@ -265,7 +264,6 @@ async function uplinkRun(
   await sleepUntil(w1)
   const after = sampleGroup(g, side)
   if (profile) {
-    mkdirSync(g.opts.profileDir!, { recursive: true })
     await g.gw.profileStop(join(g.opts.profileDir!, profile))
     g.log(`  profile: ${join(g.opts.profileDir!, profile)} (the profiler slows this run: not a result)`)
   }

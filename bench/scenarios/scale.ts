@@ -4,8 +4,7 @@
  * how long they take to all come back after the gateway is killed and started again.
  */
 
-import { mkdirSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import type { Mosquitto } from '../../test/helpers/mosquitto.js'
 import { freePort } from '../../test/helpers/net.js'
 import { nowUs, sleep } from '../lib/clock.js'
@@ -150,7 +149,6 @@ async function scaleRun(
     const rampUs = nowUs() - rampStartUs
     const cpuAfter = sampleRoles(roles)
     if (profile) {
-      mkdirSync(dirname(profile), { recursive: true })
       await gw.profileStop(profile)
       log(`  profile: ${profile} (the profiler slows this run: not a result)`)
     }

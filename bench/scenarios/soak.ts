@@ -4,7 +4,6 @@
  * PINGs — and then across many connect / log in / disconnect cycles.
  */
 
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort } from '../../test/helpers/net.js'
 import { nowUs, sleep } from '../lib/clock.js'
@@ -226,7 +225,6 @@ async function soak(
     const seconds = (nowUs() - c0) / 1e6
     const cpuUs = gw.sample().cpuUs - cpu0
     if (profile) {
-      mkdirSync(opts.profileDir!, { recursive: true })
       await gw.profileStop(profile)
       log(
         `  profile: ${profile} (what reached the old generation; the profiler slows the churn: not a result)`,
