@@ -264,8 +264,7 @@ export class Bridge implements SessionHost {
 
   /** The broker connection of a device ({@link laneIndex}). */
   private laneOf(deviceId: string): Lane {
-    const lanes = this.lanes
-    return lanes.length === 1 ? lanes[0]! : lanes[laneIndex(deviceId, lanes.length)]!
+    return this.lanes[laneIndex(deviceId, this.lanes.length)]!
   }
 
   uplink(session: Session, kind: UplinkKind, targetId: string, payloadJson: string, done: UplinkDone): void {
