@@ -3,6 +3,7 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import type { MqttPort, PublishOptions, QoS } from '../bridge/port.js'
 import { ConfigError } from '../errors.js'
 import type { Logger } from '../log.js'
+import { MessageIds, PublishPipeline } from './publish-pipeline.js'
 
 export interface MqttClientOptions {
   readonly url: string
@@ -31,11 +32,20 @@ export class MqttClientPort implements MqttPort {
   private outage = false
   /** The stream corked until the end of this turn, if any. */
   private corked: { uncork(): void } | undefined
+  /** QoS 1 publishes written by the gateway itself (publish-pipeline.ts). */
+  private readonly pipeline: PublishPipeline
+  /** Publishes handed to MQTT.js and not yet answered: while any is, the pipeline stands aside. */
+  private viaClient = 0
+  /** Set by `end`: from then on publishes go to MQTT.js, which refuses them once disconnecting. */
+  private ending = false
+  private drained: (() => void) | undefined
 
   constructor(options: MqttClientOptions) {
     this.logger = options.logger
     this.url = redact(options.url)
+    const messageIds = new MessageIds()
     const opts: IClientOptions = {
+      messageIdProvider: messageIds,
       clientId: options.clientId,
       protocolVersion: 4,
       clean: true,
@@ -58,6 +68,27 @@ export class MqttClientPort implements MqttPort {
     if (options.cert !== null) opts.cert = readPem('mqttCert', options.cert)
     if (options.key !== null) opts.key = readPem('mqttKey', options.key)
     this.client = mqtt.connect(options.url, opts)
+    this.pipeline = new PublishPipeline(
+      messageIds,
+      () => {
+        const stream = this.client.stream
+        return stream?.writable ? stream : undefined
+      },
+      setImmediate,
+    )
+    this.client.on('packetreceive', (packet) => {
+      if (packet.cmd !== 'puback' || packet.messageId === undefined) return
+      const done = this.pipeline.acknowledge(packet.messageId)
+      if (done === undefined) return // one of MQTT.js's own
+      done()
+      if (this.pipeline.inflight === 0) this.drained?.()
+    })
+    // The connection is lost: what awaits a PUBACK goes to MQTT.js, oldest first, and is
+    // published again once the broker is back (MQTT.js's offline store), as MQTT.js does with its own.
+    this.client.on('close', () => {
+      for (const p of this.pipeline.takeUnacknowledged())
+        this.publishViaClient(p.topic, p.payload, 1, p.retain, p.done)
+    })
     this.client.on('connect', () => {
       if (this.outage) this.logger.info('broker connection restored', { url: this.url })
       this.outage = false
@@ -100,10 +131,35 @@ export class MqttClientPort implements MqttPort {
     options: PublishOptions,
     done: (err?: Error) => void,
   ): void {
+    const retain = options.retain ?? false
+    // The pipeline only while MQTT.js has no publish of its own outstanding: what MQTT.js holds
+    // (offline, or being re-sent after a reconnect) goes out first, and per-device order holds.
+    if (
+      options.qos === 1 &&
+      this.viaClient === 0 &&
+      !this.ending &&
+      this.client.connected &&
+      this.pipeline.publish(topic, payload, retain, done)
+    ) {
+      return
+    }
+    this.publishViaClient(topic, payload, options.qos, retain, done)
+  }
+
+  private publishViaClient(
+    topic: string,
+    payload: string | Buffer,
+    qos: QoS,
+    retain: boolean,
+    done: (err?: Error) => void,
+  ): void {
+    this.pipeline.flush() // what the pipeline encoded earlier leaves first
     this.corkUntilNextTurn()
-    this.client.publish(topic, payload, { qos: options.qos, retain: options.retain ?? false }, (err) =>
-      done(err),
-    )
+    this.viaClient++
+    this.client.publish(topic, payload, { qos, retain }, (err) => {
+      this.viaClient--
+      done(err)
+    })
   }
 
   /**
@@ -143,8 +199,21 @@ export class MqttClientPort implements MqttPort {
     this.client.on('connect', handler)
   }
 
-  /** Disconnects cleanly (no last will); pending publishes are flushed first unless `force`. */
-  end(force = false): Promise<void> {
+  /** Disconnects cleanly (no last will); pending publishes are answered first unless `force`. */
+  async end(force = false): Promise<void> {
+    this.ending = true
+    this.pipeline.flush()
+    if (!force && this.pipeline.inflight > 0 && this.client.connected) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          this.drained = undefined
+          this.client.removeListener('close', done)
+          resolve()
+        }
+        this.drained = done
+        this.client.once('close', done)
+      })
+    }
     return new Promise((resolve) => this.client.end(force, {}, () => resolve()))
   }
 }
