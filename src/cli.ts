@@ -1,3 +1,4 @@
+import { setFlagsFromString } from 'node:v8'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { createLogger } from './adapters/logger.js'
@@ -6,6 +7,7 @@ import { type ConfigLayer, envLayer, fromString, resolveConfig } from './config/
 import { type GatewayConfig, SETTINGS } from './config/schema.js'
 import { GatewayError } from './errors.js'
 import { createGateway, type Gateway } from './gateway.js'
+import { heapPolicy } from './heap-policy.js'
 
 /** Settings that are secrets: never printed. */
 const SECRETS = new Set(['mqttPassword'])
@@ -91,6 +93,9 @@ export async function main(argv: string[]): Promise<void> {
     })
     process.exit(70)
   })
+
+  const heapFlag = heapPolicy(process.execArgv)
+  if (heapFlag !== undefined) setFlagsFromString(heapFlag)
 
   let gateway: Gateway
   try {
