@@ -106,7 +106,7 @@ export class PublishPipeline {
   private count = 0
 
   /**
-   * @param ids the identifiers shared with MQTT.js
+   * @param messageIds the packet identifiers shared with MQTT.js
    * @param sink the connection's socket now, or undefined if there is none to write to (the bytes
    *   are then dropped; the publishes stay in flight until `takeUnacknowledged`)
    * @param schedule runs a function once the current event-loop turn's work is done
