@@ -3,10 +3,10 @@ import { expect } from 'chai'
 import { heapPolicy } from '../../src/heap-policy.js'
 
 describe('heap policy of the gateway process (RSS under connection churn)', () => {
-  it('sets a full GC at 20 % old-generation growth unless the operator chose their own', () => {
-    expect(heapPolicy([])).to.equal('--heap-growing-percent=20')
+  it('sets a full GC at 10 % old-generation growth unless the operator chose their own', () => {
+    expect(heapPolicy([])).to.equal('--heap-growing-percent=10')
     expect(heapPolicy(['--max-old-space-size=512', '--enable-source-maps'])).to.equal(
-      '--heap-growing-percent=20',
+      '--heap-growing-percent=10',
     )
     expect(heapPolicy(['--heap-growing-percent=0'])).to.equal(undefined)
     expect(heapPolicy(['--heap_growing_percent=25'])).to.equal(undefined)
