@@ -1,14 +1,13 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
 import { Status } from '../../src/protocol/constants.js'
+import { parseEnvelope } from '../../src/protocol/envelope.js'
 import { isValidTopicLevel } from '../../src/protocol/ids.js'
 import {
   envelopePrefix,
   isJsonPing,
-  memberSpan,
   parseControl,
   parseDownlink,
-  parseEnvelope,
   parseLogin,
   pongBody,
 } from '../../src/protocol/messages.js'
@@ -36,89 +35,6 @@ describe('messages: LOGIN bodies [HT-2.1] [HT-2.2]', () => {
 
   it('ignores a device_id that is not a string', () => {
     expect(parseLogin(Buffer.from('{"token":"t","device_id":7}')).deviceId).to.equal(undefined)
-  })
-})
-
-describe('messages: envelopes [HT-4.1]', () => {
-  it('reads targetId and payload', () => {
-    expect(parseEnvelope(bodyOf(vector('json_to_server')))).to.deep.equal({
-      ok: true,
-      targetId: 'server',
-      payload: { temperature: 25.6 },
-      payloadJson: '{"temperature":25.6}',
-    })
-  })
-
-  it('accepts any JSON payload value, including null', () => {
-    expect(parseEnvelope(Buffer.from('{"targetId":"x","payload":null}'))).to.deep.equal({
-      ok: true,
-      targetId: 'x',
-      payload: null,
-      payloadJson: 'null',
-    })
-    expect(parseEnvelope(Buffer.from('{"targetId":"x","payload":[1]}'))).to.deep.equal({
-      ok: true,
-      targetId: 'x',
-      payload: [1],
-      payloadJson: '[1]',
-    })
-  })
-
-  const bad: [string, Buffer][] = [
-    ['empty body', Buffer.alloc(0)],
-    ['not UTF-8', Buffer.from([0x7b, 0xff, 0xfe, 0x7d])],
-    ['not JSON', Buffer.from('hello')],
-    ['an array', Buffer.from('[1,2]')],
-    ['a string', Buffer.from('"targetId"')],
-    ['no targetId', Buffer.from('{"payload":{}}')],
-    ['numeric targetId', Buffer.from('{"targetId":5,"payload":{}}')],
-    ['no payload', Buffer.from('{"targetId":"server"}')],
-  ]
-  for (const [what, body] of bad) {
-    it(`refuses ${what}`, () => {
-      const env = parseEnvelope(body)
-      expect(env.ok).to.equal(false)
-      if (!env.ok) expect(env.reason).to.be.a('string').and.not.equal('')
-    })
-  }
-})
-
-describe('messages: the payload passes through as the device wrote it [HT-5.1]', () => {
-  const span = (text: string) => {
-    const s = memberSpan(text, 'payload')
-    return s === undefined ? undefined : text.slice(s[0], s[1])
-  }
-
-  it('cuts out the payload value wherever it stands', () => {
-    expect(span('{"targetId":"server","payload":{"temperature": 25.60}}')).to.equal('{"temperature": 25.60}')
-    expect(span('{ "payload" : [1, {"a":"}]"}] , "targetId":"x" }')).to.equal('[1, {"a":"}]"}]')
-    expect(span('{"payload":"a \\"quoted\\" }","targetId":"x"}')).to.equal('"a \\"quoted\\" }"')
-    expect(span('{"targetId":"x","payload":-1.5e3}')).to.equal('-1.5e3')
-    expect(span('{"targetId":"x","payload":true }')).to.equal('true')
-    expect(span('{"payload":null,"targetId":"x"}')).to.equal('null')
-    expect(span('{"payloads":1,"payload":2}')).to.equal('2')
-  })
-
-  it('takes the last of duplicate keys, as JSON.parse does; gives up on escaped keys', () => {
-    expect(span('{"payload":1,"targetId":"x","payload":{"b":2}}')).to.equal('{"b":2}')
-    expect(span('{"targetId":"x","pay\\u006coad":{"b":2}}')).to.equal(undefined)
-    const env = parseEnvelope(Buffer.from('{"targetId":"server","pay\\u006coad":{"b": 2}}'))
-    expect(env.ok && env.payloadJson).to.equal('{"b":2}') // re-serialised instead
-  })
-
-  it('agrees with JSON.parse on any object (property)', () => {
-    const obj = fc
-      .record({ payload: fc.jsonValue() }, { requiredKeys: ['payload'] })
-      .chain((p) => fc.dictionary(fc.string(), fc.jsonValue()).map((rest) => ({ ...rest, ...p })))
-    fc.assert(
-      fc.property(obj, fc.constantFrom(0, 1, 2, '\t'), (o, indent) => {
-        const text = JSON.stringify(o, null, indent)
-        const s = memberSpan(text, 'payload')
-        if (s === undefined) return // a key with escapes: the caller re-serialises
-        expect(JSON.parse(text.slice(s[0], s[1]))).to.deep.equal(JSON.parse(text).payload)
-      }),
-      { numRuns: 1000 },
-    )
   })
 })
 

@@ -1,6 +1,7 @@
 import { Cmd, Status } from '../../protocol/constants.js'
+import { parseEnvelope } from '../../protocol/envelope.js'
 import { isValidTopicLevel } from '../../protocol/ids.js'
-import { isJsonPing, parseEnvelope, pongBody } from '../../protocol/messages.js'
+import { isJsonPing, pongBody } from '../../protocol/messages.js'
 import type { Session } from '../session.js'
 
 /**
@@ -20,14 +21,17 @@ export function handleMessage(session: Session, msgId: number, body: Buffer, bro
     session.reply(msgId, Status.ILLEGAL_COMMAND_BODY) // [HT-4.1] nothing published, kept connected
     return
   }
-  const { targetId, payload, payloadJson } = envelope
+  const { targetId, payloadJson } = envelope
   // [HT-4.3] A BROADCAST frame broadcasts whatever its targetId says.
   if (broadcast || targetId === 'broadcast') {
     session.uplink(msgId, 'broadcast', 'broadcast', payloadJson)
     return
   }
   if (targetId === 'server') {
-    if (isJsonPing(payload)) return answerPing(session, msgId, payload)
+    if (envelope.mayBePing) {
+      const payload: unknown = JSON.parse(payloadJson) // valid: the scanner checked it
+      if (isJsonPing(payload)) return answerPing(session, msgId, payload)
+    }
     session.uplink(msgId, 'server', 'server', payloadJson)
     return
   }
