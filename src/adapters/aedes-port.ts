@@ -13,6 +13,17 @@ type Deliver = (packet: AedesPublishPacket, callback: () => void) => void
  */
 export class AedesPort implements MqttPort {
   readonly connected = true
+  /**
+   * Aedes (1.2, moscajs/aedes#994) drops, for each subscriber, a message numbered lower than one
+   * it already delivered to it, taking it for a duplicate: a cluster safeguard, keyed by the
+   * packet's `brokerId` and `brokerCounter`. Numbers are given at publish, but QoS 1/2 and
+   * retained messages reach subscribers after asynchronous steps that QoS 0 ones skip, so a QoS 0
+   * message published right after a QoS 1 one overtakes it and the QoS 1 one is dropped — for any
+   * subscriber of both topics, e.g. `hypertcp/#` seeing takeovers and uplinks. The gateway's
+   * publishes are therefore numbered per path (QoS 0 or not, retained or not), under a broker id
+   * of their own: within a path they arrive in the order they are numbered.
+   */
+  private readonly paths: { readonly brokerId: string; counter: number }[]
   private handler: (topic: string, payload: Buffer, retained: boolean) => void = () => {}
   private readonly deliver: Deliver = (packet, callback) => {
     // Every delivery here matches a live route: never a replay of a retained message.
@@ -20,7 +31,12 @@ export class AedesPort implements MqttPort {
     callback()
   }
 
-  constructor(private readonly aedes: Aedes) {}
+  constructor(private readonly aedes: Aedes) {
+    this.paths = ['qos0', 'qos0-retained', 'qos1', 'qos1-retained'].map((path) => ({
+      brokerId: `${aedes.id}/gateway/${path}`,
+      counter: 0,
+    }))
+  }
 
   publish(
     topic: string,
@@ -28,15 +44,19 @@ export class AedesPort implements MqttPort {
     options: PublishOptions,
     done: (err?: Error) => void,
   ): void {
+    const retain = options.retain ?? false
+    const path = this.paths[(options.qos === 0 ? 0 : 2) + (retain ? 1 : 0)]!
     this.aedes.publish(
       {
         cmd: 'publish',
         topic,
         payload: typeof payload === 'string' ? Buffer.from(payload) : payload,
         qos: options.qos,
-        retain: options.retain ?? false,
+        retain,
         dup: false,
-      },
+        brokerId: path.brokerId,
+        brokerCounter: ++path.counter,
+      } as AedesPublishPacket,
       (err) => done(err ?? undefined),
     )
   }
