@@ -32,7 +32,7 @@ export class MqttClientPort implements MqttPort {
   private outage = false
   /** The stream corked until the end of this turn, if any. */
   private corked: { uncork(): void } | undefined
-  /** QoS 1 publishes written by the gateway itself (publish-pipeline.ts). */
+  /** QoS 0 and 1 publishes written by the gateway itself (publish-pipeline.ts). */
   private readonly pipeline: PublishPipeline
   /** Publishes handed to MQTT.js and not yet answered: while any is, the pipeline stands aside. */
   private viaClient = 0
@@ -83,11 +83,12 @@ export class MqttClientPort implements MqttPort {
       done()
       if (this.pipeline.inflight === 0) this.drained?.()
     })
-    // The connection is lost: what awaits a PUBACK goes to MQTT.js, oldest first, and is
-    // published again once the broker is back (MQTT.js's offline store), as MQTT.js does with its own.
+    // The connection is lost: what awaits a PUBACK (or, at QoS 0, was never written) goes to
+    // MQTT.js, oldest first, and is published again once the broker is back (MQTT.js's offline
+    // store), as MQTT.js does with its own.
     this.client.on('close', () => {
       for (const p of this.pipeline.takeUnacknowledged())
-        this.publishViaClient(p.topic, p.payload, 1, p.retain, p.done)
+        this.publishViaClient(p.topic, p.payload, p.qos, p.retain, p.done)
     })
     this.client.on('connect', () => {
       if (this.outage) this.logger.info('broker connection restored', { url: this.url })
@@ -135,11 +136,11 @@ export class MqttClientPort implements MqttPort {
     // The pipeline only while MQTT.js has no publish of its own outstanding: what MQTT.js holds
     // (offline, or being re-sent after a reconnect) goes out first, and per-device order holds.
     if (
-      options.qos === 1 &&
+      options.qos !== 2 &&
       this.viaClient === 0 &&
       !this.ending &&
       this.client.connected &&
-      this.pipeline.publish(topic, payload, retain, done)
+      this.pipeline.publish(topic, payload, options.qos, retain, done)
     ) {
       return
     }
@@ -178,6 +179,7 @@ export class MqttClientPort implements MqttPort {
   }
 
   subscribe(topics: readonly string[], qos: QoS, done: (err?: Error) => void): void {
+    this.pipeline.flush() // a device's takeover announcement leaves before its subscription
     this.client.subscribe([...topics], { qos }, (err, granted) => {
       if (err) return done(err)
       const refused = granted?.find((g) => g.qos === 128)
@@ -186,6 +188,7 @@ export class MqttClientPort implements MqttPort {
   }
 
   unsubscribe(topics: readonly string[], done: (err?: Error) => void): void {
+    this.pipeline.flush() // publishes made before it leave before it
     this.client.unsubscribe([...topics], (err) => done(err ?? undefined))
   }
 

@@ -3,9 +3,10 @@ import type { IClientOptions } from 'mqtt'
 type IMessageIdProvider = NonNullable<IClientOptions['messageIdProvider']>
 
 /**
- * The gateway's QoS 1 publishes to an external broker, written straight onto the broker
+ * The gateway's QoS 0 and 1 publishes to an external broker, written straight onto the broker
  * connection's socket: encoded into a shared slab (no packet object, no per-field stream writes),
- * one socket write per event-loop turn, and a FIFO of what awaits its PUBACK.
+ * one socket write per event-loop turn, and a FIFO of what awaits its PUBACK. A QoS 0 publish is
+ * answered once its bytes are written (as MQTT.js does).
  *
  * MQTT.js remains the connection: CONNECT, keepalive, subscriptions, incoming messages, reconnects
  * and everything published while this pipeline stands aside (see MqttClientPort). The profile of
@@ -23,8 +24,12 @@ export interface PublishSink {
 
 export type PublishDone = (err?: Error) => void
 
-/** A publish handed back, unacknowledged, when the connection is lost: to be published again. */
+/**
+ * A publish handed back when the connection is lost, to be published again: a QoS 1 publish not
+ * acknowledged, or a QoS 0 publish not yet written.
+ */
 export interface Unacknowledged {
+  readonly qos: 0 | 1
   readonly topic: string
   readonly payload: string | Buffer
   readonly retain: boolean
@@ -102,8 +107,14 @@ export class PublishPipeline {
   private payloads: (string | Buffer | undefined)[] = new Array(64)
   private retains = new Uint8Array(64)
   private dones: (PublishDone | undefined)[] = new Array(64)
+  /** Each publish's place in the order of all publishes (QoS 0 and 1), for `takeUnacknowledged`. */
+  private seqs = new Float64Array(64)
   private head = 0
   private count = 0
+  private seq = 0
+
+  // The QoS 0 publishes encoded and not yet written, oldest first (reset by every flush).
+  private readonly zero = new ZeroQueue()
 
   /**
    * @param messageIds the packet identifiers shared with MQTT.js
@@ -123,17 +134,22 @@ export class PublishPipeline {
   }
 
   /**
-   * Encodes a QoS 1 PUBLISH and queues it for this turn's write. False (and nothing done) when no
-   * packet identifier is free or the packet is beyond what MQTT can carry: the caller publishes
-   * another way (MQTT.js waits for an identifier, or reports the size).
+   * Encodes a PUBLISH and queues it for this turn's write. `done` is called at the PUBACK (QoS 1)
+   * or once written (QoS 0). False (and nothing done) when no packet identifier is free or the
+   * packet is beyond what MQTT can carry: the caller publishes another way (MQTT.js waits for an
+   * identifier, or reports the size).
    */
-  publish(topic: string, payload: string | Buffer, retain: boolean, done: PublishDone): boolean {
+  publish(topic: string, payload: string | Buffer, qos: 0 | 1, retain: boolean, done: PublishDone): boolean {
     const topicLength = Buffer.byteLength(topic)
     const payloadLength = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length
-    const remaining = 2 + topicLength + 2 + payloadLength
+    const remaining = 2 + topicLength + (qos === 1 ? 2 : 0) + payloadLength
     if (remaining > MAX_REMAINING || topicLength > 0xffff) return false
-    const id = this.messageIds.allocate()
-    if (id === null) return false
+    let id = 0
+    if (qos === 1) {
+      const allocated = this.messageIds.allocate()
+      if (allocated === null) return false
+      id = allocated
+    }
     const size = 1 + varIntSize(remaining) + remaining
     if (this.slab.length - this.end < size) {
       this.flush()
@@ -143,7 +159,7 @@ export class PublishPipeline {
     }
     const b = this.slab
     let o = this.end
-    b[o++] = 0x32 | (retain ? 1 : 0) // PUBLISH, QoS 1
+    b[o++] = (qos === 1 ? 0x32 : 0x30) | (retain ? 1 : 0) // PUBLISH, QoS, retain
     for (let r = remaining; ; ) {
       const digit = r & 0x7f
       r >>>= 7
@@ -156,12 +172,16 @@ export class PublishPipeline {
     b[o++] = topicLength >> 8
     b[o++] = topicLength & 0xff
     o += b.write(topic, o)
-    b[o++] = id >> 8
-    b[o++] = id & 0xff
+    if (qos === 1) {
+      b[o++] = id >> 8
+      b[o++] = id & 0xff
+    }
     if (typeof payload === 'string') o += b.write(payload, o)
     else o += payload.copy(b, o)
     this.end = o
-    this.enqueue(id, topic, payload, retain, done)
+    const seq = this.seq++
+    if (qos === 1) this.enqueue(id, topic, payload, retain, done, seq)
+    else this.zero.push(topic, payload, retain, done, seq)
     if (!this.flushScheduled) {
       this.flushScheduled = true
       this.schedule(this.flushNow)
@@ -169,12 +189,19 @@ export class PublishPipeline {
     return true
   }
 
-  /** Writes what is encoded and not yet written. Call before anything else writes to the sink. */
+  /**
+   * Writes what is encoded and not yet written, then answers the QoS 0 publishes in it. Call
+   * before anything else writes to the sink. With no sink the bytes are dropped, and the QoS 0
+   * publishes wait for `takeUnacknowledged` like the QoS 1 ones.
+   */
   flush(): void {
     if (this.end === this.start) return
+    const sink = this.sink()
+    if (sink === undefined) return
     const chunk = this.slab.subarray(this.start, this.end)
     this.start = this.end
-    this.sink()?.write(chunk)
+    sink.write(chunk)
+    this.zero.answerAll()
   }
 
   /**
@@ -200,15 +227,20 @@ export class PublishPipeline {
   }
 
   /**
-   * The connection is gone: every publish still awaiting its PUBACK, oldest first, and the
-   * pipeline empty (bytes not yet written are dropped with it).
+   * The connection is gone: every QoS 1 publish still awaiting its PUBACK and every QoS 0 publish
+   * not yet written, in the order they were published, and the pipeline empty (bytes not yet
+   * written are dropped with it).
    */
   takeUnacknowledged(): Unacknowledged[] {
     const mask = this.ids.length - 1
+    const zero = this.zero.take()
     const out: Unacknowledged[] = []
+    let z = 0
     for (let k = 0; k < this.count; k++) {
       const at = (this.head + k) & mask
+      while (z < zero.length && zero[z]!.seq < this.seqs[at]!) out.push(zero[z++]!)
       out.push({
+        qos: 1,
         topic: this.topics[at]!,
         payload: this.payloads[at]!,
         retain: this.retains[at] === 1,
@@ -217,6 +249,7 @@ export class PublishPipeline {
       this.messageIds.deallocate(this.ids[at]!)
       this.clear(at)
     }
+    while (z < zero.length) out.push(zero[z++]!)
     this.head = 0
     this.count = 0
     this.start = this.end
@@ -229,10 +262,12 @@ export class PublishPipeline {
     payload: string | Buffer,
     retain: boolean,
     done: PublishDone,
+    seq: number,
   ): void {
     if (this.count === this.ids.length) this.grow()
     const at = (this.head + this.count) & (this.ids.length - 1)
     this.ids[at] = id
+    this.seqs[at] = seq
     this.topics[at] = topic
     this.payloads[at] = payload
     this.retains[at] = retain ? 1 : 0
@@ -248,9 +283,11 @@ export class PublishPipeline {
     const payloads: (string | Buffer | undefined)[] = new Array(capacity)
     const retains = new Uint8Array(capacity)
     const dones: (PublishDone | undefined)[] = new Array(capacity)
+    const seqs = new Float64Array(capacity)
     for (let k = 0; k < this.count; k++) {
       const at = (this.head + k) & mask
       ids[k] = this.ids[at]!
+      seqs[k] = this.seqs[at]!
       topics[k] = this.topics[at]
       payloads[k] = this.payloads[at]
       retains[k] = this.retains[at]!
@@ -261,11 +298,13 @@ export class PublishPipeline {
     this.payloads = payloads
     this.retains = retains
     this.dones = dones
+    this.seqs = seqs
     this.head = 0
   }
 
   private move(from: number, to: number): void {
     this.ids[to] = this.ids[from]!
+    this.seqs[to] = this.seqs[from]!
     this.topics[to] = this.topics[from]
     this.payloads[to] = this.payloads[from]
     this.retains[to] = this.retains[from]!
@@ -277,6 +316,72 @@ export class PublishPipeline {
     this.topics[at] = undefined
     this.payloads[at] = undefined
     this.dones[at] = undefined
+  }
+}
+
+/** A publish handed back with its place in the order of all publishes. */
+interface Sequenced extends Unacknowledged {
+  readonly seq: number
+}
+
+/**
+ * QoS 0 publishes between their encoding and their write: a list emptied by every flush, in
+ * parallel arrays kept from flush to flush (no object per publish).
+ */
+class ZeroQueue {
+  private topics: (string | undefined)[] = []
+  private payloads: (string | Buffer | undefined)[] = []
+  private retains: boolean[] = []
+  private dones: (PublishDone | undefined)[] = []
+  private seqs: number[] = []
+  private count = 0
+
+  push(topic: string, payload: string | Buffer, retain: boolean, done: PublishDone, seq: number): void {
+    const k = this.count++
+    this.topics[k] = topic
+    this.payloads[k] = payload
+    this.retains[k] = retain
+    this.dones[k] = done
+    this.seqs[k] = seq
+  }
+
+  /** Their bytes are written: each is answered, oldest first. */
+  answerAll(): void {
+    const n = this.count
+    if (n === 0) return
+    // A callback may publish and flush again: its entries start a list of their own.
+    this.count = 0
+    const dones = this.dones
+    this.dones = []
+    this.clear(n)
+    for (let k = 0; k < n; k++) dones[k]!()
+  }
+
+  /** All of them, oldest first, and the list empty. */
+  take(): Sequenced[] {
+    const out: Sequenced[] = []
+    for (let k = 0; k < this.count; k++) {
+      out.push({
+        qos: 0,
+        topic: this.topics[k]!,
+        payload: this.payloads[k]!,
+        retain: this.retains[k]!,
+        done: this.dones[k]!,
+        seq: this.seqs[k]!,
+      })
+    }
+    this.clear(this.count)
+    this.dones = []
+    this.count = 0
+    return out
+  }
+
+  /** Drops the references of the first n entries (payloads can be large). */
+  private clear(n: number): void {
+    for (let k = 0; k < n; k++) {
+      this.topics[k] = undefined
+      this.payloads[k] = undefined
+    }
   }
 }
 

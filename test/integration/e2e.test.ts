@@ -97,6 +97,33 @@ for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(c
         expect(c.received.subarray(6).toString('hex')).to.equal(vector('ack_ok').hex)
       })
 
+      for (const [up, direct] of [
+        [0, 2],
+        [2, 0],
+      ] as const) {
+        it(`publishes in order at QoS ${up} to the server and QoS ${direct} to a device, each acked once out`, async () => {
+          const qosGw = await startGateway({
+            ...broker.options(),
+            qos: { up, down: 1, direct, broadcast: 1, presence: 1 },
+          })
+          cleanups.push(() => qosGw.close())
+          // Its own broker when standalone: watch that one.
+          const w = await MqttWatcher.connect(qosGw.mqttUrl, ['hypertcp/dev-1/up', 'hypertcp/dev-2/dn'])
+          cleanups.push(() => w.end())
+          const c = await raw(qosGw.port)
+          expect(await c.login('tok-1')).to.equal(200)
+          const count = 60 // within the 16 in flight per device; alternating the two QoS levels
+          for (let i = 1; i <= count; i++) {
+            const targetId = i % 2 === 0 ? 'dev-2' : 'server'
+            c.sendFrame(Cmd.JSON_MESSAGE, i + 1, { targetId, payload: { i } })
+            if (i % 10 === 0) for (let k = i - 9; k <= i; k++) expect(await c.response(k + 1)).to.equal(0)
+          }
+          for (let i = 1; i <= count; i += 2) expect(await w.json('hypertcp/dev-1/up')).to.deep.equal({ i })
+          for (let i = 2; i <= count; i += 2)
+            expect(await w.json('hypertcp/dev-2/dn')).to.deep.equal({ from: 'dev-1', payload: { i } })
+        })
+      }
+
       it('routes device to device through the broker, as an envelope [HT-4.4]', async () => {
         const a = await device('tok-1')
         const b = await device('tok-2')

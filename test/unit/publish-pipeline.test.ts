@@ -17,9 +17,11 @@ function harness() {
   const ids = new MessageIds()
   const writes: Buffer[] = []
   let scheduled: (() => void)[] = []
+  const sink = { write: (chunk: Buffer) => writes.push(Buffer.from(chunk)) > 0 }
+  const connection = { open: true }
   const pipeline = new PublishPipeline(
     ids,
-    () => ({ write: (chunk: Buffer) => writes.push(Buffer.from(chunk)) > 0 }),
+    () => (connection.open ? sink : undefined),
     (fn) => scheduled.push(fn),
   )
   const endTurn = () => {
@@ -38,16 +40,16 @@ function harness() {
     for (const w of writes) parser.parse(w)
     return out
   }
-  return { ids, pipeline, writes, endTurn, parsed }
+  return { ids, pipeline, writes, endTurn, parsed, connection }
 }
 
-describe('PublishPipeline (QoS 1 publishes written by the gateway)', () => {
+describe('PublishPipeline (QoS 0 and 1 publishes written by the gateway)', () => {
   it('writes every publish of a turn in one write, as PUBLISH packets mqtt-packet parses back', () => {
     const { pipeline, writes, endTurn, parsed } = harness()
     const answered: string[] = []
-    pipeline.publish('hypertcp/a/up', '{"t":1}', false, () => answered.push('a'))
-    pipeline.publish('hypertcp/b/up', Buffer.from([0, 1, 2, 255]), true, () => answered.push('b'))
-    pipeline.publish('hypertcp/ü/up', '{"s":"€"}', false, () => answered.push('c'))
+    pipeline.publish('hypertcp/a/up', '{"t":1}', 1, false, () => answered.push('a'))
+    pipeline.publish('hypertcp/b/up', Buffer.from([0, 1, 2, 255]), 1, true, () => answered.push('b'))
+    pipeline.publish('hypertcp/ü/up', '{"s":"€"}', 1, false, () => answered.push('c'))
     expect(writes).to.have.length(0) // nothing before the turn ends
     endTurn()
     expect(writes).to.have.length(1)
@@ -69,8 +71,8 @@ describe('PublishPipeline (QoS 1 publishes written by the gateway)', () => {
     const topic = 't'
     // remaining length = 2 + topic + 2 + payload
     const sizes = [127, 128, 16_383, 16_384, 70_000, 2_097_152].map((r) => r - 5)
-    for (const [i, n] of sizes.entries()) pipeline.publish(topic, Buffer.alloc(n, i + 1), false, () => {})
-    pipeline.publish(topic, 'after', false, () => {})
+    for (const [i, n] of sizes.entries()) pipeline.publish(topic, Buffer.alloc(n, i + 1), 1, false, () => {})
+    pipeline.publish(topic, 'after', 1, false, () => {})
     endTurn()
     const packets = parsed()
     expect(packets.map((p) => p.payload.length)).to.deep.equal([...sizes, 5])
@@ -82,7 +84,7 @@ describe('PublishPipeline (QoS 1 publishes written by the gateway)', () => {
   it('answers each PUBACK with its publish, frees the identifier, and ignores identifiers not its own', () => {
     const { ids, pipeline, endTurn, parsed } = harness()
     const answered: number[] = []
-    for (let i = 0; i < 3; i++) pipeline.publish('t', String(i), false, () => answered.push(i))
+    for (let i = 0; i < 3; i++) pipeline.publish('t', String(i), 1, false, () => answered.push(i))
     endTurn()
     const [a, b, c] = parsed().map((p) => p.messageId)
     const foreign = ids.allocate()! // MQTT.js's own publish or subscription
@@ -98,7 +100,7 @@ describe('PublishPipeline (QoS 1 publishes written by the gateway)', () => {
 
   it('takes a PUBACK out of order without disturbing the order of the rest', () => {
     const { pipeline, endTurn, parsed } = harness()
-    for (let i = 0; i < 5; i++) pipeline.publish(`t/${i}`, String(i), false, () => {})
+    for (let i = 0; i < 5; i++) pipeline.publish(`t/${i}`, String(i), 1, false, () => {})
     endTurn()
     const id = parsed()[2]!.messageId
     expect(pipeline.acknowledge(id)).to.be.a('function')
@@ -111,7 +113,7 @@ describe('PublishPipeline (QoS 1 publishes written by the gateway)', () => {
     for (let i = 0; i < 200; i++) {
       const done = () => {}
       dones.set(i, done)
-      pipeline.publish(`t/${i}`, i % 2 === 0 ? `p${i}` : Buffer.from(`p${i}`), i % 3 === 0, done)
+      pipeline.publish(`t/${i}`, i % 2 === 0 ? `p${i}` : Buffer.from(`p${i}`), 1, i % 3 === 0, done)
     }
     const back = pipeline.takeUnacknowledged()
     expect(back).to.have.length(200)
@@ -127,13 +129,68 @@ describe('PublishPipeline (QoS 1 publishes written by the gateway)', () => {
     expect(ids.inUse).to.equal(0)
   })
 
+  it("writes QoS 0 publishes in the same turn's write, in order, and answers each once written", () => {
+    const { ids, pipeline, writes, endTurn, parsed } = harness()
+    const answered: string[] = []
+    pipeline.publish('t/a', 'zero', 0, false, (err) => answered.push(`a ${err ?? 'ok'}`))
+    pipeline.publish('t/b', 'one', 1, false, () => answered.push('b'))
+    pipeline.publish('t/c', Buffer.from('zero again'), 0, true, (err) => answered.push(`c ${err ?? 'ok'}`))
+    expect(answered).to.deep.equal([]) // encoded is not written
+    endTurn()
+    expect(writes).to.have.length(1)
+    expect(answered).to.deep.equal(['a ok', 'c ok']) // the QoS 1 one waits for its PUBACK
+    const packets = parsed()
+    expect(packets.map((p) => [p.topic, p.qos, p.retain, p.payload.toString()])).to.deep.equal([
+      ['t/a', 0, false, 'zero'],
+      ['t/b', 1, false, 'one'],
+      ['t/c', 0, true, 'zero again'],
+    ])
+    expect(packets[0]!.messageId).to.equal(undefined)
+    expect(ids.inUse).to.equal(1) // QoS 0 takes no packet identifier
+    expect(pipeline.inflight).to.equal(1)
+  })
+
+  it('hands back QoS 0 publishes not yet written with the unacknowledged QoS 1 ones, in publish order', () => {
+    const { pipeline, writes, endTurn, connection } = harness()
+    const answered: string[] = []
+    const publish = (topic: string, qos: 0 | 1) =>
+      pipeline.publish(topic, topic, qos, false, () => answered.push(topic))
+    publish('written/0', 0)
+    publish('written/1', 1)
+    endTurn() // written/0 answered; written/1 awaits its PUBACK
+    connection.open = false // the socket is gone; 'close' has not been seen yet
+    publish('a/0', 0)
+    publish('b/1', 1)
+    publish('c/0', 0)
+    publish('d/0', 0)
+    publish('e/1', 1)
+    endTurn() // nothing to write to: nothing written, nothing answered
+    expect(writes).to.have.length(1)
+    expect(answered).to.deep.equal(['written/0'])
+    const back = pipeline.takeUnacknowledged()
+    expect(back.map((u) => [u.topic, u.qos])).to.deep.equal([
+      ['written/1', 1],
+      ['a/0', 0],
+      ['b/1', 1],
+      ['c/0', 0],
+      ['d/0', 0],
+      ['e/1', 1],
+    ])
+    connection.open = true
+    endTurn()
+    pipeline.flush()
+    expect(writes).to.have.length(1) // their bytes went with the connection
+    expect(answered).to.deep.equal(['written/0']) // answering them is now whoever publishes them again
+  })
+
   it('declines a publish when no packet identifier is free (the caller publishes another way)', () => {
     const { ids, pipeline } = harness()
     for (let i = 0; i < 65535; i++) ids.allocate()
     let called = false
-    expect(pipeline.publish('t', 'x', false, () => (called = true))).to.equal(false)
+    expect(pipeline.publish('t', 'x', 1, false, () => (called = true))).to.equal(false)
     expect(called).to.equal(false)
     expect(pipeline.inflight).to.equal(0)
+    expect(pipeline.publish('t', 'x', 0, false, () => (called = true))).to.equal(true) // needs none
   })
 })
 
