@@ -191,8 +191,9 @@ export class PublishPipeline {
 
   /**
    * Writes what is encoded and not yet written, then answers the QoS 0 publishes in it. Call
-   * before anything else writes to the sink. With no sink the bytes are dropped, and the QoS 0
-   * publishes wait for `takeUnacknowledged` like the QoS 1 ones.
+   * before anything else writes to the sink. With no sink (the connection is going) nothing is
+   * written or answered: `takeUnacknowledged`, once the loss is seen, drops those bytes and hands
+   * their publishes back.
    */
   flush(): void {
     if (this.end === this.start) return
@@ -326,7 +327,8 @@ interface Sequenced extends Unacknowledged {
 
 /**
  * QoS 0 publishes between their encoding and their write: a list emptied by every flush, in
- * parallel arrays kept from flush to flush (no object per publish).
+ * parallel arrays (no object per publish; the callbacks' array is a new one after each flush, so
+ * that a callback publishing again cannot disturb the list being answered).
  */
 class ZeroQueue {
   private topics: (string | undefined)[] = []
