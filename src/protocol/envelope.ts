@@ -88,8 +88,22 @@ export function parseEnvelope(body: Buffer): Envelope {
   let i = skipSpace(body, 0)
   const topIsObject = body[i] === OPEN_BRACE
 
+  // Set when a member of an object comes next: its key is read before its value.
+  let keyNext = false
+
   // One value per turn of this loop; containers push, their ends pop.
   value: for (;;) {
+    if (keyNext) {
+      keyNext = false
+      i = scanKey(body, i)
+      if (i < 0) return NOT_JSON
+      if (depth === 1) {
+        member = memberOf(body, i)
+        if (member === PAYLOAD_MEMBER) commandSeen = false
+      } else if (depth === 2 && member === PAYLOAD_MEMBER && isCommandKey(body, i)) commandSeen = true
+      i = skipColon(body, i)
+      if (i < 0) return NOT_JSON
+    }
     if (depth === 1 && topIsObject) memberStart = i
     const c = body[i]
     if (c === QUOTE) {
@@ -100,14 +114,7 @@ export function parseEnvelope(body: Buffer): Envelope {
         i++
       } else {
         push(depth++, IN_OBJECT)
-        i = scanKey(body, i)
-        if (i < 0) return NOT_JSON
-        if (depth === 1) {
-          member = memberOf(body, i)
-          if (member === PAYLOAD_MEMBER) commandSeen = false
-        } else if (depth === 2 && member === PAYLOAD_MEMBER && isCommandKey(body, i)) commandSeen = true
-        i = skipColon(body, i)
-        if (i < 0) return NOT_JSON
+        keyNext = true
         continue
       }
     } else if (c === OPEN_BRACKET) {
@@ -146,16 +153,7 @@ export function parseEnvelope(body: Buffer): Envelope {
       const c2 = body[i]
       if (c2 === COMMA) {
         i = skipSpace(body, i + 1)
-        if (kind === IN_OBJECT) {
-          i = scanKey(body, i)
-          if (i < 0) return NOT_JSON
-          if (depth === 1) {
-            member = memberOf(body, i)
-            if (member === PAYLOAD_MEMBER) commandSeen = false
-          } else if (depth === 2 && member === PAYLOAD_MEMBER && isCommandKey(body, i)) commandSeen = true
-          i = skipColon(body, i)
-          if (i < 0) return NOT_JSON
-        }
+        keyNext = kind === IN_OBJECT
         continue value
       }
       if (c2 !== (kind === IN_OBJECT ? CLOSE_BRACE : CLOSE_BRACKET)) return NOT_JSON
@@ -232,7 +230,8 @@ function skipColon(body: Buffer, i: number): number {
   return skipSpace(body, i + 1)
 }
 
-function skipSpace(body: Buffer, i: number): number {
+/** Past the JSON whitespace (space, tab, LF, CR) at `i`. */
+export function skipSpace(body: Buffer, i: number): number {
   for (let c = body[i]; c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09; c = body[++i]);
   return i
 }
