@@ -1,4 +1,5 @@
 import { isUtf8 } from 'node:buffer'
+import { skipSpace } from './envelope.js'
 
 /**
  * JSON bodies of HyperTCP frames: parsing and validation of what devices send, and the exact
@@ -21,7 +22,7 @@ const OPEN_BRACE = 0x7b
  * A raw token is returned as a view of `body`: copy it to keep it past the call.
  */
 export function parseLogin(body: Buffer): LoginRequest {
-  const json = firstNonSpace(body) === OPEN_BRACE ? parseJsonObject(body) : undefined
+  const json = body[skipSpace(body, 0)] === OPEN_BRACE ? parseJsonObject(body) : undefined
   if (json !== undefined && typeof json.token === 'string') {
     const id = json.device_id
     return { token: json.token, deviceId: typeof id === 'string' ? id : undefined }
@@ -131,11 +132,4 @@ function parseJsonObject(body: Buffer): Record<string, unknown> | undefined {
   } catch {
     return undefined
   }
-}
-
-function firstNonSpace(body: Buffer): number {
-  for (const byte of body) {
-    if (byte !== 0x20 && byte !== 0x09 && byte !== 0x0a && byte !== 0x0d) return byte
-  }
-  return -1
 }
