@@ -1,4 +1,3 @@
-import { setFlagsFromString } from 'node:v8'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { createLogger } from './adapters/logger.js'
@@ -7,7 +6,7 @@ import { type ConfigLayer, envLayer, fromString, resolveConfig } from './config/
 import { type GatewayConfig, SETTINGS } from './config/schema.js'
 import { GatewayError } from './errors.js'
 import { createGateway, type Gateway } from './gateway.js'
-import { heapPolicy } from './heap-policy.js'
+import { startHeapPolicy } from './heap-policy.js'
 
 /** Settings that are secrets: never printed. */
 const SECRETS = new Set(['mqttPassword'])
@@ -94,15 +93,18 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(70)
   })
 
-  const heapFlag = heapPolicy(process.execArgv)
-  if (heapFlag !== undefined) setFlagsFromString(heapFlag)
-
-  let gateway: Gateway
+  let gateway: Gateway | undefined
+  startHeapPolicy(
+    process.execArgv,
+    () => gateway?.stats().open ?? 0,
+    (message) => logger.debug(message),
+  )
   try {
     gateway = await createGateway({ ...config, logger })
   } catch (err) {
     return fail(err)
   }
+  const running = gateway
 
   let signals = 0
   const stop = (signal: NodeJS.Signals) => {
@@ -111,7 +113,7 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(1)
     }
     logger.info(`${signal} received`)
-    gateway.close().then(
+    running.close().then(
       () => process.exit(0),
       (err: unknown) => {
         logger.error('shutdown failed', { error: String(err) })
@@ -125,7 +127,7 @@ export async function main(argv: string[]): Promise<void> {
   process.on('SIGHUP', () => {
     logger.info('SIGHUP received: reloading')
     load().then(
-      ({ config: next }) => gateway.reload(next),
+      ({ config: next }) => running.reload(next),
       (err: unknown) =>
         logger.error('reload failed; keeping the running configuration', {
           error: String((err as Error).message ?? err),
