@@ -12,7 +12,7 @@ import { Bridge } from './bridge/bridge.js'
 import type { BrokerConnection } from './bridge/port.js'
 import { gatewayStatusTopic } from './bridge/topics.js'
 import { type ConfigInput, parseHostPort, resolveConfig } from './config/resolve.js'
-import type { GatewayConfig } from './config/schema.js'
+import { DEFAULT_MQTT_CONNECTIONS, type GatewayConfig } from './config/schema.js'
 import { IpGuard } from './limits/ip-guard.js'
 import { type Logger, LogThrottle } from './log.js'
 import { Status } from './protocol/constants.js'
@@ -112,7 +112,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     if (broker) {
       // Standalone: the bridge talks to the embedded broker in-process, no MQTT client at all.
       ports = [new AedesPort(broker.aedes)]
-      if (config.mqttConnections > 1)
+      if (config.mqttConnections !== DEFAULT_MQTT_CONNECTIONS)
         logger.warn('mqttConnections applies to an external broker: the embedded one is used in-process')
     } else {
       const url = mqttUrl

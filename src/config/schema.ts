@@ -79,9 +79,10 @@ export interface GatewayConfig {
   /** Seconds between reconnect attempts to the broker. Default 1. */
   mqttReconnectPeriod: number
   /**
-   * Connections to the external broker, each device's traffic on one of them (by its id). More
-   * than one spreads the load over brokers that handle each connection on one thread or process
-   * (Mosquitto, EMQX). Default 1.
+   * Connections to the external broker, each device's traffic on one of them (by its id). Several
+   * spread the load over brokers that handle each connection on one thread or process (Mosquitto
+   * takes one packet per connection per event-loop turn; EMQX one Erlang process per
+   * connection). Default 4. No effect on the embedded broker, which is used in-process.
    */
   mqttConnections: number
   /** Embedded broker listen address. Default `0.0.0.0`. */
@@ -341,6 +342,9 @@ export const SETTINGS: Readonly<Record<ScalarKey, SettingSpec>> = {
 export const TOPIC_KEYS = ['up', 'down', 'status', 'control', 'broadcast', 'gatewayStatus'] as const
 export const QOS_KEYS = ['up', 'down', 'direct', 'broadcast', 'presence'] as const
 
+/** Broker connections by default: see {@link GatewayConfig.mqttConnections}, README "Performance". */
+export const DEFAULT_MQTT_CONNECTIONS = 4
+
 export function defaults(): GatewayConfig {
   return {
     gatewayId: hostname(),
@@ -360,7 +364,7 @@ export function defaults(): GatewayConfig {
     mqttKey: null,
     mqttRejectUnauthorized: true,
     mqttReconnectPeriod: 1,
-    mqttConnections: 1,
+    mqttConnections: DEFAULT_MQTT_CONNECTIONS,
     brokerHost: '0.0.0.0',
     brokerPort: 1883,
     brokerWsPort: 8083,

@@ -2,7 +2,9 @@ import { createServer, type Server } from 'node:net'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
 import { expect } from 'chai'
 import { laneIndex } from '../../src/bridge/lanes.js'
+import { DEFAULT_MQTT_CONNECTIONS } from '../../src/config/schema.js'
 import type { Gateway } from '../../src/gateway.js'
+import { captureLogger } from '../helpers/capture-logger.js'
 import { startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
@@ -123,5 +125,43 @@ describe('mqttConnections: several broker connections, each device on one (exter
     expect(await watcher.json(`hypertcp/${IDS[0]}/up`, (p) => p.still === 'here')).to.deep.equal({
       still: 'here',
     })
+  })
+
+  it('opens DEFAULT_MQTT_CONNECTIONS connections when the setting is not given', async () => {
+    const other = await startGateway({
+      mqttUrl: gw.mqttUrl,
+      mqttClientId: 'gw-default',
+      devices: DEVICES,
+    })
+    try {
+      const expected = Array.from({ length: DEFAULT_MQTT_CONNECTIONS }, (_, i) =>
+        i === 0 ? 'gw-default' : `gw-default-${i}`,
+      ).sort()
+      await waitUntil(
+        () => [...clients.keys()].filter((id) => id.startsWith('gw-default')).length === expected.length,
+        'the default connections',
+      )
+      expect([...clients.keys()].filter((id) => id.startsWith('gw-default')).sort()).to.deep.equal(expected)
+    } finally {
+      await other.close()
+    }
+  })
+})
+
+describe('mqttConnections with the embedded broker', () => {
+  it('warns that the setting has no effect when it was changed, and says nothing at the default', async () => {
+    const warning = 'mqttConnections applies to an external broker'
+    for (const [mqttConnections, warned] of [
+      [2, true],
+      [DEFAULT_MQTT_CONNECTIONS, false],
+    ] as const) {
+      const { logger, lines } = captureLogger()
+      const gw = await startGateway({ logger, mqttConnections })
+      await gw.close()
+      expect(
+        lines.some((l) => l.startsWith('warn') && l.includes(warning)),
+        `mqttConnections ${mqttConnections}`,
+      ).to.equal(warned)
+    }
   })
 })
