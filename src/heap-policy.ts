@@ -1,6 +1,5 @@
 import { performance } from 'node:perf_hooks'
 import { setFlagsFromString } from 'node:v8'
-import { runInNewContext } from 'node:vm'
 
 /**
  * The gateway process's V8 heap policy. By default V8 lets the old generation grow to several
@@ -12,9 +11,11 @@ import { runInNewContext } from 'node:vm'
  * That policy costs while the heap *grows*: a login ramp of thousands of devices (a restart, a
  * fleet coming online) pays about 40 % more gateway CPU per login in full GCs. So while open
  * connections rise faster than {@link RAMP_PER_S} a second, V8's own policy applies
- * ({@link RAMPING}); once they have settled for {@link QUIET_TICKS} ticks the 10 % policy is back,
- * with one full GC to size the heap limit from the live heap at once (otherwise the limit V8 chose
- * during the ramp would hold until the old generation reached it, minutes later on idle devices).
+ * ({@link RAMPING}); once they have settled for {@link QUIET_TICKS} ticks the 10 % policy is back.
+ * V8 reads the flag when it sizes the heap after a full GC, so the limit it chose during the ramp
+ * holds until the next one — its memory reducer's, once allocation slows, or the limit's own. No
+ * GC is forced: a full GC of 20,000 devices' heap is a pause of about 90 ms, and V8's are
+ * incremental.
  *
  * Only the command line applies it (`cli.ts`): a library user's process is theirs. A
  * `--heap-growing-percent` given on the command line turns it off (`=0` is V8's own policy).
@@ -35,11 +36,9 @@ export function operatorChoseHeapGrowth(execArgv: readonly string[]): boolean {
   )
 }
 
-/** What the policy acts on: V8's flags and its full GC (stubs in the unit tests). */
+/** What the policy acts on: V8's flags (a stub in the unit tests). */
 export interface HeapControls {
   setFlags(flags: string): void
-  /** A full, synchronous GC; undefined where none is available. */
-  gc: (() => void) | undefined
   log(message: string): void
 }
 
@@ -80,28 +79,8 @@ export class HeapPolicy {
     this.ramping = false
     this.quiet = 0
     this.controls.setFlags(STEADY)
-    const gc = this.controls.gc
-    if (gc === undefined) {
-      this.controls.log(`heap: login ramp over (${open} open); a full GC per 10 % heap growth again`)
-      return
-    }
-    const start = performance.now()
-    gc()
-    this.controls.log(
-      `heap: login ramp over (${open} open); full GC in ${(performance.now() - start).toFixed(1)} ms, then one per 10 % heap growth`,
-    )
+    this.controls.log(`heap: login ramp over (${open} open); a full GC per 10 % heap growth again`)
   }
-}
-
-/**
- * V8's full GC without `--expose-gc` on the command line: the flag, set at run time, exposes
- * `gc` to contexts created afterwards; the main context's globals stay as they were.
- */
-export function fullGc(): () => void {
-  const own = (globalThis as { gc?: () => void }).gc
-  if (typeof own === 'function') return own
-  setFlagsFromString('--expose-gc')
-  return runInNewContext('gc') as () => void
 }
 
 /**
@@ -114,7 +93,7 @@ export function startHeapPolicy(
   log: (message: string) => void,
 ): { stop(): void } | undefined {
   if (operatorChoseHeapGrowth(execArgv)) return undefined
-  const policy = new HeapPolicy({ setFlags: setFlagsFromString, gc: fullGc(), log }, open())
+  const policy = new HeapPolicy({ setFlags: setFlagsFromString, log }, open())
   let then = performance.now()
   const timer = setInterval(() => {
     const now = performance.now()
