@@ -104,3 +104,24 @@ export function cpuPercent(
   }
   return out
 }
+
+/**
+ * Waits until `pids` together use less than `maxPct` % of one core over `windowMs`, or
+ * `timeoutMs` has passed; returns how long it waited (ms). A saturation run leaves the broker
+ * busy after its last message arrived (Mosquitto reads the subscriber's backlog of PUBACKs one
+ * per event-loop turn: about 3 s at 100 % of a core after a raw QoS 1 run), and a run started
+ * then would measure that too.
+ */
+export async function waitQuiet(
+  pids: readonly number[],
+  { maxPct = 20, windowMs = 300, timeoutMs = 15_000 } = {},
+): Promise<number> {
+  const cpu = () => pids.reduce((total, pid) => total + sampleProc(pid).cpuUs, 0)
+  const start = Date.now()
+  for (;;) {
+    const before = cpu()
+    await new Promise((resolve) => setTimeout(resolve, windowMs))
+    const pct = ((cpu() - before) / (windowMs * 1000)) * 100
+    if (pct < maxPct || Date.now() - start >= timeoutMs) return Date.now() - start - windowMs
+  }
+}

@@ -11,7 +11,7 @@ import { decodeHistogram, type LatencySummary, newHistogram, summarize } from '.
 import type { Worker } from '../lib/ipc.js'
 import { startBenchMosquitto } from '../lib/mosquitto.js'
 import type { BenchOptions, BrokerKind } from '../lib/options.js'
-import { cpuPercent, type ProcSample, procDelta, sampleProc, sampleRoles } from '../lib/procs.js'
+import { cpuPercent, type ProcSample, procDelta, sampleProc, sampleRoles, waitQuiet } from '../lib/procs.js'
 import type { Rig } from '../lib/rig.js'
 import { median, medianByKey, round, split, sum } from '../lib/stats.js'
 
@@ -220,6 +220,15 @@ function senders(
   return side === 'direct' ? g.rig.mqttjs : g.rig.raw
 }
 
+/** Before a run: the gateway (and the embedded broker in it), Mosquitto and the subscriber idle. */
+async function settle(g: Group): Promise<void> {
+  const pids = [g.gw.pid, g.rig.subscriber.pid]
+  if (g.brokerPid) pids.push(g.brokerPid)
+  const waited = await waitQuiet(pids)
+  if (waited >= 1000)
+    g.log(`  (waited ${(waited / 1000).toFixed(1)} s for the previous run's load to settle)`)
+}
+
 async function sleepUntil(us: number): Promise<void> {
   const ms = (us - nowUs()) / 1000
   if (ms > 0) await sleep(ms)
@@ -251,6 +260,7 @@ async function uplinkRun(
   profile?: string,
 ): Promise<UplinkRun> {
   const workers = senders(g, side)
+  await settle(g)
   const start = nowUs() + 20_000
   const w0 = start + g.opts.warmupMs * 1000
   const w1 = w0 + measureMs * 1000
@@ -433,6 +443,7 @@ async function downlinkRun(
   rate = 0,
 ): Promise<DownlinkRun> {
   const workers = g.rig.devices
+  await settle(g)
   const start = nowUs() + 20_000
   const w0 = start + g.opts.warmupMs * 1000
   const w1 = w0 + measureMs * 1000
