@@ -52,7 +52,8 @@ const SERVER = Buffer.from('server')
 /** Kinds of the open containers, outermost first. */
 let stack = new Uint8Array(64)
 
-// Where the last string scanned ended and whether it had escapes (scanString's second result).
+// Whether the last string scanned had escapes (scanString's second result; scalars and closed
+// containers reset it).
 let escaped = false
 
 const EMPTY: Envelope = { ok: false, reason: 'empty body' }
@@ -268,7 +269,7 @@ function scanString(body: Buffer, i: number): number {
 }
 
 function isHex(c: number | undefined): boolean {
-  return c !== undefined && ((c >= ZERO && c <= NINE) || ((c | 0x20) >= 0x61 && (c | 0x20) <= 0x66))
+  return isDigit(c) || (c !== undefined && (c | 0x20) >= 0x61 && (c | 0x20) <= 0x66)
 }
 
 /** A number, true, false or null starting at `i` (first byte `c`): the index past it, or -1. */
