@@ -233,6 +233,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     gatekeeper,
     throttle: new LogThrottle(logger),
     batcher: new WriteBatcher(),
+    ackHoldTurns: config.ackHoldTurns,
   }
   const prefix = `${config.gatewayId}-`
   let nextSession = 0

@@ -42,6 +42,11 @@ export interface SessionOptions {
   readonly throttle: LogThrottle
   /** Shared by all sessions: flushes their writes once per event-loop turn. */
   readonly batcher: WriteBatcher
+  /**
+   * Event-loop turns the answers to a device's frames may wait while more of its uplinks await the
+   * broker, so that they leave together (0: each turn's answers leave at its end).
+   */
+  readonly ackHoldTurns: number
 }
 
 /** awaiting-login -> authenticating -> online -> closed; any state may go to closed. */
@@ -97,6 +102,10 @@ export class Session {
   private pingSentAt = 0
   private timer: NodeJS.Timeout | undefined
   private corked = false
+  /** Turns the corked answers have waited for the device's other uplinks (see {@link uncork}). */
+  private heldTurns = 0
+  /** A frame the gateway originates (not an answer) is corked: it leaves at the end of this turn. */
+  private urgent = false
   private reading = true
   /** Set by {@link stopReading}: the gateway is shutting down, nothing more is read. */
   private quiescing = false
@@ -270,10 +279,16 @@ export class Session {
   }
 
   /**
-   * Writes a frame. Writes within one event-loop turn are corked and leave in one syscall.
-   * Returns false once the connection can take no more.
+   * Writes a frame the gateway originates (a downlink, a PING, a login reply, a REDIRECT). Writes
+   * within one event-loop turn are corked and leave in one syscall at its end. Returns false once
+   * the connection can take no more.
    */
   write(frame: Buffer): boolean {
+    this.urgent = true
+    return this.enqueue(frame)
+  }
+
+  private enqueue(frame: Buffer): boolean {
     if (this.socket.writableEnded || this.socket.destroyed) return false
     if (!this.corked) {
       this.corked = true
@@ -285,8 +300,26 @@ export class Session {
     return true
   }
 
-  /** @internal */
+  /**
+   * @internal Flushes the corked frames, at the end of the turn that wrote them. Answers alone
+   * may wait: while more of the device's uplinks await the broker, their answers come in a later
+   * turn (the broker confirms one read at a time), and held for at most `ackHoldTurns` turns they
+   * leave together: one syscall for the gateway, one wake-up and one write back for the device.
+   * A device that sends one message at a time has nothing else in flight and never waits.
+   */
   uncork(): void {
+    if (
+      !this.urgent &&
+      this.inflight > 0 &&
+      this.heldTurns < this.options.ackHoldTurns &&
+      this.state === 'online'
+    ) {
+      this.heldTurns++
+      this.options.batcher.schedule(this)
+      return
+    }
+    this.heldTurns = 0
+    this.urgent = false
     this.corked = false
     this.socket.uncork()
     // Data the device has not read yet: it has `drainTimeout` to catch up, or it is closed
@@ -314,9 +347,12 @@ export class Session {
     return false
   }
 
-  /** RESPONSE with no body: `status` 0 = success, else the status in the length field ([HT-2.7]). */
+  /**
+   * Answers a frame of the device: RESPONSE with no body, `status` 0 = success, else the status in
+   * the length field ([HT-2.7]). It may wait for the answers still to come (see {@link uncork}).
+   */
   reply(msgId: number, status: number): void {
-    this.write(encodeResponse(msgId, status))
+    this.enqueue(encodeResponse(msgId, status))
   }
 
   /** Begins authentication; reading stays paused until the host settles the login. */

@@ -9,7 +9,8 @@ export interface Flushable {
  * broker carried, the pong after an ack, …) leave in one syscall. MQTT.js handles each incoming
  * packet in its own `process.nextTick`, so flushing per tick would cost a syscall per
  * acknowledgement; `setImmediate` runs once the turn's I/O and ticks are done.
- * One Immediate per turn for all sessions, and no allocation per write.
+ * One Immediate per turn for all sessions, and no allocation per write. A target may schedule
+ * itself again from `uncork` to wait one more turn (a session holding acknowledgements).
  */
 export class WriteBatcher {
   private queue: Flushable[] = []

@@ -81,11 +81,13 @@ const options: SessionOptions = {
   gatekeeper: { checkLogin: () => ({ action: 'proceed' }), loginFailed: () => {} },
   throttle: new LogThrottle(silentLogger),
   batcher: new WriteBatcher(),
+  ackHoldTurns: 0,
 }
 
-function setup(host = new ScriptedHost()) {
+function setup(host = new ScriptedHost(), overrides: Partial<SessionOptions> = {}) {
   const [gatewaySide, deviceSide] = duplexPair()
-  const session = new Session('s1', gatewaySide, options, host, silentLogger, createStats())
+  const opts = { ...options, ...overrides }
+  const session = new Session('s1', gatewaySide, opts, host, silentLogger, createStats())
   const replies = new Inbox<{ type: number; msgId: number; length: number }>('replies')
   const decoder = new FrameDecoder(
     65535,
@@ -106,6 +108,25 @@ function setup(host = new ScriptedHost()) {
 }
 
 const msg = (n: number) => ({ targetId: 'server', payload: { n } })
+
+/** Lets `n` event-loop turns pass (each `setImmediate` runs in the next turn's check phase). */
+async function turns(n: number): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r))
+}
+
+/**
+ * A logged-in session with two uplinks awaiting the host. An unbounded hold (idle turns take
+ * microseconds, so any real bound would pass in the blink of a test) shows what ends a hold.
+ */
+async function twoInFlight(ackHoldTurns: number) {
+  const s = setup(new ScriptedHost(), { ackHoldTurns })
+  s.send(Cmd.LOGIN, 1, { token: 't' })
+  await s.replies.next()
+  s.send(Cmd.JSON_MESSAGE, 1, msg(1))
+  s.send(Cmd.JSON_MESSAGE, 2, msg(2))
+  await waitUntil(() => s.host.uplinks.length === 2, 'two uplinks in flight')
+  return s
+}
 
 describe('session over a duplex pair', () => {
   it('holds frames pipelined behind LOGIN until the login is settled, then handles them in order', async () => {
@@ -188,6 +209,54 @@ describe('session over a duplex pair', () => {
     expect(host.uplinks).to.have.length(1)
     session.close('shutdown')
     expect(host.detached).to.deep.equal(['shutdown'])
+  })
+
+  describe('answers of a pipelining device leave together (ackHoldTurns) [decision 22]', () => {
+    it('holds an acknowledgement while another uplink of the device awaits the broker', async () => {
+      const { session, host, replies } = await twoInFlight(Number.MAX_SAFE_INTEGER)
+      host.uplinks[0]!.done(0)
+      await turns(20)
+      expect(replies.pending(), 'no answer while the second uplink is in flight').to.have.length(0)
+      host.uplinks[1]!.done(0)
+      const acks = [await replies.next(), await replies.next()]
+      expect(acks.map((a) => [a.msgId, a.length])).to.deep.equal([
+        [1, 0],
+        [2, 0],
+      ])
+      session.close('shutdown')
+    })
+
+    it('holds it for at most ackHoldTurns turns', async () => {
+      const { session, host, replies } = await twoInFlight(3)
+      host.uplinks[0]!.done(0)
+      expect(await replies.next()).to.deep.include({ msgId: 1, length: 0 })
+      expect(session.inflight, 'the second uplink is still in flight').to.equal(1)
+      host.uplinks[1]!.done(0)
+      expect(await replies.next()).to.deep.include({ msgId: 2, length: 0 })
+      session.close('shutdown')
+    })
+
+    it('sends held answers with the next frame the gateway originates (a downlink)', async () => {
+      const { session, host, replies } = await twoInFlight(Number.MAX_SAFE_INTEGER)
+      host.uplinks[0]!.done(Status.SERVER_ERROR)
+      await turns(5)
+      expect(session.deliver(Cmd.JSON_MESSAGE, '{"from":"x"}')).to.equal('ok')
+      expect(await replies.next()).to.deep.include({ msgId: 1, length: Status.SERVER_ERROR })
+      expect(await replies.next()).to.deep.include({ type: Cmd.JSON_MESSAGE })
+      expect(session.inflight).to.equal(1)
+      host.uplinks[1]!.done(0)
+      expect(await replies.next()).to.deep.include({ msgId: 2, length: 0 })
+      session.close('shutdown')
+    })
+
+    it('flushes held answers when the session closes', async () => {
+      const { session, host, replies } = await twoInFlight(Number.MAX_SAFE_INTEGER)
+      host.uplinks[0]!.done(0)
+      await turns(5)
+      expect(replies.pending()).to.have.length(0)
+      session.close('shutdown')
+      expect(await replies.next()).to.deep.include({ msgId: 1, length: 0 })
+    })
   })
 
   it('closes once, with one reason, whatever closes it', async () => {
