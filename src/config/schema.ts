@@ -354,7 +354,7 @@ export const TOPIC_KEYS = ['up', 'down', 'status', 'control', 'broadcast', 'gate
 export const QOS_KEYS = ['up', 'down', 'direct', 'broadcast', 'presence'] as const
 
 /** Broker connections by default: see {@link GatewayConfig.mqttConnections}, README "Performance". */
-export const DEFAULT_MQTT_CONNECTIONS = 4
+export const DEFAULT_MQTT_CONNECTIONS = 8
 
 export function defaults(): GatewayConfig {
   return {

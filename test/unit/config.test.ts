@@ -31,7 +31,7 @@ describe('config: defaults and layers', () => {
       loginTimeout: 10,
       maxFrameSize: 4096,
       maxDownlinkSize: 1024,
-      mqttConnections: 4,
+      mqttConnections: 8,
     })
     expect(c.topics).to.deep.equal(defaults().topics)
     expect(c.qos).to.deep.equal({ up: 1, down: 1, direct: 1, broadcast: 1, presence: 1 })
