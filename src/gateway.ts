@@ -232,8 +232,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     messageBurst: config.messageBurst,
     gatekeeper,
     throttle: new LogThrottle(logger),
-    batcher: new WriteBatcher(),
-    ackHoldTurns: config.ackHoldTurns,
+    batcher: new WriteBatcher(config.ackHoldMs),
   }
   const prefix = `${config.gatewayId}-`
   let nextSession = 0

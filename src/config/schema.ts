@@ -111,10 +111,10 @@ export interface GatewayConfig {
   /** Uplinks per device awaiting the broker before the gateway stops reading that device. Default 16. */
   maxInflight: number
   /**
-   * Event-loop turns the acknowledgements to a device may wait while more of its uplinks await
-   * the broker, so that they leave together. 0 = each turn's leave at its end. Default 16.
+   * Milliseconds the acknowledgements to a device may wait while more of its uplinks await the
+   * broker, so that they leave together. 0 = each turn's leave at its end. Default 2.
    */
-  ackHoldTurns: number
+  ackHoldMs: number
   /** Bytes queued to a device that is not reading, beyond which downlinks to it are dropped. Default 65536. */
   maxWriteQueue: number
   /** Publishes awaiting the broker, all devices together; past it uplinks get SERVER_ERROR. Default 10000. */
@@ -271,11 +271,11 @@ export const SETTINGS: Readonly<Record<ScalarKey, SettingSpec>> = {
     max: 65535,
     doc: 'uplinks per device awaiting the broker; at the bound its socket is not read',
   },
-  ackHoldTurns: {
+  ackHoldMs: {
     kind: 'int',
     min: 0,
     max: 1000,
-    doc: "turns a device's acks may wait for its other uplinks at the broker, to leave together (0 = off)",
+    doc: "ms a device's acks may wait for its other uplinks at the broker, to leave together (0 = off)",
   },
   maxWriteQueue: { kind: 'int', min: 1024, max: 1 << 30, doc: 'bytes queued to a device before drops' },
   maxPendingPublishes: {
@@ -389,7 +389,7 @@ export function defaults(): GatewayConfig {
     maxFrameSize: 4096,
     maxDownlinkSize: 1024,
     maxInflight: 16,
-    ackHoldTurns: 16,
+    ackHoldMs: 2,
     maxWriteQueue: 65536,
     maxPendingPublishes: 10000,
     drainTimeout: 30,

@@ -40,13 +40,11 @@ export interface SessionOptions {
   readonly gatekeeper: Gatekeeper
   /** Shared by all sessions: warnings that hostile input triggers once per connection. */
   readonly throttle: LogThrottle
-  /** Shared by all sessions: flushes their writes once per event-loop turn. */
-  readonly batcher: WriteBatcher
   /**
-   * Event-loop turns the answers to a device's frames may wait while more of its uplinks await the
-   * broker, so that they leave together (0: each turn's answers leave at its end).
+   * Shared by all sessions: flushes their writes once per event-loop turn, and bounds how long
+   * the answers of a device with more uplinks in flight may wait for them (`holdMs`, 0 = never).
    */
-  readonly ackHoldTurns: number
+  readonly batcher: WriteBatcher
 }
 
 /** awaiting-login -> authenticating -> online -> closed; any state may go to closed. */
@@ -101,9 +99,14 @@ export class Session {
   private lastActivity = 0
   private pingSentAt = 0
   private timer: NodeJS.Timeout | undefined
+  /** The socket is corked: frames wait for the end of the turn, or longer (see {@link uncork}). */
   private corked = false
-  /** Turns the corked answers have waited for the device's other uplinks (see {@link uncork}). */
-  private heldTurns = 0
+  /** In the batcher's queue for the end of this turn. */
+  private queued = false
+  /** The corked answers wait for the device's other uplinks (see {@link uncork}). */
+  private holding = false
+  /** In the batcher's list of held sessions (until its `release` call). */
+  private listed = false
   /** A frame the gateway originates (not an answer) is corked: it leaves at the end of this turn. */
   private urgent = false
   private reading = true
@@ -293,6 +296,9 @@ export class Session {
     if (!this.corked) {
       this.corked = true
       this.socket.cork()
+    }
+    if (!this.queued && (!this.holding || this.urgent || this.inflight === 0)) {
+      this.queued = true
       this.options.batcher.schedule(this)
     }
     this.stats.framesOut++
@@ -301,24 +307,35 @@ export class Session {
   }
 
   /**
-   * @internal Flushes the corked frames, at the end of the turn that wrote them. Answers alone
-   * may wait: while more of the device's uplinks await the broker, their answers come in a later
-   * turn (the broker confirms one read at a time), and held for at most `ackHoldTurns` turns they
-   * leave together: one syscall for the gateway, one wake-up and one write back for the device.
-   * A device that sends one message at a time has nothing else in flight and never waits.
+   * @internal The end of the turn: the corked frames leave. Answers alone may wait: while more of
+   * the device's uplinks await the broker, their answers will come in later turns (the broker
+   * confirms a few publishes per read), and all leave together once none is left in flight, with
+   * a frame of the gateway's own, or after the batcher's `holdMs` at the latest: one syscall for
+   * the gateway, one wake-up and one write back for the device. A device that sends one message
+   * at a time has nothing else in flight and never waits.
    */
   uncork(): void {
-    if (
-      !this.urgent &&
-      this.inflight > 0 &&
-      this.heldTurns < this.options.ackHoldTurns &&
-      this.state === 'online'
-    ) {
-      this.heldTurns++
-      this.options.batcher.schedule(this)
+    this.queued = false
+    if (!this.corked) return // released meanwhile
+    if (!this.urgent && this.inflight > 0 && this.options.batcher.holdMs > 0 && this.state === 'online') {
+      this.holding = true
+      if (!this.listed) {
+        this.listed = true
+        this.options.batcher.hold(this)
+      }
       return
     }
-    this.heldTurns = 0
+    this.flush()
+  }
+
+  /** @internal The longest hold is over. */
+  release(): void {
+    this.listed = false
+    if (this.holding) this.flush()
+  }
+
+  private flush(): void {
+    this.holding = false
     this.urgent = false
     this.corked = false
     this.socket.uncork()

@@ -1,21 +1,33 @@
 /** Something whose corked writes can be flushed. */
 export interface Flushable {
+  /** The end of the turn that corked it (or of a later one it was scheduled again for). */
   uncork(): void
+  /** The hold ({@link WriteBatcher.hold}) is over: flush whatever waits. */
+  release(): void
 }
 
 /**
  * Flushes corked socket writes once per event-loop turn, for every session together: all the
  * frames a turn produces for a device (the acknowledgements of the PUBACKs one read from the
- * broker carried, the pong after an ack, …) leave in one syscall. MQTT.js handles each incoming
- * packet in its own `process.nextTick`, so flushing per tick would cost a syscall per
+ * broker carried, the pong after an ack, …) leave in one syscall. PUBACKs can be handled in
+ * several `process.nextTick`s of a turn, so flushing per tick would cost a syscall per
  * acknowledgement; `setImmediate` runs once the turn's I/O and ticks are done.
- * One Immediate per turn for all sessions, and no allocation per write. A target may schedule
- * itself again from `uncork` to wait one more turn (a session holding acknowledgements).
+ * One Immediate per turn for all sessions, and no allocation per write.
+ *
+ * A session may also hold its writes past the turn ({@link hold}): it is flushed when it is
+ * scheduled again, and at the latest `holdMs` later, by one timer for all held sessions. Nothing
+ * runs while they wait.
  */
 export class WriteBatcher {
   private queue: Flushable[] = []
   private spare: Flushable[] = []
   private scheduled = false
+  private held: Flushable[] = []
+  private heldSpare: Flushable[] = []
+  private timer: NodeJS.Timeout | undefined
+
+  /** @param holdMs the longest a held session waits (see {@link hold}). */
+  constructor(readonly holdMs = 0) {}
 
   /** `target` has corked writes; flush it at the end of this turn. Call once per cork. */
   schedule(target: Flushable): void {
@@ -23,6 +35,18 @@ export class WriteBatcher {
     if (!this.scheduled) {
       this.scheduled = true
       setImmediate(flushAll, this)
+    }
+  }
+
+  /**
+   * `target` keeps its writes corked for now: its `release` is called within `holdMs` unless it
+   * was flushed before (then the call finds nothing to do). Call once per hold.
+   */
+  hold(target: Flushable): void {
+    this.held.push(target)
+    if (this.timer === undefined) {
+      this.timer = setTimeout(releaseAll, this.holdMs, this)
+      this.timer.unref()
     }
   }
 
@@ -35,8 +59,22 @@ export class WriteBatcher {
     batch.length = 0
     this.spare = batch
   }
+
+  /** @internal */
+  release(): void {
+    this.timer = undefined
+    const batch = this.held
+    this.held = this.heldSpare
+    for (let i = 0; i < batch.length; i++) batch[i]!.release()
+    batch.length = 0
+    this.heldSpare = batch
+  }
 }
 
 function flushAll(batcher: WriteBatcher): void {
   batcher.flush()
+}
+
+function releaseAll(batcher: WriteBatcher): void {
+  batcher.release()
 }
