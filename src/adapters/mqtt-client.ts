@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs'
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import mqtt, { type IClientOptions, type MqttClient, type StreamBuilder } from 'mqtt'
 import type { MqttPort, PublishOptions, QoS } from '../bridge/port.js'
 import { ConfigError } from '../errors.js'
 import type { Logger } from '../log.js'
+import { tapPubacks } from './puback-tap.js'
 import { MessageIds, PublishPipeline } from './publish-pipeline.js'
 
 export interface MqttClientOptions {
@@ -61,6 +62,8 @@ export class MqttClientPort implements MqttPort {
       // every packet (with traffic flowing, one PINGREQ per keepalive period is plenty).
       log: () => {},
       reschedulePings: false,
+      // Connected below, once every stream it builds has the PUBACK tap.
+      manualConnect: true,
     }
     if (options.username !== null) opts.username = options.username
     if (options.password !== null) opts.password = options.password
@@ -68,6 +71,16 @@ export class MqttClientPort implements MqttPort {
     if (options.cert !== null) opts.cert = readPem('mqttCert', options.cert)
     if (options.key !== null) opts.key = readPem('mqttKey', options.key)
     this.client = mqtt.connect(options.url, opts)
+    // The PUBACKs of the pipeline's publishes are taken from each connection's bytes before
+    // MQTT.js parses them (puback-tap.ts). MQTT.js builds a stream per (re)connection with its
+    // `streamBuilder`, which its typings keep private.
+    const client = this.client as unknown as { streamBuilder: StreamBuilder }
+    const build = client.streamBuilder
+    client.streamBuilder = (c) => {
+      const stream = build(c)
+      tapPubacks(stream, (id) => this.acknowledged(id))
+      return stream
+    }
     this.pipeline = new PublishPipeline(
       messageIds,
       () => {
@@ -76,12 +89,9 @@ export class MqttClientPort implements MqttPort {
       },
       setImmediate,
     )
+    // A PUBACK the tap left to MQTT.js (one after another packet in the same read).
     this.client.on('packetreceive', (packet) => {
-      if (packet.cmd !== 'puback' || packet.messageId === undefined) return
-      const done = this.pipeline.acknowledge(packet.messageId)
-      if (done === undefined) return // one of MQTT.js's own
-      done()
-      if (this.pipeline.inflight === 0) this.drained?.()
+      if (packet.cmd === 'puback' && packet.messageId !== undefined) this.acknowledged(packet.messageId)
     })
     // The connection is lost: what awaits a PUBACK (or, at QoS 0, was never written) goes to
     // MQTT.js, oldest first, and is published again once the broker is back (MQTT.js's offline
@@ -96,6 +106,16 @@ export class MqttClientPort implements MqttPort {
     })
     this.client.on('error', (err: Error & { code?: string | number }) => this.reportOutage(err.message))
     this.client.on('offline', () => this.reportOutage('connection lost'))
+    this.client.connect()
+  }
+
+  /** A PUBACK arrived: completes the pipeline's publish; false if it is one of MQTT.js's own. */
+  private acknowledged(id: number): boolean {
+    const done = this.pipeline.acknowledge(id)
+    if (done === undefined) return false
+    done()
+    if (this.pipeline.inflight === 0) this.drained?.()
+    return true
   }
 
   private reportOutage(reason: string): void {
