@@ -165,6 +165,43 @@ describe('security: the embedded broker', () => {
   })
 })
 
+describe('security: an external broker over TLS', () => {
+  let pki: Pki
+  before(function () {
+    this.timeout(20_000)
+    pki = testPki()
+  })
+
+  it('connects with mqttCa, and pipelined uplinks are acknowledged once the broker has them', async () => {
+    // The first gateway's embedded broker, on TLS, is the second gateway's external broker.
+    const host = await startGateway({ brokerTlsPort: 0, tlsCert: pki.server.cert, tlsKey: pki.server.key })
+    const gw = await startGateway({
+      gatewayId: 'gw-tls',
+      mqttUrl: `mqtts://localhost:${host.brokerTlsPort}`,
+      mqttCa: pki.ca,
+    })
+    try {
+      const w = await MqttWatcher.connect(host.mqttUrl, ['hypertcp/dev-1/up'])
+      try {
+        const c = await track(RawClient.connect(gw.port))
+        expect(await c.login('tok-1')).to.equal(Status.SUCCESS)
+        // 16 in flight: their PUBACKs come back over TLS, several per read (puback-tap.ts).
+        for (let round = 0; round < 4; round++) {
+          const ids = Array.from({ length: 16 }, (_, i) => 2 + round * 16 + i)
+          for (const id of ids) c.sendFrame(Cmd.JSON_MESSAGE, id, { targetId: 'server', payload: { id } })
+          for (const id of ids) expect(await c.response(id), `message ${id}`).to.equal(0)
+        }
+        for (let id = 2; id < 2 + 64; id++) expect(await w.json('hypertcp/dev-1/up')).to.deep.equal({ id })
+      } finally {
+        await w.end()
+      }
+    } finally {
+      await gw.close()
+      await host.close()
+    }
+  })
+})
+
 describe('security: tokens, registry reload, publish ACL', () => {
   it('never logs a token, even at debug level', async () => {
     const { logger, lines } = captureLogger()
