@@ -62,8 +62,6 @@ export class MqttClientPort implements MqttPort {
       // every packet (with traffic flowing, one PINGREQ per keepalive period is plenty).
       log: () => {},
       reschedulePings: false,
-      // Connected below, once every stream it builds has the PUBACK tap.
-      manualConnect: true,
     }
     if (options.username !== null) opts.username = options.username
     if (options.password !== null) opts.password = options.password
@@ -72,13 +70,17 @@ export class MqttClientPort implements MqttPort {
     if (options.key !== null) opts.key = readPem('mqttKey', options.key)
     this.client = mqtt.connect(options.url, opts)
     // The PUBACKs of the pipeline's publishes are taken from each connection's bytes before
-    // MQTT.js parses them (puback-tap.ts). MQTT.js builds a stream per (re)connection with its
-    // `streamBuilder`, which its typings keep private.
+    // MQTT.js parses them (puback-tap.ts). `connect` built the first stream (nothing is read from
+    // it before this turn ends); MQTT.js builds one per reconnection with its `streamBuilder`,
+    // which its typings keep private. (Not `manualConnect`: with it, MQTT.js treats an ended
+    // client as reusable and lets a late CONNACK publish into its closed stores.)
+    const acknowledge = (id: number) => this.acknowledged(id)
+    tapPubacks(this.client.stream, acknowledge)
     const client = this.client as unknown as { streamBuilder: StreamBuilder }
     const build = client.streamBuilder
     client.streamBuilder = (c) => {
       const stream = build(c)
-      tapPubacks(stream, (id) => this.acknowledged(id))
+      tapPubacks(stream, acknowledge)
       return stream
     }
     this.pipeline = new PublishPipeline(
@@ -106,7 +108,6 @@ export class MqttClientPort implements MqttPort {
     })
     this.client.on('error', (err: Error & { code?: string | number }) => this.reportOutage(err.message))
     this.client.on('offline', () => this.reportOutage('connection lost'))
-    this.client.connect()
   }
 
   /** A PUBACK arrived: completes the pipeline's publish; false if it is one of MQTT.js's own. */

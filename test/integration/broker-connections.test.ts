@@ -1,9 +1,11 @@
 import { createServer, type Server } from 'node:net'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
 import { expect } from 'chai'
+import { MqttClientPort } from '../../src/adapters/mqtt-client.js'
 import { laneIndex } from '../../src/bridge/lanes.js'
 import { DEFAULT_MQTT_CONNECTIONS } from '../../src/config/schema.js'
 import type { Gateway } from '../../src/gateway.js'
+import { silentLogger } from '../../src/log.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import { startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
@@ -21,6 +23,7 @@ describe('mqttConnections: several broker connections, each device on one (exter
   let aedes: Aedes
   let server: Server
   let gw: Gateway
+  let brokerUrl: string
   let watcher: MqttWatcher
   const devices: OriginalDevice[] = []
   /** Client id of the broker connection that published each message, by topic. */
@@ -42,9 +45,9 @@ describe('mqttConnections: several broker connections, each device on one (exter
     })
     server = createServer(aedes.handle)
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-    const port = (server.address() as { port: number }).port
+    brokerUrl = `mqtt://127.0.0.1:${(server.address() as { port: number }).port}`
     gw = await startGateway({
-      mqttUrl: `mqtt://127.0.0.1:${port}`,
+      mqttUrl: brokerUrl,
       mqttConnections: LANES,
       mqttClientId: 'gw-lanes',
       mqttReconnectPeriod: 0.2,
@@ -125,6 +128,29 @@ describe('mqttConnections: several broker connections, each device on one (exter
     expect(await watcher.json(`hypertcp/${IDS[0]}/up`, (p) => p.still === 'here')).to.deep.equal({
       still: 'here',
     })
+  })
+
+  it('an ended broker connection answers a late publish with an error, and never throws', async () => {
+    // A shutdown racing a reconnection: a CONNACK after the end makes the gateway publish its status.
+    const port = new MqttClientPort({
+      url: brokerUrl,
+      username: null,
+      password: null,
+      clientId: 'gw-ended',
+      ca: null,
+      cert: null,
+      key: null,
+      rejectUnauthorized: true,
+      reconnectPeriodMs: 200,
+      will: { topic: 'gw-ended/status', payload: '{}' },
+      logger: silentLogger,
+    })
+    expect(await port.waitConnected(5000)).to.equal(true)
+    await port.end()
+    const err = await new Promise<Error | undefined>((resolve) =>
+      port.publish('gw-ended/late', 'late', { qos: 1 }, resolve),
+    )
+    expect(err).to.be.instanceOf(Error)
   })
 
   it('opens DEFAULT_MQTT_CONNECTIONS connections when the setting is not given', async () => {
