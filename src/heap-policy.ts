@@ -84,15 +84,16 @@ export class HeapPolicy {
 }
 
 /**
- * Starts the policy for the gateway process, looking at `open()` every {@link TICK_MS}; undefined
- * when the operator chose the heap growth. The timer does not keep the process alive.
+ * Starts the policy for the gateway process, looking at `open()` every {@link TICK_MS}, for the
+ * life of the process (the timer does not keep it alive); nothing when the operator chose the
+ * heap growth.
  */
 export function startHeapPolicy(
   execArgv: readonly string[],
   open: () => number,
   log: (message: string) => void,
-): { stop(): void } | undefined {
-  if (operatorChoseHeapGrowth(execArgv)) return undefined
+): void {
+  if (operatorChoseHeapGrowth(execArgv)) return
   const policy = new HeapPolicy({ setFlags: setFlagsFromString, log }, open())
   let then = performance.now()
   const timer = setInterval(() => {
@@ -101,5 +102,4 @@ export function startHeapPolicy(
     then = now
   }, TICK_MS)
   timer.unref()
-  return { stop: () => clearInterval(timer) }
 }

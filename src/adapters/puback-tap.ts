@@ -95,7 +95,7 @@ export class PubackTap {
  * through the tap before it is pushed to its reader (`stream.pipe` in MQTT.js). Node's sockets
  * (net, tls) and MQTT.js's WebSocket stream all hand received data to `push`.
  */
-export function tapPubacks(stream: Readable, acknowledge: (id: number) => boolean): PubackTap {
+export function tapPubacks(stream: Readable, acknowledge: (id: number) => boolean): void {
   const tap = new PubackTap(acknowledge)
   const push = stream.push
   stream.push = function tappedPush(this: Readable, chunk: unknown, encoding?: BufferEncoding): boolean {
@@ -107,5 +107,4 @@ export function tapPubacks(stream: Readable, acknowledge: (id: number) => boolea
     const rest = tap.take(chunk)
     return rest === undefined ? true : push.call(this, rest, encoding)
   }
-  return tap
 }

@@ -19,11 +19,9 @@ export interface Flushable {
  * runs while they wait.
  */
 export class WriteBatcher {
-  private queue: Flushable[] = []
-  private spare: Flushable[] = []
+  private readonly due = new TurnList()
   private scheduled = false
-  private held: Flushable[] = []
-  private heldSpare: Flushable[] = []
+  private readonly held = new TurnList()
   private timer: NodeJS.Timeout | undefined
 
   /** @param holdMs the longest a held session waits (see {@link hold}). */
@@ -31,7 +29,7 @@ export class WriteBatcher {
 
   /** `target` has corked writes; flush it at the end of this turn. Call once per cork. */
   schedule(target: Flushable): void {
-    this.queue.push(target)
+    this.due.push(target)
     if (!this.scheduled) {
       this.scheduled = true
       setImmediate(flushAll, this)
@@ -53,21 +51,43 @@ export class WriteBatcher {
   /** @internal */
   flush(): void {
     this.scheduled = false
-    const batch = this.queue
-    this.queue = this.spare
+    const batch = this.due.take()
     for (let i = 0; i < batch.length; i++) batch[i]!.uncork()
-    batch.length = 0
-    this.spare = batch
+    this.due.done()
   }
 
   /** @internal */
   release(): void {
     this.timer = undefined
-    const batch = this.held
-    this.held = this.heldSpare
+    const batch = this.held.take()
     for (let i = 0; i < batch.length; i++) batch[i]!.release()
-    batch.length = 0
-    this.heldSpare = batch
+    this.held.done()
+  }
+}
+
+/**
+ * Targets collected for a run, in two arrays used in turn: what is pushed while a batch runs goes
+ * into the other one, for the next run. No allocation per push or per run.
+ */
+class TurnList {
+  private items: Flushable[] = []
+  private spare: Flushable[] = []
+
+  push(target: Flushable): void {
+    this.items.push(target)
+  }
+
+  /** The batch to run now; new pushes go to the next one. Call {@link done} after running it. */
+  take(): readonly Flushable[] {
+    const batch = this.items
+    this.items = this.spare
+    this.spare = batch
+    return batch
+  }
+
+  /** The batch taken last has run: emptied, for reuse. */
+  done(): void {
+    this.spare.length = 0
   }
 }
 

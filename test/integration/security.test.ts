@@ -163,16 +163,8 @@ describe('security: the embedded broker', () => {
       await gw.close()
     }
   })
-})
 
-describe('security: an external broker over TLS', () => {
-  let pki: Pki
-  before(function () {
-    this.timeout(20_000)
-    pki = testPki()
-  })
-
-  it('connects with mqttCa, and pipelined uplinks are acknowledged once the broker has them', async () => {
+  it('serves another gateway over TLS (mqttCa): its pipelined uplinks are acknowledged once accepted', async () => {
     // The first gateway's embedded broker, on TLS, is the second gateway's external broker.
     const host = await startGateway({ brokerTlsPort: 0, tlsCert: pki.server.cert, tlsKey: pki.server.key })
     const gw = await startGateway({
