@@ -8,6 +8,9 @@ import { GatewayError } from './errors.js'
 import { createGateway, type Gateway } from './gateway.js'
 import { startHeapPolicy } from './heap-policy.js'
 
+/** How long past shutdownTimeout a stop may run before the process exits regardless. */
+const HARD_STOP_MARGIN_MS = 3000
+
 /** Settings that are secrets: never printed. */
 const SECRETS = new Set(['mqttPassword'])
 
@@ -99,22 +102,29 @@ export async function main(argv: string[]): Promise<void> {
     () => gateway?.stats().open ?? 0,
     (message) => logger.debug(message),
   )
-  try {
-    gateway = await createGateway({ ...config, logger })
-  } catch (err) {
-    return fail(err)
-  }
-  const running = gateway
-
+  // Signals are taken from the start: one during start-up stops the gateway once it is up.
   let signals = 0
+  let stopAsked: NodeJS.Signals | undefined
   const stop = (signal: NodeJS.Signals) => {
     if (++signals > 1) {
       logger.warn(`${signal} again: exiting without a clean shutdown`)
       process.exit(1)
     }
     logger.info(`${signal} received`)
-    running.close().then(
-      () => process.exit(0),
+    // The stop keeps to shutdownTimeout by itself; this is the backstop if something hangs anyway.
+    setTimeout(
+      () => {
+        logger.error('shutdown did not finish within shutdownTimeout: exiting')
+        process.exit(1)
+      },
+      (config.mqttConnectTimeout + config.shutdownTimeout) * 1000 + HARD_STOP_MARGIN_MS,
+    ).unref()
+    if (gateway === undefined) {
+      stopAsked = signal
+      return
+    }
+    gateway.close().then(
+      ({ acknowledged }) => process.exit(acknowledged ? 0 : 1),
       (err: unknown) => {
         logger.error('shutdown failed', { error: String(err) })
         process.exit(1)
@@ -123,6 +133,16 @@ export async function main(argv: string[]): Promise<void> {
   }
   process.on('SIGINT', stop)
   process.on('SIGTERM', stop)
+  try {
+    gateway = await createGateway({ ...config, logger })
+  } catch (err) {
+    return fail(err)
+  }
+  const running = gateway
+  if (stopAsked !== undefined) {
+    signals = 0
+    stop(stopAsked)
+  }
   // Reload the device registry and the TLS certificates without dropping connected devices.
   process.on('SIGHUP', () => {
     logger.info('SIGHUP received: reloading')

@@ -7,7 +7,7 @@ export type GatewayErrorCode =
   | 'HT_ERR_CONFIG'
   | 'HT_ERR_LISTEN'
   | 'HT_ERR_BROKER_UNREACHABLE'
-  | 'HT_ERR_PUBLISH'
+  | 'HT_ERR_PUBLISH_REFUSED'
   | 'HT_ERR_CLOSED'
 
 export class GatewayError extends Error {
@@ -28,5 +28,21 @@ export class ConfigError extends GatewayError {
     super('HT_ERR_CONFIG', `${key}: ${message}`)
     this.name = 'ConfigError'
     this.key = key
+  }
+}
+
+/**
+ * The broker refused a publish (an MQTT 5 PUBACK or PUBREC reason code of 0x80 or more), or the
+ * publish cannot be sent to it (larger than it accepts). `reasonCode` is the MQTT 5 reason code.
+ */
+export class PublishRefusedError extends GatewayError {
+  readonly reasonCode: number
+  readonly topic: string
+
+  constructor(reasonCode: number, topic: string, message: string) {
+    super('HT_ERR_PUBLISH_REFUSED', message)
+    this.name = 'PublishRefusedError'
+    this.reasonCode = reasonCode
+    this.topic = topic
   }
 }

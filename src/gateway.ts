@@ -1,16 +1,16 @@
-import { randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
+import { performance } from 'node:perf_hooks'
 import { AedesPort } from './adapters/aedes-port.js'
 import { EmbeddedBroker } from './adapters/broker.js'
+import { linksFromConfig } from './adapters/broker-link/from-config.js'
+import { redact } from './adapters/broker-link/link.js'
 import { DeviceListener, type TlsFiles } from './adapters/device-listener.js'
 import { openFilesLimit } from './adapters/fd-limit.js'
 import { formatAddress } from './adapters/listen.js'
 import { createLogger } from './adapters/logger.js'
-import { MqttClientPort, redact } from './adapters/mqtt-client.js'
 import { DeviceRegistry } from './auth/registry.js'
 import { Bridge } from './bridge/bridge.js'
 import type { BrokerConnection } from './bridge/port.js'
-import { gatewayStatusTopic } from './bridge/topics.js'
 import { type ConfigInput, parseHostPort, resolveConfig } from './config/resolve.js'
 import { DEFAULT_MQTT_CONNECTIONS, type GatewayConfig } from './config/schema.js'
 import { IpGuard } from './limits/ip-guard.js'
@@ -33,7 +33,7 @@ export interface Gateway {
   readonly port: number
   /** The HyperTCP-over-TLS port, when that listener runs. */
   readonly tlsPort: number | undefined
-  /** The broker the gateway publishes to: the external one, or `mqtt://host:port` of the embedded one. */
+  /** The broker the gateway publishes to: the (first) external one, or `mqtt://host:port` of the embedded one. */
   readonly mqttUrl: string
   /** The embedded broker's bound ports, when it runs. */
   readonly brokerPort: number | undefined
@@ -49,17 +49,19 @@ export interface Gateway {
    */
   reload(config: GatewayConfig): { kicked: number; needsRestart: string[] }
   /**
-   * Graceful shutdown: stop accepting, finish and acknowledge what devices already sent, close
-   * them (presence offline, reason `shutdown`), publish the gateway offline, disconnect from the
-   * broker, close the embedded broker last. Idempotent.
+   * Graceful shutdown, within `shutdownTimeout`: stop accepting and reading, get what devices
+   * already sent acknowledged by the broker, close them (presence offline, reason `shutdown`),
+   * publish the gateway offline, disconnect from the broker, close the embedded broker last.
+   * Resolves `{ acknowledged: false }` when the deadline came first. Idempotent.
    */
-  close(): Promise<void>
+  close(): Promise<ShutdownResult>
 }
 
-/** How long the first broker connection is awaited at start-up before carrying on (and retrying). */
-const FIRST_CONNECT_MS = 10_000
-/** How long shutdown waits for the broker to confirm what is pending. */
-const DRAIN_MS = 5_000
+export interface ShutdownResult {
+  /** Everything the devices had sent was acknowledged by the broker before the deadline. */
+  readonly acknowledged: boolean
+}
+
 /** How often forgotten per-IP state is swept. */
 const SWEEP_MS = 30_000
 
@@ -88,7 +90,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   })
 
   let broker: EmbeddedBroker | undefined
-  let mqttUrl = config.mqttUrl
+  let mqttUrl = config.mqttUrl?.[0] ?? null
   if (mqttUrl === null) {
     broker = await EmbeddedBroker.start({
       host: config.brokerHost,
@@ -106,7 +108,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
   }
 
   const gatewayStatus = (state: object) => JSON.stringify({ ...state, gateway: config.gatewayId })
-  let ports: BrokerConnection[]
+  let ports: BrokerConnection[] = []
   let bridge: Bridge
   try {
     if (broker) {
@@ -115,59 +117,40 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
       if (config.mqttConnections !== DEFAULT_MQTT_CONNECTIONS)
         logger.warn('mqttConnections applies to an external broker: the embedded one is used in-process')
     } else {
-      const url = mqttUrl
-      const clientId =
-        config.mqttClientId ?? `hypertcp-gw-${config.gatewayId}-${randomBytes(3).toString('hex')}`
-      const count = config.mqttConnections
-      ports = Array.from(
-        { length: count },
-        (_, i) =>
-          new MqttClientPort({
-            url,
-            username: config.mqttUsername,
-            password: config.mqttPassword,
-            // The first keeps the configured id; the others add -1, -2, …
-            clientId: i === 0 ? clientId : `${clientId}-${i}`,
-            ca: config.mqttCa,
-            cert: config.mqttCert,
-            key: config.mqttKey,
-            rejectUnauthorized: config.mqttRejectUnauthorized,
-            reconnectPeriodMs: config.mqttReconnectPeriod * 1000,
-            // Each connection: whichever is lost, the gateway is not (wholly) there any more.
-            will: {
-              topic: gatewayStatusTopic(config.topics.gatewayStatus, config.gatewayId),
-              payload: gatewayStatus({ online: false, reason: 'connection_lost' }),
-            },
-            logger: logger.child(count === 1 ? { component: 'mqtt' } : { component: 'mqtt', connection: i }),
-          }),
-      )
+      ports = linksFromConfig(config, logger, () => stats.dropped++)
     }
     bridge = new Bridge({ config, mqtt: ports, registry, logger, stats })
     ports.forEach((port, i) => {
-      let connections = 0
       port.onConnect(() => {
-        // [HT-5.4] The gateway's own retained status, on every (re)connection.
-        port.publish(
-          bridge.gatewayStatusTopic,
-          gatewayStatus({ online: true, at: Date.now() }),
-          { qos: 1, retain: true },
-          () => {},
-        )
-        if (++connections > 1) bridge.restore(i)
+        // [HT-5.4] The gateway's own retained status, on every (re)connection of the first
+        // connection (the one with the last will).
+        if (i === 0) {
+          port.publish(
+            bridge.gatewayStatusTopic,
+            gatewayStatus({ online: true, at: Date.now() }),
+            { qos: 1, retain: true },
+            () => {},
+          )
+        }
+        // Subscriptions (the broadcast one at first) and the presence of its devices.
+        bridge.restore(i)
       })
     })
-    // Subscribes as soon as there is a connection (MQTT.js queues it until then).
+    // Made by the first connection (restore above).
     const started = bridge.start()
-    const up = await Promise.all(ports.map((port) => port.waitConnected(FIRST_CONNECT_MS)))
+    const up = await Promise.all(ports.map((port) => port.waitConnected(config.mqttConnectTimeout * 1000)))
     if (up.every(Boolean)) {
       if (!broker) logger.info(`connected to MQTT broker ${redact(mqttUrl)}`, { connections: ports.length })
       await started
     } else {
       // Keep retrying in the background: logins are refused with SERVER_ERROR meanwhile.
       logger.error(`MQTT broker ${redact(mqttUrl)} not reachable yet; devices cannot log in until it is`)
-      started.catch((err: Error) => logger.error('broadcast subscription failed', { error: err.message }))
+      started.catch((err: Error) =>
+        logger.debug('broadcast subscription not made yet', { error: err.message }),
+      )
     }
   } catch (err) {
+    await Promise.all(ports.map((port) => port.end()))
     await broker?.close()
     throw err
   }
@@ -262,7 +245,7 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     await listener.listen()
   } catch (err) {
     clearInterval(sweeper)
-    await Promise.all(ports.map((port) => port.end(true)))
+    await Promise.all(ports.map((port) => port.end()))
     await broker?.close()
     throw err
   }
@@ -290,28 +273,38 @@ export async function createGateway(options: GatewayOptions = {}): Promise<Gatew
     return { kicked, needsRestart }
   }
 
-  let closing: Promise<void> | undefined
-  const close = async (): Promise<void> => {
+  let closing: Promise<ShutdownResult> | undefined
+  const close = async (): Promise<ShutdownResult> => {
     logger.info('shutting down', { devices: bridge.size, connections: sessions.size })
+    // Every wait below shares one deadline: a broker that never answers cannot hold the stop.
+    const deadline = performance.now() + config.shutdownTimeout * 1000
+    const left = () => Math.max(0, deadline - performance.now())
     draining = true
     clearInterval(sweeper)
     const listenersClosed = listener.close()
     for (const session of sessions) session.stopReading()
-    await bridge.drain(DRAIN_MS) // what devices sent is published and acknowledged
+    // What devices sent is published and acknowledged (the answers reach them).
+    const acknowledged = await bridge.drain(left())
     bridge.beginShutdown()
     for (const session of [...sessions]) session.close('shutdown')
-    const drained = await bridge.drain(DRAIN_MS) // offline presence
-    if (!drained) logger.warn('shutdown: some publishes were not confirmed by the broker in time')
+    await bridge.drain(left()) // offline presence
     await new Promise<void>((resolve) => {
       const offline = gatewayStatus({ online: false, at: Date.now(), reason: 'shutdown' })
       ports[0]!.publish(bridge.gatewayStatusTopic, offline, { qos: 1, retain: true }, () => resolve())
-      setTimeout(resolve, DRAIN_MS).unref()
+      setTimeout(resolve, left()).unref()
     })
-    await Promise.all(ports.map((port) => port.end()))
+    await Promise.all(ports.map((port) => port.end(left())))
     for (const session of sessions) session.socket.destroy()
     await listenersClosed
     await broker?.close()
+    if (!acknowledged) {
+      logger.error(
+        `shutdown: what devices sent was not all acknowledged by the broker within shutdownTimeout ` +
+          `(${config.shutdownTimeout} s); the devices were not told success for it and will send it again`,
+      )
+    }
     logger.info('stopped', { stats: { ...stats } })
+    return { acknowledged }
   }
 
   const plain = listener.addresses.plain

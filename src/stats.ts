@@ -17,6 +17,10 @@ export interface GatewayStats {
   published: number
   /** Uplinks answered with an error status (bad body, broker refused or unreachable, …). */
   rejected: number
+  /** Uplinks the broker refused (MQTT 5 PUBACK reason 0x80 or more); counted in `rejected` too. */
+  refusedByBroker: number
+  /** Subscriptions the broker refused (SUBACK failure): their messages never reach the gateway. */
+  subscriptionsRefused: number
   /** MQTT messages delivered to devices as frames. */
   delivered: number
   /** MQTT messages not delivered to a device: not JSON, over the device's limit, or queue full. */
@@ -42,6 +46,8 @@ export function createStats(): GatewayStats {
     framesOut: 0,
     published: 0,
     rejected: 0,
+    refusedByBroker: 0,
+    subscriptionsRefused: 0,
     delivered: 0,
     dropped: 0,
     deviceAcks: 0,

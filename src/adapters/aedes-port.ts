@@ -1,5 +1,5 @@
 import type { Aedes, AedesPublishPacket } from 'aedes'
-import type { MqttPort, PublishOptions, QoS } from '../bridge/port.js'
+import type { MqttPort, PublishOptions, QoS, SubscribeDone } from '../bridge/port.js'
 
 type Deliver = (packet: AedesPublishPacket, callback: () => void) => void
 
@@ -61,8 +61,12 @@ export class AedesPort implements MqttPort {
     )
   }
 
-  subscribe(topics: readonly string[], _qos: QoS, done: (err?: Error) => void): void {
-    this.each(topics, (topic, cb) => this.aedes.subscribe(topic, this.deliver, cb), done)
+  subscribe(topics: readonly string[], _qos: QoS, done: SubscribeDone): void {
+    this.each(
+      topics,
+      (topic, cb) => this.aedes.subscribe(topic, this.deliver, cb),
+      () => done(),
+    )
   }
 
   unsubscribe(topics: readonly string[], done: (err?: Error) => void): void {

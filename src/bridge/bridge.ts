@@ -1,5 +1,6 @@
 import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
 import type { GatewayConfig } from '../config/schema.js'
+import { PublishRefusedError } from '../errors.js'
 import { type Logger, LogThrottle } from '../log.js'
 import { Cmd, Status } from '../protocol/constants.js'
 import { envelopePrefix, type LoginRequest, parseControl, parseDownlink } from '../protocol/messages.js'
@@ -48,6 +49,9 @@ interface PendingLogin {
 }
 
 const NONE: readonly string[] = []
+
+/** MQTT 5 reason code "not authorized" (MQTT 5 2.4): an ACL refused the publish. */
+const NOT_AUTHORIZED = 0x87
 
 /**
  * At most one flush of login and logout broker work (takeovers, SUBSCRIBE, UNSUBSCRIBE,
@@ -110,7 +114,16 @@ export class Bridge implements SessionHost {
   constructor({ config, mqtt, registry, logger, stats }: BridgeOptions) {
     this.config = config
     if (mqtt.length === 0) throw new Error('the bridge needs a broker connection')
-    this.lanes = mqtt.map((port) => ({ mqtt: port, subscriptions: new Subscriptions(port, config.qos.down) }))
+    this.lanes = mqtt.map((port) => ({
+      mqtt: port,
+      subscriptions: new Subscriptions(port, config.qos.down, (topic, code) => {
+        stats.subscriptionsRefused++
+        logger.error('the broker refused a subscription: its messages will not reach the gateway', {
+          topic,
+          code: `0x${code.toString(16)}`,
+        })
+      }),
+    }))
     this.registry = registry
     this.logger = logger
     this.stats = stats
@@ -141,26 +154,36 @@ export class Bridge implements SessionHost {
     }
   }
 
-  /** Subscriptions every instance holds, whatever its devices ([HT-5.3]). */
+  /**
+   * Subscriptions every instance holds, whatever its devices ([HT-5.3]): wanted now, made by the
+   * first connection's {@link restore}. Resolves once the broker confirmed them.
+   */
   start(): Promise<void> {
-    const { subscriptions } = this.lanes[0]!
-    const subscribed = subscriptions.add([this.broadcastTopic])
-    subscriptions.flush()
-    return subscribed
+    return this.lanes[0]!.subscriptions.add([this.broadcastTopic]).then(() => undefined)
   }
 
   /**
-   * After broker connection `index` came back: the broker (clean session) has forgotten its
-   * subscriptions and may have published our last will; restore both for every device on it.
+   * Broker connection `index` is up (or back): the broker (clean session) has no subscriptions of
+   * ours and may have published our last will. Subscribes everything wanted on it again, and
+   * republishes the presence of its devices (saying `"downlink": false` where the broker refused
+   * their down topic).
    */
   restore(index: number): void {
     const lane = this.lanes[index]!
     lane.subscriptions.restore()
     for (const device of this.devices.values()) {
       if (device.session.state !== 'online' || device.lane !== lane) continue
-      this.publishPresence(device, { online: true, at: Date.now(), gateway: this.gatewayId }, true).catch(
-        (err: Error) => device.session.logger.warn('presence not republished', { error: err.message }),
-      )
+      lane.subscriptions
+        .add([device.down])
+        .then((refused) => {
+          const state = { online: true, at: Date.now(), gateway: this.gatewayId }
+          return this.publishPresence(
+            device,
+            refused.length > 0 ? { ...state, downlink: false } : state,
+            true,
+          )
+        })
+        .catch((err: Error) => device.session.logger.warn('presence not republished', { error: err.message }))
     }
   }
 
@@ -253,12 +276,15 @@ export class Bridge implements SessionHost {
     for (const lane of this.lanes) if (lane.mqtt.connected) lane.subscriptions.flush()
     for (let i = 0; i < current.length; i++) {
       const { device, resolve, reject } = current[i]!
-      const announced = this.publishPresence(
-        device,
-        { online: true, at: device.at, gateway: this.gatewayId },
-        true,
-      )
-      Promise.all([subscribed[i], announced]).then(() => resolve(), reject)
+      const online = { online: true, at: device.at, gateway: this.gatewayId }
+      const announced = this.publishPresence(device, online, true)
+      Promise.all([subscribed[i]!, announced]).then(([refused]) => {
+        // Logged in all the same (its uplinks work); the presence says what does not.
+        if (refused.includes(device.down) && this.attached(device.session) === device) {
+          this.publishPresence(device, { ...online, downlink: false }, true).catch(noop)
+        }
+        resolve()
+      }, reject)
     }
   }
 
@@ -346,10 +372,20 @@ export class Bridge implements SessionHost {
       return
     }
     this.publish(mqtt, topic, body, qos, false, (err) => {
-      if (err) {
-        session.logger.warn('publish failed', { topic, error: err.message })
-        done(Status.SERVER_ERROR)
-      } else done(0)
+      if (err === undefined) return done(0)
+      if (err instanceof PublishRefusedError) {
+        // MQTT 5: the broker said no (an ACL, a quota): the device is told so, never "ok".
+        this.stats.refusedByBroker++
+        this.throttle.warn(`refused_${err.reasonCode}`, 'the broker refused an uplink', {
+          deviceId: session.deviceId,
+          topic,
+          reason: err.message,
+        })
+        done(err.reasonCode === NOT_AUTHORIZED ? Status.NOT_ALLOWED : Status.SERVER_ERROR)
+        return
+      }
+      session.logger.warn('publish failed', { topic, error: err.message })
+      done(Status.SERVER_ERROR)
     })
   }
 

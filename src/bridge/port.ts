@@ -1,6 +1,6 @@
 /**
- * The MQTT side as the bridge sees it. adapters/mqtt-client.ts implements it with MQTT.js; the
- * bridge never imports mqtt or aedes.
+ * The MQTT side as the bridge sees it. adapters/broker-link/ implements it for an external broker,
+ * adapters/aedes-port.ts for the embedded one; the bridge never imports mqtt or aedes.
  */
 export type QoS = 0 | 1 | 2
 
@@ -9,19 +9,27 @@ export interface PublishOptions {
   readonly retain?: boolean
 }
 
+/**
+ * Completion of a SUBSCRIBE: an error when it could not be made (no connection), else the broker's
+ * code for each topic, in order — the granted QoS (0–2), or 0x80 and above for a refusal
+ * (MQTT 3.1.1 3.9.3, MQTT 5 3.9.3) — when it gave them.
+ */
+export type SubscribeDone = (err?: Error, codes?: readonly number[]) => void
+
 export interface MqttPort {
   /** Whether the connection to the broker is up right now. */
   readonly connected: boolean
   /**
    * Publishes; `done` runs once the broker accepted it (PUBACK at QoS 1, PUBCOMP at QoS 2,
-   * written at QoS 0) or with the error that stopped it.
+   * written at QoS 0) or with the error that stopped it (a PublishRefusedError when the broker
+   * refused it). While the connection is down the publish waits for it, in order.
    */
   publish(topic: string, payload: string | Buffer, options: PublishOptions, done: (err?: Error) => void): void
-  subscribe(topics: readonly string[], qos: QoS, done: (err?: Error) => void): void
+  subscribe(topics: readonly string[], qos: QoS, done: SubscribeDone): void
   unsubscribe(topics: readonly string[], done: (err?: Error) => void): void
   /**
-   * Every message of every subscription. `payload` is not reused by the client (MQTT.js parses
-   * into fresh buffers), so it may be kept, read-only. `retained` is true for a retained message
+   * Every message of every subscription. `payload` is never written to afterwards, so it may be
+   * kept, read-only. `retained` is true for a retained message
    * replayed because a subscription was made, false for a live one.
    */
   onMessage(handler: (topic: string, payload: Buffer, retained: boolean) => void): void
@@ -33,6 +41,9 @@ export interface MqttPort {
 export interface BrokerConnection extends MqttPort {
   /** Resolves at the first connection, or false after `timeoutMs` without one. */
   waitConnected(timeoutMs: number): Promise<boolean>
-  /** Disconnects (flushing what is pending unless `force`). */
-  end(force?: boolean): Promise<void>
+  /**
+   * Disconnects: waits up to `timeoutMs` (default 0) for the broker to acknowledge what is in
+   * flight; whatever is left is answered with an error.
+   */
+  end(timeoutMs?: number): Promise<void>
 }

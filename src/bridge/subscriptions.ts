@@ -1,5 +1,8 @@
 import type { MqttPort, QoS } from './port.js'
 
+/** Settles an `add`'s wait for one topic: an error, or whether the broker refused the topic. */
+type Waiter = (err: Error | undefined, refused: boolean) => void
+
 interface TopicState {
   /** What the bridge wants. */
   wanted: boolean
@@ -8,8 +11,10 @@ interface TopicState {
   /** A SUBSCRIBE or UNSUBSCRIBE of this topic is awaiting the broker. */
   busy: boolean
   /** `add` calls waiting for this topic to be subscribed. */
-  waiters: ((err?: Error) => void)[]
+  waiters: Waiter[]
 }
+
+const NONE: readonly string[] = []
 
 /** Most topics in one SUBSCRIBE or UNSUBSCRIBE packet. */
 const MAX_TOPICS_PER_PACKET = 500
@@ -30,9 +35,13 @@ export class Subscriptions {
   /** Topics whose wanted state changed since the last flush. */
   private dirty = new Set<string>()
 
+  /**
+   * @param onRefused told of each topic the broker refuses (SUBACK 0x80 and above), with its code
+   */
   constructor(
     private readonly mqtt: MqttPort,
     private readonly qos: QoS,
+    private readonly onRefused: (topic: string, code: number) => void = () => {},
   ) {}
 
   /** Topics wanted right now (for tests and stats). */
@@ -43,19 +52,28 @@ export class Subscriptions {
   }
 
   /**
-   * Wants the topics; resolves once each is subscribed by a SUBSCRIBE issued after any pending
-   * UNSUBSCRIBE of it. Sent at the next {@link flush}.
+   * Wants the topics; resolves once the broker answered a SUBSCRIBE of each, issued after any
+   * pending UNSUBSCRIBE of it, with the topics it refused (none, usually). Rejects when a SUBSCRIBE
+   * could not be made (the connection is down). Sent at the next {@link flush}.
    */
-  add(topics: readonly string[]): Promise<void> {
-    const waits: Promise<void>[] = []
+  add(topics: readonly string[]): Promise<readonly string[]> {
+    const waits: Promise<string | undefined>[] = []
     for (const topic of topics) {
       const st = this.state(topic)
       st.wanted = true
       if (st.subscribed && !st.busy) continue
-      waits.push(new Promise((resolve, reject) => st.waiters.push((err) => (err ? reject(err) : resolve()))))
+      waits.push(
+        new Promise((resolve, reject) =>
+          st.waiters.push((err, refused) => (err ? reject(err) : resolve(refused ? topic : undefined))),
+        ),
+      )
       this.dirty.add(topic)
     }
-    return waits.length === 0 ? Promise.resolve() : Promise.all(waits).then(() => undefined)
+    if (waits.length === 0) return Promise.resolve(NONE)
+    return Promise.all(waits).then((results) => {
+      const refused = results.filter((t) => t !== undefined)
+      return refused.length === 0 ? NONE : refused
+    })
   }
 
   /** No longer wanted: unsubscribed at the next {@link flush}, once what is in flight for it has settled. */
@@ -115,6 +133,7 @@ export class Subscriptions {
   }
 
   private inChunks(topics: string[], send: (chunk: string[]) => void): void {
+    if (topics.length === 0) return // MQTT has no empty SUBSCRIBE (3.8.3-3)
     if (topics.length <= MAX_TOPICS_PER_PACKET) return send(topics)
     for (let i = 0; i < topics.length; i += MAX_TOPICS_PER_PACKET)
       send(topics.slice(i, i + MAX_TOPICS_PER_PACKET))
@@ -122,17 +141,22 @@ export class Subscriptions {
 
   private subscribe(topics: string[]): void {
     for (const t of topics) this.topics.get(t)!.busy = true
-    this.mqtt.subscribe(topics, this.qos, (err) => {
-      for (const t of topics) {
+    this.mqtt.subscribe(topics, this.qos, (err, codes) => {
+      topics.forEach((t, i) => {
         const st = this.topics.get(t)!
+        const code = codes?.[i] ?? 0
         st.busy = false
-        st.subscribed = !err
+        st.subscribed = !err && code < 0x80
         if (err) {
           // Fail the waiters; a later `add` (or `restore`) tries again.
-          for (const w of st.waiters.splice(0)) w(err)
+          for (const w of st.waiters.splice(0)) w(err, false)
+        } else if (code >= 0x80) {
+          this.onRefused(t, code)
+          // Answered: the broker said no. A later `add` (or `restore`) asks again.
+          for (const w of st.waiters.splice(0)) w(undefined, true)
         }
         this.reconcile(t, st)
-      }
+      })
     })
   }
 
@@ -151,7 +175,7 @@ export class Subscriptions {
   /** After an operation settled: resolve waiters, or issue what is now needed. */
   private reconcile(topic: string, st: TopicState): void {
     if (st.wanted && st.subscribed) {
-      for (const w of st.waiters.splice(0)) w()
+      for (const w of st.waiters.splice(0)) w(undefined, false)
     } else if (st.wanted && st.waiters.length > 0) {
       this.subscribe([topic])
     } else if (!st.wanted && st.subscribed) {

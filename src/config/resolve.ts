@@ -17,7 +17,9 @@ import {
 } from './schema.js'
 
 /** A partial config as given in a file, by the API or by flags (same keys as {@link GatewayConfig}). */
-export type ConfigInput = Partial<Omit<GatewayConfig, 'topics' | 'qos'>> & {
+export type ConfigInput = Partial<Omit<GatewayConfig, 'topics' | 'qos' | 'mqttUrl'>> & {
+  /** One broker URL, several comma-separated, or a list. */
+  mqttUrl?: string | readonly string[] | null
   topics?: Partial<TopicsConfig>
   qos?: Partial<QosConfig>
 }
@@ -119,11 +121,25 @@ export function checkSetting(key: string, spec: SettingSpec, value: unknown): un
     case 'boolean':
       if (typeof value !== 'boolean') throw bad(key, 'true or false', value)
       return value
-    case 'enum':
-      if (typeof value !== 'string' || !spec.choices?.includes(value)) {
+    case 'enum': {
+      // A number in a JSON file (`"mqttProtocolVersion": 5`) names the same choice as its text.
+      const text = typeof value === 'number' ? String(value) : value
+      if (typeof text !== 'string' || !spec.choices?.includes(text)) {
         throw bad(key, `one of ${spec.choices?.join(', ')}`, value)
       }
-      return value
+      return text
+    }
+    case 'urls': {
+      const list = typeof value === 'string' ? value.split(',').map((u) => u.trim()) : value
+      if (!Array.isArray(list) || list.length === 0)
+        throw bad(key, 'a URL such as mqtt://host:1883, or a list of them', value)
+      return list.map((url: unknown, i) => {
+        const at = list.length > 1 ? `${key}[${i}]` : key
+        if (typeof url !== 'string' || url === '') throw bad(at, 'a URL such as mqtt://host:1883', url)
+        checkUrl(at, url, spec.protocols ?? [])
+        return url
+      })
+    }
     case 'port':
       if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 65535) {
         throw bad(key, `a port number from 0 to 65535${spec.off ? " or 'off'" : ''}`, value)
@@ -389,6 +405,7 @@ export function fromString(key: string, spec: SettingSpec, raw: string): unknown
     case 'string':
     case 'enum':
     case 'hostport':
+    case 'urls':
     case 'cidrs': // comma-separated; checked by checkSetting
       return text
     case 'boolean':

@@ -64,11 +64,19 @@ export interface GatewayConfig {
   tlsCa: string | null
   /** Device client certificates: 'none', 'request' (verified if sent) or 'require'. Default 'none'. */
   tlsClientAuth: 'none' | 'request' | 'require'
-  /** External broker (`mqtt://`, `mqtts://`, `ws://`, `wss://`); null = start the embedded Aedes broker. */
-  mqttUrl: string | null
+  /**
+   * External brokers (`mqtt://`, `mqtts://`, `ws://`, `wss://`), tried in turn: the nodes of a
+   * cluster, or a primary and its standby. null = start the embedded Aedes broker.
+   */
+  mqttUrl: string[] | null
+  /** MQTT version to the external broker: '5', '3.1.1', or 'auto' (5, else 3.1.1). Default 'auto'. */
+  mqttProtocolVersion: '5' | '3.1.1' | 'auto'
   mqttUsername: string | null
   mqttPassword: string | null
-  /** MQTT client id; default `hypertcp-gw-<gatewayId>-<random>` (unique per process). */
+  /**
+   * MQTT client id stem; each broker connection adds `-<n>` (0, 1, …). Default
+   * `hypertcp-gw-<gatewayId>`: stable, so a broker can keep the gateway's session.
+   */
   mqttClientId: string | null
   /** PEM files for `mqtts://` / `wss://`: CA bundle, client certificate and key. */
   mqttCa: string | null
@@ -76,13 +84,19 @@ export interface GatewayConfig {
   mqttKey: string | null
   /** Verify the broker's certificate. Default true. */
   mqttRejectUnauthorized: boolean
-  /** Seconds between reconnect attempts to the broker. Default 1. */
+  /** Seconds before the first reconnection attempt (then doubling, jittered, up to 30 s). Default 1. */
   mqttReconnectPeriod: number
+  /** MQTT keepalive to the external broker, seconds; 0 = off. Default 30. */
+  mqttKeepalive: number
+  /** Seconds to connect and get the broker's CONNACK; also how long start-up waits for it. Default 10. */
+  mqttConnectTimeout: number
+  /** Seconds the broker keeps the gateway's session after a disconnection; 0 = clean sessions. Default 0. */
+  mqttSessionExpiry: number
   /**
    * Connections to the external broker, each device's traffic on one of them (by its id). Several
    * spread the load over brokers that handle each connection on one thread or process (Mosquitto
    * takes one packet per connection per event-loop turn; EMQX one Erlang process per
-   * connection). Default 4. No effect on the embedded broker, which is used in-process.
+   * connection). Default 8. No effect on the embedded broker, which is used in-process.
    */
   mqttConnections: number
   /** Embedded broker listen address. Default `0.0.0.0`. */
@@ -108,6 +122,11 @@ export interface GatewayConfig {
   maxFrameSize: number
   /** [HT-2.6] Largest frame body sent to a device, bytes. Default 1024. */
   maxDownlinkSize: number
+  /**
+   * Seconds a stop (SIGTERM, `close()`) may take: what devices sent is acknowledged by the broker
+   * meanwhile; past it the gateway stops anyway. Default 10.
+   */
+  shutdownTimeout: number
   /** Uplinks per device awaiting the broker before the gateway stops reading that device. Default 16. */
   maxInflight: number
   /**
@@ -168,6 +187,7 @@ export type ScalarKind =
   | 'qos'
   | 'cidrs'
   | 'hostport'
+  | 'urls'
 
 /** How one scalar setting is read and checked. The same table drives file, env and flags. */
 export interface SettingSpec {
@@ -199,19 +219,57 @@ export const SETTINGS: Readonly<Record<ScalarKey, SettingSpec>> = {
     doc: 'device client certificates: none, request or require',
   },
   mqttUrl: {
-    kind: 'string',
+    kind: 'urls',
     nullable: true,
     protocols: ['mqtt:', 'mqtts:', 'tcp:', 'ssl:', 'ws:', 'wss:'],
-    doc: 'external broker URL; when absent the embedded Aedes broker starts',
+    doc: 'external broker URL, or several (comma-separated) tried in turn; when absent the embedded Aedes broker starts',
+  },
+  mqttProtocolVersion: {
+    kind: 'enum',
+    choices: ['5', '3.1.1', 'auto'],
+    doc: 'MQTT version to the external broker: 5, 3.1.1, or auto (5, else 3.1.1)',
   },
   mqttUsername: { kind: 'string', nullable: true, doc: 'username for the external broker' },
   mqttPassword: { kind: 'string', nullable: true, doc: 'password for the external broker' },
-  mqttClientId: { kind: 'string', nullable: true, doc: 'MQTT client id of the gateway' },
+  mqttClientId: {
+    kind: 'string',
+    nullable: true,
+    doc: 'MQTT client id stem of the gateway; each connection adds -0, -1, …',
+  },
   mqttCa: { kind: 'string', nullable: true, doc: 'CA bundle (PEM file) to verify the broker' },
   mqttCert: { kind: 'string', nullable: true, doc: 'client certificate (PEM file) for the broker' },
   mqttKey: { kind: 'string', nullable: true, doc: 'client key (PEM file) for the broker' },
   mqttRejectUnauthorized: { kind: 'boolean', doc: "verify the broker's TLS certificate" },
-  mqttReconnectPeriod: { kind: 'seconds', min: 0.1, max: 3600, doc: 'seconds between broker reconnects' },
+  mqttReconnectPeriod: {
+    kind: 'seconds',
+    min: 0.01,
+    max: 30,
+    doc: 'seconds before the first broker reconnect (then doubling, jittered, up to 30)',
+  },
+  mqttKeepalive: {
+    kind: 'int',
+    min: 0,
+    max: 65535,
+    doc: 'MQTT keepalive to the external broker, whole seconds (0 = off)',
+  },
+  mqttConnectTimeout: {
+    kind: 'seconds',
+    min: 0.1,
+    max: 600,
+    doc: "seconds to connect and get the broker's CONNACK (start-up waits as long)",
+  },
+  mqttSessionExpiry: {
+    kind: 'int',
+    min: 0,
+    max: 4_294_967_295,
+    doc: "seconds the broker keeps the gateway's session after a disconnect (0 = clean sessions)",
+  },
+  shutdownTimeout: {
+    kind: 'seconds',
+    min: 0.1,
+    max: 3600,
+    doc: 'seconds a stop may take to get what devices sent acknowledged; then it stops anyway',
+  },
   mqttConnections: {
     kind: 'int',
     min: 1,
@@ -367,6 +425,7 @@ export function defaults(): GatewayConfig {
     tlsCa: null,
     tlsClientAuth: 'none',
     mqttUrl: null,
+    mqttProtocolVersion: 'auto',
     mqttUsername: null,
     mqttPassword: null,
     mqttClientId: null,
@@ -375,6 +434,10 @@ export function defaults(): GatewayConfig {
     mqttKey: null,
     mqttRejectUnauthorized: true,
     mqttReconnectPeriod: 1,
+    mqttKeepalive: 30,
+    mqttConnectTimeout: 10,
+    mqttSessionExpiry: 0,
+    shutdownTimeout: 10,
     mqttConnections: DEFAULT_MQTT_CONNECTIONS,
     brokerHost: '0.0.0.0',
     brokerPort: 1883,

@@ -258,6 +258,7 @@ export class Session {
     )
       return
     this.reading = true
+    this.lastActivity = Date.now() // the device was not heard while unread (see keepaliveCheck)
     this.decoder.resume() // may close the session or pause again
     if (this.reading && !this.closed) this.socket.resume()
   }
@@ -475,6 +476,14 @@ export class Session {
     if (this.state !== 'online') return
     const now = Date.now()
     const keepalive = this.options.keepaliveMs
+    if (!this.reading && !this.quiescing) {
+      // The gateway stopped reading the device (its uplinks await the broker): what it sent since,
+      // PINGs included, is unread in the socket. Its silence is the gateway's, not the device's.
+      this.lastActivity = now
+      this.pingSentAt = 0
+      this.armKeepalive(keepalive)
+      return
+    }
     if (this.pingSentAt !== 0) {
       // A PING goes out only after `keepalive` ms of silence, so any activity stamped at or after
       // it (same millisecond included, on a fast link) is the device answering.

@@ -2,6 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process'
 import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { Inbox } from './inbox.js'
 import { freePort, waitListening } from './net.js'
 
 /** Where Debian puts the broker and its clients; PATH first. */
@@ -36,6 +37,11 @@ export function requireMosquitto(ctx: Mocha.Context, clients = false): void {
 
 /** A real Mosquitto broker on 127.0.0.1 and a free port, owned by the test that started it. */
 export class Mosquitto {
+  /**
+   * What the broker logs, a line each (every run): e.g. `New client connected from … as <id> (p5,
+   * c1, k30).` — protocol level, clean start and keepalive of each client.
+   */
+  readonly log = new Inbox<string>('mosquitto log')
   private child: ChildProcess | undefined
   private readonly dir: string
   readonly port: number
@@ -44,11 +50,16 @@ export class Mosquitto {
     port: number,
     persistent: boolean,
     settings: Record<string, string | number | boolean>,
+    acl: readonly string[] | undefined,
   ) {
     this.port = port
     this.dir = mkdtempSync(join(tmpdir(), 'htgw-mosquitto-'))
     // Started as root, mosquitto drops to its own user: it must be able to write its database here.
     chmodSync(this.dir, 0o777)
+    if (acl !== undefined) {
+      writeFileSync(join(this.dir, 'acl'), `${acl.join('\n')}\n`, { mode: 0o644 })
+      settings = { ...settings, acl_file: join(this.dir, 'acl') }
+    }
     // Persistent: sessions and queued messages are saved after every change, so they survive
     // even `kill -9` (what the fault tests need for a persistent subscriber).
     const persistence = persistent
@@ -63,11 +74,23 @@ export class Mosquitto {
     )
   }
 
-  /** `settings`: further mosquitto.conf lines (later lines win over the defaults above). */
+  /**
+   * `settings`: further mosquitto.conf lines (later lines win over the defaults above); `acl`: the
+   * lines of an `acl_file` (anonymous clients get its rules before any `user` line).
+   */
   static async start(
-    options: { persistent?: boolean; settings?: Record<string, string | number | boolean> } = {},
+    options: {
+      persistent?: boolean
+      settings?: Record<string, string | number | boolean>
+      acl?: readonly string[]
+    } = {},
   ): Promise<Mosquitto> {
-    const m = new Mosquitto(await freePort(), options.persistent ?? false, options.settings ?? {})
+    const m = new Mosquitto(
+      await freePort(),
+      options.persistent ?? false,
+      options.settings ?? {},
+      options.acl,
+    )
     await m.run()
     return m
   }
@@ -83,8 +106,15 @@ export class Mosquitto {
     const child = spawn(mosquittoBin, ['-c', join(this.dir, 'mosquitto.conf')], {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
-    child.stdout?.on('data', (d) => (output += d))
-    child.stderr?.on('data', (d) => (output += d))
+    let partial = ''
+    const collect = (d: Buffer) => {
+      output += d
+      const lines = (partial + d.toString()).split('\n')
+      partial = lines.pop()!
+      for (const line of lines) this.log.push(line)
+    }
+    child.stdout?.on('data', collect)
+    child.stderr?.on('data', collect)
     this.child = child
     await waitListening(this.port, 10_000, () =>
       child.exitCode !== null ? `mosquitto exited (${child.exitCode}): ${output}` : undefined,
@@ -116,6 +146,18 @@ export class Mosquitto {
     }
   }
 
+  /**
+   * Freezes the broker (SIGSTOP): its connections stay open, nothing is answered — a broker that
+   * hangs. `thaw` (SIGCONT) lets it carry on.
+   */
+  freeze(): void {
+    this.child?.kill('SIGSTOP')
+  }
+
+  thaw(): void {
+    this.child?.kill('SIGCONT')
+  }
+
   /** Stops the broker (SIGKILL by default: an outage, not a goodbye). */
   async stop(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     const child = this.child
@@ -123,6 +165,7 @@ export class Mosquitto {
     if (!child || child.exitCode !== null) return
     const exited = new Promise((resolve) => child.once('exit', resolve))
     child.kill(signal)
+    if (signal !== 'SIGKILL') child.kill('SIGCONT') // a frozen broker acts on it once it runs
     await exited
   }
 

@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:net'
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes'
 import { expect } from 'chai'
-import { MqttClientPort } from '../../src/adapters/mqtt-client.js'
+import { BrokerLink } from '../../src/adapters/broker-link/link.js'
 import { laneIndex } from '../../src/bridge/lanes.js'
 import { DEFAULT_MQTT_CONNECTIONS } from '../../src/config/schema.js'
 import type { Gateway } from '../../src/gateway.js'
@@ -68,11 +68,11 @@ describe('mqttConnections: several broker connections, each device on one (exter
     await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()))
   })
 
-  const clientIdOf = (lane: number) => (lane === 0 ? 'gw-lanes' : `gw-lanes-${lane}`)
+  const clientIdOf = (lane: number) => `gw-lanes-${lane}`
   const connected = () => [...clients.keys()].filter((id) => id.startsWith('gw-lanes')).sort()
 
-  it('opens one connection per setting, the first with the configured client id', () => {
-    expect(connected()).to.deep.equal(['gw-lanes', 'gw-lanes-1', 'gw-lanes-2'])
+  it('opens one connection per setting, each with the configured client id and its number', () => {
+    expect(connected()).to.deep.equal(['gw-lanes-0', 'gw-lanes-1', 'gw-lanes-2'])
     expect(gw.mqttConnected).to.equal(true)
   })
 
@@ -132,16 +132,19 @@ describe('mqttConnections: several broker connections, each device on one (exter
 
   it('an ended broker connection answers a late publish with an error, and never throws', async () => {
     // A shutdown racing a reconnection: a CONNACK after the end makes the gateway publish its status.
-    const port = new MqttClientPort({
-      url: brokerUrl,
+    const port = new BrokerLink({
+      urls: [brokerUrl],
       username: null,
       password: null,
       clientId: 'gw-ended',
-      ca: null,
-      cert: null,
-      key: null,
-      rejectUnauthorized: true,
-      reconnectPeriodMs: 200,
+      protocol: 'auto',
+      keepalive: 30,
+      sessionExpiry: 0,
+      tls: { ca: undefined, cert: undefined, key: undefined, rejectUnauthorized: true },
+      reconnectMs: 200,
+      reconnectCapMs: 1000,
+      connectTimeoutMs: 5000,
+      maxPacketSize: 65536,
       will: { topic: 'gw-ended/status', payload: '{}' },
       logger: silentLogger,
     })
@@ -160,9 +163,7 @@ describe('mqttConnections: several broker connections, each device on one (exter
       devices: DEVICES,
     })
     try {
-      const expected = Array.from({ length: DEFAULT_MQTT_CONNECTIONS }, (_, i) =>
-        i === 0 ? 'gw-default' : `gw-default-${i}`,
-      ).sort()
+      const expected = Array.from({ length: DEFAULT_MQTT_CONNECTIONS }, (_, i) => `gw-default-${i}`).sort()
       await waitUntil(
         () => [...clients.keys()].filter((id) => id.startsWith('gw-default')).length === expected.length,
         'the default connections',

@@ -61,9 +61,9 @@ describe('config: defaults and layers', () => {
       OTHER: 'x',
     })
     const c = resolveConfig([layer])
+    expect(c.mqttUrl).to.deep.equal(['mqtt://b:1883'])
     expect(c).to.include({
       port: 9000,
-      mqttUrl: 'mqtt://b:1883',
       mqttRejectUnauthorized: false,
       brokerWsPort: 'off',
     })
@@ -275,5 +275,29 @@ describe('device registry [HT-3.2] [HT-3.3]', () => {
     expect(reloaded.stillAdmits(r1.identity)).to.equal(false)
     expect(reloaded.stillAdmits(r2.identity)).to.equal(false)
     expect(registry.stillAdmits(r1.identity)).to.equal(true)
+  })
+
+  it('takes several broker URLs: comma-separated in a string, or a list; each checked and named', () => {
+    const two = ['mqtt://10.0.0.1:1883', 'mqtts://10.0.0.2:8883']
+    expect(
+      resolveConfig([{ source: 'environment', values: { mqttUrl: two.join(', ') } }]).mqttUrl,
+    ).to.deep.equal(two)
+    expect(resolveConfig([{ source: 'config file f', values: { mqttUrl: two } }]).mqttUrl).to.deep.equal(two)
+    const bad = () =>
+      resolveConfig([{ source: 'config file f', values: { mqttUrl: ['mqtt://a:1', 'http://b'] } }])
+    expect(bad).to.throw(ConfigError).with.property('key', 'config file f: mqttUrl[1]')
+    expect(() => resolveConfig([{ source: 'f', values: { mqttUrl: [] } }])).to.throw(ConfigError)
+  })
+
+  it('takes the MQTT version as 5, 3.1.1 or auto (a number 5 in a file too), auto by default', () => {
+    expect(resolveConfig([]).mqttProtocolVersion).to.equal('auto')
+    expect(resolveConfig([{ source: 'f', values: { mqttProtocolVersion: 5 } }]).mqttProtocolVersion).to.equal(
+      '5',
+    )
+    expect(
+      resolveConfig([{ source: 'f', values: { mqttProtocolVersion: '3.1.1' } }]).mqttProtocolVersion,
+    ).to.equal('3.1.1')
+    expect(() => resolveConfig([{ source: 'f', values: { mqttProtocolVersion: 4 } }])).to.throw(ConfigError)
+    expect(() => resolveConfig([{ source: 'f', values: { mqttKeepalive: 1.5 } }])).to.throw(ConfigError)
   })
 })

@@ -1,15 +1,15 @@
 import { expect } from 'chai'
 import { laneIndex } from '../../src/bridge/lanes.js'
 import { Pacer } from '../../src/bridge/pacer.js'
-import type { MqttPort } from '../../src/bridge/port.js'
+import type { MqttPort, SubscribeDone } from '../../src/bridge/port.js'
 import { Subscriptions } from '../../src/bridge/subscriptions.js'
 
 /** A broker connection that records each SUBSCRIBE / UNSUBSCRIBE and settles them when told. */
 class RecordingPort implements MqttPort {
   readonly connected = true
-  readonly sent: { op: 'sub' | 'unsub'; topics: string[]; done: (err?: Error) => void }[] = []
+  readonly sent: { op: 'sub' | 'unsub'; topics: string[]; done: SubscribeDone }[] = []
   publish(): void {}
-  subscribe(topics: readonly string[], _qos: 0 | 1 | 2, done: (err?: Error) => void): void {
+  subscribe(topics: readonly string[], _qos: 0 | 1 | 2, done: SubscribeDone): void {
     this.sent.push({ op: 'sub', topics: [...topics], done })
   }
   unsubscribe(topics: readonly string[], done: (err?: Error) => void): void {
@@ -23,12 +23,15 @@ class RecordingPort implements MqttPort {
   }
 }
 
-/** Resolves to 'resolved' / 'rejected: msg' / 'pending' after the current microtasks. */
-async function outcome(p: Promise<void>): Promise<string> {
+/**
+ * Resolves to 'resolved' (or 'resolved, refused: a b' when the broker refused topics) /
+ * 'rejected: msg' / 'pending' after the current microtasks.
+ */
+async function outcome(p: Promise<readonly string[]>): Promise<string> {
   const pending = Symbol('pending')
   const r = await Promise.race([
     p.then(
-      () => 'resolved',
+      (refused) => (refused.length === 0 ? 'resolved' : `resolved, refused: ${refused.join(' ')}`),
       (err: Error) => `rejected: ${err.message}`,
     ),
     new Promise<symbol>((resolve) => setImmediate(() => resolve(pending))),
@@ -96,17 +99,36 @@ describe('subscriptions', () => {
     expect(port.log).to.deep.equal(['sub a', 'unsub a', 'sub a'])
   })
 
-  it('fails the waiting adds when the broker refuses, and subscribes again at the next add', async () => {
+  it('fails the waiting adds when the SUBSCRIBE fails, and subscribes again at the next add', async () => {
     const port = new RecordingPort()
     const subs = new Subscriptions(port, 1)
     const a = subs.add(['a'])
     subs.flush()
-    port.sent[0]!.done(new Error('refused'))
-    expect(await outcome(a)).to.equal('rejected: refused')
+    port.sent[0]!.done(new Error('connection lost'))
+    expect(await outcome(a)).to.equal('rejected: connection lost')
     const again = subs.add(['a'])
     subs.flush()
     expect(port.log).to.deep.equal(['sub a', 'sub a'])
     port.sent[1]!.done()
+    expect(await outcome(again)).to.equal('resolved')
+  })
+
+  it('answers an add with the topics the broker refused in its SUBACK, tells of each, and asks again later', async () => {
+    const port = new RecordingPort()
+    const told: string[] = []
+    const subs = new Subscriptions(port, 1, (topic, code) => told.push(`${topic} 0x${code.toString(16)}`))
+    const a = subs.add(['a/dn', 'a/ctl'])
+    const b = subs.add(['b/dn'])
+    subs.flush()
+    port.sent[0]!.done(undefined, [0x87, 1, 0x80])
+    expect(await outcome(a)).to.equal('resolved, refused: a/dn')
+    expect(await outcome(b)).to.equal('resolved, refused: b/dn')
+    expect(told).to.deep.equal(['a/dn 0x87', 'b/dn 0x80'])
+    expect(port.log).to.deep.equal(['sub a/dn a/ctl b/dn']) // not retried by itself
+    const again = subs.add(['a/dn', 'a/ctl']) // a/ctl is subscribed: only a/dn is asked for
+    subs.flush()
+    expect(port.log).to.deep.equal(['sub a/dn a/ctl b/dn', 'sub a/dn'])
+    port.sent[1]!.done(undefined, [1])
     expect(await outcome(again)).to.equal('resolved')
   })
 
