@@ -14,9 +14,13 @@ import type { BrokerConnection, PublishOptions, QoS, SubscribeDone } from '../..
 import { GatewayError } from '../../errors.js'
 import { type Logger, LogThrottle } from '../../log.js'
 import { Backoff } from './backoff.js'
+import { connectPacket, readConnack } from './handshake.js'
+import { LinkHealth } from './health.js'
+import { readPuback, readPublish, readPublishHead } from './inbound.js'
+import { Keepalive } from './keepalive.js'
 import { Outbox, PacketIds } from './outbox.js'
 import { PacketReader } from './packet-reader.js'
-import { describeConnack, describeReason, ReasonCode } from './reason-codes.js'
+import { describeReason, ReasonCode } from './reason-codes.js'
 import { openTransport, type TransportTls } from './transport.js'
 import { PacketWriter, type ProtocolLevel } from './writer.js'
 
@@ -57,10 +61,6 @@ interface PendingAck {
   readonly done: SubscribeDone
 }
 
-/** A connection shorter than this, closed by the broker, counts towards "flapping". */
-const SHORT_LIVED_MS = 5000
-/** This many short-lived connections in a row: another client probably has our client id. */
-const FLAPPING_COUNT = 3
 /** A connection that lasted this long resets the reconnection backoff. */
 const STABLE_MS = 10_000
 /** How long a closing connection may take to close once DISCONNECT is sent. */
@@ -93,18 +93,10 @@ export class BrokerLink implements BrokerConnection {
   private opened = false
   private connectTimer: NodeJS.Timeout | undefined
   private retryTimer: NodeJS.Timeout | undefined
-  private keepaliveTimer: NodeJS.Timeout | undefined
-  private keepaliveMs = 0
-  private lastReceived = 0
-  private lastWritten = 0
-  private pingSentAt = 0
+  private readonly keepalive: Keepalive
   private connectedAt = 0
   private readonly backoff: Backoff
-
-  /** Logged once per outage: the reason last logged at error. */
-  private outage: string | undefined
-  private shortLived = 0
-  private flappingLogged = false
+  private readonly health: LinkHealth
 
   private readonly connectHandlers: (() => void)[] = []
   private messageHandler: (topic: string, payload: Buffer, retained: boolean) => void = () => {}
@@ -119,8 +111,13 @@ export class BrokerLink implements BrokerConnection {
     this.urls = options.urls.map((u) => new URL(u))
     this.levels = this.urls.map(() => (options.protocol === '3.1.1' ? 4 : undefined))
     this.backoff = new Backoff(options.reconnectMs, options.reconnectCapMs)
+    this.health = new LinkHealth(options.logger, options.clientId)
+    this.keepalive = new Keepalive(
+      () => this.writer.packet(PINGREQ),
+      (reason) => this.lost(this.stream!, reason, 'gateway'),
+    )
     this.writer = new PacketWriter(setImmediate, () => {
-      this.lastWritten = performance.now()
+      this.keepalive.written()
       this.outbox.flushed()
     })
     this.outbox = new Outbox(this.writer, this.ids, (id) =>
@@ -227,7 +224,7 @@ export class BrokerLink implements BrokerConnection {
     this.state = 'ended'
     clearTimeout(this.retryTimer)
     clearTimeout(this.connectTimer)
-    clearTimeout(this.keepaliveTimer)
+    this.keepalive.stop()
     for (const w of [...this.waiters]) w(false)
     if (stream !== undefined) {
       if (wasConnected) {
@@ -311,84 +308,43 @@ export class BrokerLink implements BrokerConnection {
     this.parser = parser
     stream.on('data', (chunk: Buffer) => {
       if (this.stream !== stream || this.state === 'ended') return
-      this.lastReceived = performance.now()
+      this.keepalive.received()
       this.reader!.push(chunk)
     })
     stream.on('error', (err: NodeJS.ErrnoException) => this.lost(stream, err.code ?? err.message, 'broker'))
     stream.on('end', () => this.lost(stream, 'connection closed by the broker', 'broker'))
     stream.on('close', () => this.lost(stream, 'connection closed', 'broker'))
-    stream.write(this.connectPacket())
+    stream.write(connectPacket(this.level, this.options))
     this.connectTimer = setTimeout(() => {
       this.lost(stream, `no CONNACK within ${this.options.connectTimeoutMs / 1000} s`, 'gateway')
     }, this.options.connectTimeoutMs)
     this.connectTimer.unref()
   }
 
-  private connectPacket(): Buffer {
-    const o = this.options
-    const clean = o.sessionExpiry === 0
-    const packet: Parameters<typeof mqttPacket.generate>[0] = {
-      cmd: 'connect',
-      protocolVersion: this.level,
-      protocolId: 'MQTT',
-      clientId: o.clientId,
-      clean,
-      keepalive: o.keepalive,
-      ...(o.username === null ? {} : { username: o.username }),
-      ...(o.password === null ? {} : { password: Buffer.from(o.password) }),
-      ...(o.will
-        ? { will: { topic: o.will.topic, payload: Buffer.from(o.will.payload), qos: 1, retain: true } }
-        : {}),
-      ...(this.level === 5
-        ? {
-            properties: {
-              maximumPacketSize: o.maxPacketSize,
-              ...(clean ? {} : { sessionExpiryInterval: o.sessionExpiry }),
-            },
-          }
-        : {}),
-    }
-    return mqttPacket.generate(packet)
-  }
-
   private onConnack(packet: IConnackPacket): void {
     const stream = this.stream!
-    const code = (this.level === 5 ? packet.reasonCode : packet.returnCode) ?? 0
-    if (code !== 0) {
-      // MQTT 5 says 0x84; a 3.1.1 broker answers an MQTT 5 CONNECT with return code 1 (3.1.1 3.1.2.2).
-      const unsupported = code === ReasonCode.UNSUPPORTED_PROTOCOL_VERSION || code === 1
-      if (this.level === 5 && unsupported && this.fallBack('it answered unsupported protocol version')) return
-      // A CONNACK of two bytes is a 3.1.1 one (MQTT 5 adds the properties' length), whatever we sent.
-      const level = packet.length === 2 ? 4 : this.level
-      this.lost(stream, `the broker refused the connection: ${describeConnack(level, code)}`, 'gateway')
+    const connack = readConnack(this.level, packet)
+    if (!connack.ok) {
+      if (
+        this.level === 5 &&
+        connack.unsupported &&
+        this.fallBack('it answered unsupported protocol version')
+      )
+        return
+      this.lost(stream, connack.reason, 'gateway')
       return
     }
     clearTimeout(this.connectTimer)
-    const p = packet.properties ?? {}
-    const limits = {
-      level: this.level,
-      receiveMaximum: p.receiveMaximum ?? 65535,
-      maximumPacketSize: p.maximumPacketSize ?? Number.MAX_SAFE_INTEGER,
-      maximumQos: (p.maximumQoS ?? 2) as 0 | 1 | 2,
-      retainAvailable: p.retainAvailable ?? true,
-      sessionPresent: packet.sessionPresent,
-    }
+    const { limits } = connack
     if (limits.maximumQos < 2)
       this.throttle.warn('max_qos', `the broker accepts QoS ${limits.maximumQos} at most`)
     if (!limits.retainAvailable)
       this.throttle.warn('no_retain', 'the broker has no retained messages: presence is not retained')
-    if (!packet.sessionPresent) this.incomingQos2.clear()
-    this.keepaliveMs = (p.serverKeepAlive ?? this.options.keepalive) * 1000
+    if (!limits.sessionPresent) this.incomingQos2.clear()
     this.state = 'connected'
     this.connectedAt = performance.now()
-    this.lastWritten = this.connectedAt
-    this.pingSentAt = 0
-    this.scheduleKeepalive()
-    const url = this.url
-    const protocol = this.level === 5 ? '5' : '3.1.1'
-    if (this.outage !== undefined) this.logger.info('broker connection restored', { url, protocol })
-    else this.logger.debug('connected to the broker', { url, protocol })
-    this.outage = undefined
+    this.keepalive.start(connack.keepalive ?? this.options.keepalive)
+    this.health.connected(this.url, this.level === 5 ? '5' : '3.1.1')
     this.writer.attach(stream)
     this.outbox.connected(limits)
     for (const w of [...this.waiters]) w(true)
@@ -419,10 +375,11 @@ export class BrokerLink implements BrokerConnection {
       if (this.fallBack('it closed the connection before CONNACK')) return
     }
     this.teardown(new GatewayError('HT_ERR_BROKER_UNREACHABLE', `connection lost: ${reason}`))
-    this.report(reason)
-    if (wasConnected && by === 'broker') this.checkFlapping(lived, reason)
-    if (lived >= STABLE_MS) this.backoff.reset()
+    const url = this.url
     this.urlIndex = (this.urlIndex + 1) % this.urls.length
+    this.health.lost(url, reason, this.urls.length > 1 ? this.url : undefined)
+    if (wasConnected && by === 'broker') this.health.closedByBroker(url, lived, reason)
+    if (lived >= STABLE_MS) this.backoff.reset()
     this.state = 'retrying'
     this.retryTimer = setTimeout(() => this.connect(), this.backoff.next())
     this.retryTimer.unref()
@@ -431,7 +388,7 @@ export class BrokerLink implements BrokerConnection {
   /** Drops the current connection's state; publishes wait for the next one. */
   private teardown(err: Error): void {
     clearTimeout(this.connectTimer)
-    clearTimeout(this.keepaliveTimer)
+    this.keepalive.stop()
     const stream = this.stream
     this.stream = undefined
     this.reader?.stop()
@@ -451,83 +408,6 @@ export class BrokerLink implements BrokerConnection {
     }
   }
 
-  /** Logs an outage once (at error), a change of its cause again, and the rest at debug. */
-  private report(reason: string): void {
-    const url = this.url
-    if (this.outage === reason) {
-      this.logger.debug('broker still unreachable, retrying', { url, reason })
-      return
-    }
-    const first = this.outage === undefined
-    this.outage = reason
-    this.logger.error(first ? 'broker connection lost, retrying' : 'broker still unreachable, retrying', {
-      url,
-      reason,
-      ...(this.urls.length > 1
-        ? { next: redact(this.urls[(this.urlIndex + 1) % this.urls.length]!.toString()) }
-        : {}),
-    })
-  }
-
-  /**
-   * A broker that closes a connection right after accepting it, again and again, is handing its
-   * session to another client with the same client id (two gateways with one gatewayId), which
-   * it then closes in turn: the two would flap for ever. Said once, plainly.
-   */
-  private checkFlapping(lived: number, reason: string): void {
-    if (lived >= SHORT_LIVED_MS) {
-      this.shortLived = 0
-      this.flappingLogged = false
-      return
-    }
-    if (++this.shortLived < FLAPPING_COUNT && !reason.includes('session taken over')) return
-    if (this.flappingLogged) return
-    this.flappingLogged = true
-    this.logger.error(
-      `the broker keeps closing connection "${this.options.clientId}" right after accepting it: ` +
-        'another client is probably using the same client id (two gateways with the same gatewayId ' +
-        'or mqttClientId?); give each instance its own',
-      { url: this.url, reason },
-    )
-  }
-
-  private scheduleKeepalive(): void {
-    if (this.keepaliveMs <= 0) return
-    this.keepaliveTimer = setTimeout(() => this.keepaliveCheck(), this.keepaliveMs / 2)
-    this.keepaliveTimer.unref()
-  }
-
-  /**
-   * Every half keepalive: a PINGREQ when either side has been quiet that long (the broker must
-   * hear from us within the keepalive, and a broker that stops answering is noticed even while
-   * the gateway sends), and a connection whose PINGREQ went unanswered for a whole keepalive is
-   * dropped.
-   */
-  private keepaliveCheck(): void {
-    if (this.state !== 'connected') return
-    const now = performance.now()
-    const half = this.keepaliveMs / 2
-    if (this.pingSentAt !== 0) {
-      if (this.lastReceived >= this.pingSentAt) this.pingSentAt = 0
-      else if (now - this.pingSentAt >= this.keepaliveMs - 1) {
-        this.lost(
-          this.stream!,
-          `no answer from the broker for ${this.keepaliveMs / 1000} s (keepalive)`,
-          'gateway',
-        )
-        return
-      }
-    }
-    if (
-      this.pingSentAt === 0 &&
-      (now - this.lastWritten >= half - 1 || now - this.lastReceived >= half - 1)
-    ) {
-      this.pingSentAt = now
-      this.writer.packet(PINGREQ)
-    }
-    this.scheduleKeepalive()
-  }
-
   // --- what the broker sends ---------------------------------------------------------------
 
   private onPacket(first: number, packet: Buffer, bodyStart: number): void {
@@ -537,62 +417,30 @@ export class BrokerLink implements BrokerConnection {
     this.parser!.parse(packet)
   }
 
-  /** PUBACK (3.4), read here: one per uplink. */
   private onPuback(packet: Buffer, at: number): void {
-    const length = packet.length - at
-    if (length < 2)
+    const ack = readPuback(packet, at)
+    if (ack === undefined)
       return this.protocolError('PUBACK without a packet identifier', ReasonCode.MALFORMED_PACKET)
-    const id = (packet[at]! << 8) | packet[at + 1]!
-    const reason = length > 2 ? packet[at + 2]! : 0
     // A refusal: its reason string, if any, is worth a full parse.
-    const detail = reason >= 0x80 && length > 3 ? reasonStringOf(packet) : undefined
-    if (!this.outbox.puback(id, reason, detail))
-      this.protocolError(`PUBACK for packet identifier ${id}, which awaits none`, ReasonCode.PROTOCOL_ERROR)
+    const detail = ack.reason >= 0x80 && packet.length - at > 3 ? reasonStringOf(packet) : undefined
+    if (!this.outbox.puback(ack.id, ack.reason, detail))
+      this.protocolError(`PUBACK for packet identifier ${ack.id}, which awaits none`)
   }
 
-  /** PUBLISH (3.3), read here: one per downlink. */
   private onPublish(first: number, packet: Buffer, at: number): void {
-    const qos = (first >> 1) & 3
-    const end = packet.length
-    let o = at
-    if (qos === 3 || end - o < 2) return this.protocolError('malformed PUBLISH', ReasonCode.MALFORMED_PACKET)
-    const topicLength = (packet[o]! << 8) | packet[o + 1]!
-    o += 2
-    if (topicLength === 0 || o + topicLength + (qos > 0 ? 2 : 0) > end)
-      return this.protocolError('malformed PUBLISH (topic)', ReasonCode.MALFORMED_PACKET)
-    const topic = packet.toString('utf8', o, o + topicLength)
-    o += topicLength
-    let id = 0
-    if (qos > 0) {
-      id = (packet[o]! << 8) | packet[o + 1]!
-      o += 2
-    }
-    if (this.level === 5) {
-      // Properties (none the gateway uses: no topic aliases were allowed in CONNECT).
-      let length = 0
-      let multiplier = 1
-      let b: number
-      do {
-        if (o >= end) return this.protocolError('malformed PUBLISH (properties)', ReasonCode.MALFORMED_PACKET)
-        b = packet[o++]!
-        length += (b & 0x7f) * multiplier
-        multiplier *= 128
-      } while ((b & 0x80) !== 0 && multiplier <= 128 ** 3)
-      o += length
-      if (o > end) return this.protocolError('malformed PUBLISH (properties)', ReasonCode.MALFORMED_PACKET)
-    }
-    const retained = (first & 1) === 1
-    if (qos === 2) {
-      const again = this.incomingQos2.has(id)
-      this.incomingQos2.add(id)
+    const m = readPublish(this.level, first, packet, at)
+    if (typeof m === 'string') return this.protocolError(m, ReasonCode.MALFORMED_PACKET)
+    if (m.qos === 2) {
+      const again = this.incomingQos2.has(m.id)
+      this.incomingQos2.add(m.id)
       this.writer.packet(
-        mqttPacket.generate({ cmd: 'pubrec', messageId: id }, { protocolVersion: this.level }),
+        mqttPacket.generate({ cmd: 'pubrec', messageId: m.id }, { protocolVersion: this.level }),
       )
-      if (again) return // already delivered; the broker missed our PUBREC
-    } else if (qos === 1) {
-      this.writer.puback(id)
+      if (again) return // delivered already: the broker missed our PUBREC
+    } else if (m.qos === 1) {
+      this.writer.puback(m.id)
     }
-    this.messageHandler(topic, packet.subarray(o), retained)
+    this.messageHandler(m.topic, m.payload, m.retained)
   }
 
   /**
@@ -606,14 +454,12 @@ export class BrokerLink implements BrokerConnection {
       this.protocolError(`a ${length}-byte packet, over the announced limit`, ReasonCode.PACKET_TOO_LARGE)
       return
     }
-    const qos = (first >> 1) & 3
-    const topicLength = head.length >= 2 ? (head[0]! << 8) | head[1]! : Number.POSITIVE_INFINITY
-    if (qos === 3 || 2 + topicLength + (qos > 0 ? 2 : 0) > head.length) {
+    const m = readPublishHead(first, head)
+    if (m === undefined) {
       this.protocolError(`a ${length}-byte message over the size limit, with an unreadable header`)
       return
     }
-    const topic = head.toString('utf8', 2, 2 + topicLength)
-    const id = qos > 0 ? (head[2 + topicLength]! << 8) | head[3 + topicLength]! : 0
+    const { topic, qos, id } = m
     if (qos === 1) this.writer.puback(id)
     if (qos === 2 && !this.incomingQos2.has(id)) {
       this.incomingQos2.add(id)
