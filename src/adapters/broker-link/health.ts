@@ -61,7 +61,8 @@ export class LinkHealth {
     this.logger.error(
       `the broker keeps closing connection "${this.clientId}" right after accepting it: ` +
         'another client is probably using the same client id (two gateways with the same gatewayId ' +
-        'or mqttClientId?); give each instance its own',
+        'or mqttClientId? give each instance its own), or the broker cannot restore what belongs to ' +
+        'it (RabbitMQ: its subscription queue is on a node that is down; see the README)',
       { url, reason },
     )
   }
