@@ -14,6 +14,7 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { gitDescribe, machineInfo } from './lib/machine.js'
 import { MOSQUITTO_SETTINGS } from './lib/mosquitto.js'
+import { redactUrl } from './lib/mqtt-stream.js'
 import { parseOptions } from './lib/options.js'
 import { killAll } from './lib/procs.js'
 import { headline, type Results, renderTable } from './lib/report.js'
@@ -95,6 +96,12 @@ for (const row of scale) {
   for (const run of row.runs) {
     if (run.online < run.target)
       failures.push(`scale ${row.broker}: only ${run.online} of ${run.target} devices logged in`)
+    // A ramp that did not complete has no rate: the login ratio would be meaningless.
+    if (run.direct_online < run.target) {
+      failures.push(
+        `scale ${row.broker}: only ${run.direct_online} of ${run.target} direct MQTT clients logged in`,
+      )
+    }
     if (run.restart_back < run.online) {
       failures.push(
         `scale ${row.broker}: ${run.restart_back} of ${run.online} devices back after the restart`,
@@ -103,9 +110,15 @@ for (const row of scale) {
   }
 }
 
+// The broker URL may carry credentials: recorded only redacted.
+const recordedArgv = argv.map((a) =>
+  opts.brokerUrl !== undefined && a.includes(opts.brokerUrl)
+    ? a.replace(opts.brokerUrl, redactUrl(opts.brokerUrl))
+    : a,
+)
 const results: Results = {
   machine,
-  command: `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`,
+  command: `npm run bench${recordedArgv.length > 0 ? ` -- ${recordedArgv.join(' ')}` : ''}`,
   mode: opts.mode,
   date: new Date().toISOString(),
   ...headline(messages.uplink, messages.latency, messages.downlink, scale),
@@ -129,11 +142,16 @@ const results: Results = {
     downlink_window: opts.downlinkWindow,
     scale_devices: opts.scaleDevices,
     scale_runs: opts.scaleRuns,
+    login_concurrency: opts.loginConcurrency,
     scale_generator_processes: opts.scaleProcs,
     scale_time_limit_s: opts.scaleRampS,
     payload: '{"d":…,"s":…,"t":…} (49 bytes); HyperTCP frame 85 bytes',
     mosquitto: MOSQUITTO_SETTINGS,
+    broker_url: opts.brokerUrl === undefined ? null : redactUrl(opts.brokerUrl),
     direct_clients: 'MQTT.js 5, one client per device, MQTT 3.1.1, clean session',
+    direct_login_and_downlink_clients:
+      'bare MQTT 3.1.1 clients in the device generators (mqtt-packet), one per device, clean session, ' +
+      'SUBSCRIBE hypertcp/<id>/dn QoS 1',
     clock: 'CLOCK_MONOTONIC (process.hrtime), shared by all processes',
   },
   uplink: messages.uplink,

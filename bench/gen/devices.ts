@@ -12,9 +12,22 @@
  * The device speaks the protocol exactly: LOGIN `1d 0001 <len> <token>`, reply `00 0001 0001 c8`;
  * JSON_MESSAGE `{"targetId":"server","payload":{…}}` acknowledged by RESPONSE(id, status in the
  * length field); it answers the gateway's PINGs ([HT-3.4]) and acknowledges downlinks ([HT-3.6]).
+ *
+ * The same devices can instead be direct MQTT clients (`init` with protocol `mqtt`): the baseline
+ * of the login and downlink ratios. Each then connects to the broker, CONNECTs, SUBSCRIBEs to its
+ * own `hypertcp/<id>/dn` at QoS 1 and counts as logged in at the SUBACK — through the same login
+ * ramp (slots, source addresses, retries) and the same downlink publisher and closed loop as the
+ * HyperTCP devices, so that only the protocol differs. Bare MQTT rather than one MQTT.js client
+ * each, for the reason the device side is bare: on the 2-core bench machine an MQTT.js client cost
+ * its process ~360 µs of CPU per CONNECT + SUBSCRIBE, a bare one ~145 µs (mostly the kernel's
+ * socket setup, as for a HyperTCP device), and MQTT.js held a ramp to Mosquitto to ~3.7k logins/s
+ * where bare clients made twice that: the ramp would have measured the generators. CONNECT and
+ * SUBSCRIBE are encoded by mqtt-packet once per device before the ramp, CONNACK and SUBACK decoded
+ * by it, PUBLISHes read in place (lib/mqtt-stream.ts).
  */
 
 import { createConnection, type Socket } from 'node:net'
+import type { Packet } from 'mqtt-packet'
 import { Cmd } from '../../src/protocol/constants.js'
 import { FrameDecoder } from '../../src/protocol/decoder.js'
 import { nowUs, sleep } from '../lib/clock.js'
@@ -22,13 +35,18 @@ import { deviceId, deviceToken } from '../lib/gateway.js'
 import { encodeHistogram, newHistogram } from '../lib/hist.js'
 import { serve } from '../lib/ipc.js'
 import {
+  type BrokerAddress,
+  connectBroker,
+  connectPacket,
   DISCONNECT,
-  encodeConnect,
-  MqttParser,
-  MqttType,
+  MqttStream,
+  PUBACK_LEN,
   type PublishTemplate,
   publishTemplate,
-} from '../lib/mqtt-wire.js'
+  refusal,
+  subscribePacket,
+  writePuback,
+} from '../lib/mqtt-stream.js'
 import { PAYLOAD_LEN, type PayloadFields, patchPayload, readPayload, writePayload } from '../lib/payload.js'
 import { SeqTracker } from '../lib/seqtrack.js'
 import { Slab } from '../lib/slab.js'
@@ -37,11 +55,17 @@ import { connectCredits } from './credit.js'
 import { OpenLoop } from './open-loop.js'
 
 export interface InitArgs {
+  /** The gateway's HyperTCP listener, or (protocol `mqtt`) the broker. */
   host: string
   port: number
   /** Global index of this worker's first device, and how many it drives. */
   first: number
   count: number
+  /** `hypertcp` (default): devices of the gateway; `mqtt`: direct MQTT clients of the broker. */
+  protocol?: 'hypertcp' | 'mqtt'
+  /** `mqtt`: the broker's credentials, if any. */
+  username?: string
+  password?: string
 }
 
 export interface LoginArgs {
@@ -93,7 +117,8 @@ export interface UplinkResult {
 }
 
 export interface DownlinkArgs {
-  brokerPort: number
+  /** Where the publisher connects: the broker the gateway (or the direct clients) subscribe at. */
+  broker: BrokerAddress
   /**
    * closed: `window` downlinks outstanding per device, the next published when the device has
    * received one; open: `rate` msgs/s from this worker, spread over its devices.
@@ -152,7 +177,10 @@ const DOWNLINK_PREFIX_LEN = '{"from":"server","payload":'.length
 
 class Device {
   readonly index: number
+  /** HyperTCP: the LOGIN frame; MQTT: the CONNECT packet. */
   readonly login: Buffer
+  /** MQTT: the SUBSCRIBE to the device's own down topic, sent on the CONNACK; HyperTCP: null. */
+  readonly subscribe: Buffer | null
   readonly template: Buffer
   socket: Socket | null = null
   decoder: FrameDecoder | null = null
@@ -183,15 +211,22 @@ class Device {
    */
   readonly source: string
 
-  constructor(index: number) {
+  /** `mqtt`: the broker it is a direct client of; null: a HyperTCP device. */
+  constructor(index: number, mqtt: BrokerAddress | null) {
     this.index = index
     this.source = `127.1.${(index >> 8) & 255}.${index & 255}`
-    const token = Buffer.from(deviceToken(index))
-    this.login = Buffer.alloc(HEADER + token.length)
-    this.login[0] = Cmd.LOGIN
-    this.login.writeUInt16BE(1, 1)
-    this.login.writeUInt16BE(token.length, 3)
-    token.copy(this.login, HEADER)
+    if (mqtt !== null) {
+      this.login = connectPacket(`bench-mqtt-${deviceId(index)}`, mqtt)
+      this.subscribe = subscribePacket(1, `hypertcp/${deviceId(index)}/dn`, 1)
+    } else {
+      const token = Buffer.from(deviceToken(index))
+      this.login = Buffer.alloc(HEADER + token.length)
+      this.login[0] = Cmd.LOGIN
+      this.login.writeUInt16BE(1, 1)
+      this.login.writeUInt16BE(token.length, 3)
+      token.copy(this.login, HEADER)
+      this.subscribe = null
+    }
     this.template = Buffer.alloc(FRAME_LEN)
     this.template[0] = Cmd.JSON_MESSAGE
     this.template.writeUInt16BE(FRAME_LEN - HEADER, 3)
@@ -203,6 +238,8 @@ class Device {
 
 let host = '127.0.0.1'
 let port = 0
+/** Direct MQTT clients instead of HyperTCP devices: the broker they connect to. */
+let broker: BrokerAddress | null = null
 let devices: Device[] = []
 const slab = new Slab()
 
@@ -227,6 +264,7 @@ const creditDirty: Device[] = []
 let openLoop: OpenLoop<Device> | undefined
 
 function connect(dev: Device): void {
+  if (broker !== null) return connectMqtt(dev, broker)
   dev.retryTimer = undefined
   dev.connecting = true
   dev.attempts++
@@ -256,6 +294,61 @@ function connect(dev: Device): void {
     if (!dev.online) connectErrors++
   })
   socket.on('close', () => onClose(dev, socket))
+}
+
+/** A direct MQTT client's login: TCP connect, CONNECT, CONNACK, SUBSCRIBE, SUBACK. */
+function connectMqtt(dev: Device, to: BrokerAddress): void {
+  dev.retryTimer = undefined
+  dev.connecting = true
+  dev.attempts++
+  const socket = connectBroker(to, to.host === '127.0.0.1' ? dev.source : undefined)
+  dev.socket = socket
+  const stream = new MqttStream({
+    publish: (_qos, packetId, buf, start, end) => {
+      if (packetId !== 0) dev.replies.push(packetId)
+      onDownlink(dev, buf, start, end - start)
+    },
+    control: (packet) => onMqttControl(dev, socket, packet),
+  })
+  socket.on('connect', () => socket.write(dev.login))
+  socket.on('data', (chunk: Buffer) => {
+    stream.push(chunk)
+    if (dev.replies.length > 0) flushPubacks(dev)
+  })
+  socket.on('error', () => {
+    if (!dev.online) connectErrors++
+  })
+  socket.on('close', () => onClose(dev, socket))
+}
+
+function onMqttControl(dev: Device, socket: Socket, packet: Packet): void {
+  if (packet.cmd === 'connack') {
+    if (refusal(packet) === undefined) {
+      socket.write(dev.subscribe!)
+      return
+    }
+  } else if (packet.cmd !== 'suback' || !dev.connecting) {
+    return
+  }
+  dev.connecting = false
+  if (packet.cmd === 'suback' && refusal(packet) === undefined) loggedIn(dev)
+  else {
+    loginFailures++
+    socket.destroy()
+  }
+  loginDone(dev)
+}
+
+/** A direct MQTT client's PUBACKs for the downlinks of one read, in one write. */
+function flushPubacks(dev: Device): void {
+  const r = dev.replies.length
+  const socket = dev.socket
+  if (socket !== null) {
+    const buf = slab.alloc(r * PUBACK_LEN)
+    for (let i = 0; i < r; i++) writePuback(buf, i * PUBACK_LEN, dev.replies[i]!)
+    socket.write(buf)
+  }
+  dev.replies.length = 0
 }
 
 function onClose(dev: Device, socket: Socket): void {
@@ -323,12 +416,7 @@ function onFrame(dev: Device, type: number, msgId: number, body: Buffer, length:
         // The login reply ([HT-2.1]): one status byte.
         dev.connecting = false
         if (body.length === 1 && body[0] === 200) {
-          dev.online = true
-          dev.attempts = 0
-          online++
-          logins++
-          lastLoginUs = nowUs()
-          if (churning) churnLoggedIn(dev)
+          loggedIn(dev)
         } else {
           loginFailures++
         }
@@ -348,11 +436,20 @@ function onFrame(dev: Device, type: number, msgId: number, body: Buffer, length:
     case Cmd.JSON_MESSAGE:
     case Cmd.BROADCAST:
       dev.replies.push(msgId)
-      onDownlink(dev, body)
+      onDownlink(dev, body, DOWNLINK_PREFIX_LEN, body.length - DOWNLINK_PREFIX_LEN - 1)
       return
     default:
       return
   }
+}
+
+function loggedIn(dev: Device): void {
+  dev.online = true
+  dev.attempts = 0
+  online++
+  logins++
+  lastLoginUs = nowUs()
+  if (churning) churnLoggedIn(dev)
 }
 
 /** Everything the device has to send, in one write. */
@@ -416,7 +513,6 @@ function flushCredits(): void {
 // ---- downlink: an MQTT publisher in this process, closed loop on delivery ----
 
 let dnSocket: Socket | null = null
-let dnParser: MqttParser | null = null
 /** Per device: its PUBLISH to `hypertcp/<id>/dn` (offsets differ with the id's length). */
 let dnTemplates: PublishTemplate[] = []
 let dnPacketId = 0
@@ -436,8 +532,9 @@ let dnDirty: Device[] = []
 let dnFlushScheduled = false
 const fields: PayloadFields = { device: 0, seq: 0, tUs: 0 }
 
-function onDownlink(dev: Device, body: Buffer): void {
-  if (!readPayload(body, DOWNLINK_PREFIX_LEN, body.length - DOWNLINK_PREFIX_LEN - 1, fields)) {
+/** A downlink's payload `buf[off, off + len)` reached `dev` (through the gateway or directly). */
+function onDownlink(dev: Device, buf: Buffer, off: number, len: number): void {
+  if (!readPayload(buf, off, len, fields)) {
     dnMalformed++
     return
   }
@@ -506,15 +603,22 @@ async function downlinkStart(args: DownlinkArgs): Promise<null> {
   dnWindowStart = args.windowStartUs
   dnWindowEnd = args.windowEndUs
   await new Promise<void>((resolve, reject) => {
-    const socket = createConnection({ host: '127.0.0.1', port: args.brokerPort, noDelay: true })
+    const socket = connectBroker(args.broker)
     dnSocket = socket
-    dnParser = new MqttParser((type) => {
-      if (type === MqttType.CONNACK) resolve()
-      else if (type === MqttType.PUBACK) dnPubacked++
+    const stream = new MqttStream({
+      puback: () => {
+        dnPubacked++
+      },
+      control: (packet) => {
+        if (packet.cmd !== 'connack') return
+        const why = refusal(packet)
+        if (why === undefined) resolve()
+        else reject(new Error(`downlink publisher: ${why}`))
+      },
     })
-    socket.on('data', (chunk: Buffer) => dnParser!.push(chunk))
+    socket.on('data', (chunk: Buffer) => stream.push(chunk))
     socket.once('error', reject)
-    socket.write(encodeConnect(`bench-dn-${devices[0]!.index}-${process.pid}`))
+    socket.write(connectPacket(`bench-dn-${devices[0]!.index}-${process.pid}`, args.broker))
   })
   if (args.mode === 'open') {
     // The open loop counts due messages in `toSend`; they go out with the publisher's next write.
@@ -534,6 +638,12 @@ async function downlinkStop(): Promise<DownlinkResult> {
   dnRunning = false
   dnOpenLoop?.stop()
   dnOpenLoop = undefined
+  // What is queued goes out now and is waited for below. Left to its setImmediate it could find the
+  // socket gone: when the stop arrives with every publish so far delivered and the next ones still
+  // queued (the closed loop's usual state between a read and its flush), the wait below ends at
+  // once; their devices then kept a count that no later queueDownlink would flush, and the next run
+  // published nothing to them.
+  flushDownlinks()
   // Wait for what is in flight: every publish acknowledged by the broker and delivered, or 3 s
   // without progress (a downlink the gateway dropped never arrives: at most once, [HT-5.2]).
   let last = -1
@@ -587,7 +697,17 @@ serve<DeviceCommands>({
   init(args) {
     host = args.host
     port = args.port
-    devices = Array.from({ length: args.count }, (_, i) => new Device(args.first + i))
+    const { username, password } = args
+    broker =
+      args.protocol === 'mqtt'
+        ? {
+            host,
+            port,
+            ...(username !== undefined ? { username } : {}),
+            ...(password !== undefined ? { password } : {}),
+          }
+        : null
+    devices = Array.from({ length: args.count }, (_, i) => new Device(args.first + i, broker))
     return null
   },
   login(args) {
@@ -679,7 +799,13 @@ serve<DeviceCommands>({
       dev.retryTimer = undefined
       // A reset, not a FIN: the next scenario reconnects tens of thousands of devices, and the
       // loopback's ephemeral ports must not all sit in TIME_WAIT meanwhile.
-      dev.socket?.resetAndDestroy()
+      const socket = dev.socket
+      if (socket === null) continue
+      // Closed now, not at the 'close' events: the next command may be an init and a login ramp
+      // (a switch between HyperTCP devices and direct MQTT clients), whose `online` count must
+      // not still hold these devices, nor their closes schedule retries of them.
+      onClose(dev, socket)
+      socket.resetAndDestroy()
     }
     return null
   },

@@ -4,16 +4,24 @@
  *
  * Two kinds of client:
  * - `mqttjs`: one MQTT.js client per device — what the issue compares against;
- * - `raw`: the same connections driven like the HyperTCP generator (pre-encoded PUBLISH packets
- *   patched in place, one write per read), to show how much of the baseline is MQTT.js itself.
+ * - `raw`: the same connections driven like the HyperTCP generator (PUBLISH packets encoded once by
+ *   mqtt-packet and patched in place, PUBACKs read in place, one write per read), to show how
+ *   much of the baseline is MQTT.js itself.
  */
 
-import { createConnection, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import mqtt, { type MqttClient } from 'mqtt'
 import { nowUs } from '../lib/clock.js'
 import { deviceId } from '../lib/gateway.js'
 import { serve } from '../lib/ipc.js'
-import { encodeConnect, MqttParser, MqttType, publishTemplate } from '../lib/mqtt-wire.js'
+import {
+  type BrokerAddress,
+  connectBroker,
+  connectPacket,
+  MqttStream,
+  publishTemplate,
+  refusal,
+} from '../lib/mqtt-stream.js'
 import { PAYLOAD_LEN, patchPayload, writePayload } from '../lib/payload.js'
 import { Slab } from '../lib/slab.js'
 import { settle } from '../lib/tally.js'
@@ -24,7 +32,7 @@ import { OpenLoop } from './open-loop.js'
 export type ClientKind = 'mqttjs' | 'raw'
 
 export interface ClientsInit {
-  port: number
+  broker: BrokerAddress
   first: number
   count: number
   kind: ClientKind
@@ -54,7 +62,7 @@ abstract class Client {
     this.topic = `hypertcp/${deviceId(index)}/up`
   }
 
-  abstract connect(port: number): Promise<void>
+  abstract connect(broker: BrokerAddress): Promise<void>
   /** Sends `toSend` messages. */
   abstract flush(): void
   abstract close(): void
@@ -75,9 +83,14 @@ class MqttJsClient extends Client {
   private readonly payload = Buffer.alloc(PAYLOAD_LEN)
   private readonly onPublished = (err?: Error) => this.settled(!err)
 
-  async connect(port: number): Promise<void> {
+  async connect(broker: BrokerAddress): Promise<void> {
     writePayload(this.payload, 0, this.index, 0, 0)
-    const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+    const client = mqtt.connect({
+      protocol: 'mqtt',
+      host: broker.host,
+      port: broker.port,
+      ...(broker.username !== undefined ? { username: broker.username } : {}),
+      ...(broker.password !== undefined ? { password: broker.password } : {}),
       clientId: `bench-direct-${this.index}`,
       protocolVersion: 4,
       clean: true,
@@ -118,25 +131,30 @@ class RawClient extends Client {
   private payloadOffset = 0
   private packetId = 0
 
-  async connect(port: number): Promise<void> {
+  async connect(broker: BrokerAddress): Promise<void> {
     const tpl = publishTemplate(this.topic, PAYLOAD_LEN, qos)
     writePayload(tpl.bytes, tpl.payloadOffset, this.index, 0, 0)
     this.template = tpl.bytes
     this.packetIdOffset = tpl.packetIdOffset
     this.payloadOffset = tpl.payloadOffset
-    const socket = createConnection({ host: '127.0.0.1', port, noDelay: true })
+    const socket = connectBroker(broker)
     this.socket = socket
     await new Promise<void>((resolve, reject) => {
-      const parser = new MqttParser((type) => {
-        if (type === MqttType.CONNACK) resolve()
-        else if (type === MqttType.PUBACK) this.settled(true)
+      const stream = new MqttStream({
+        puback: () => this.settled(true),
+        control: (packet) => {
+          if (packet.cmd !== 'connack') return
+          const why = refusal(packet)
+          if (why === undefined) resolve()
+          else reject(new Error(`raw client ${this.index}: ${why}`))
+        },
       })
       socket.on('data', (chunk: Buffer) => {
-        parser.push(chunk)
+        stream.push(chunk)
         if (this.toSend > 0) this.flush()
       })
       socket.once('error', reject)
-      socket.write(encodeConnect(`bench-raw-${this.index}`, 60))
+      socket.write(connectPacket(`bench-raw-${this.index}`, broker, 60))
     })
   }
 
@@ -214,7 +232,7 @@ serve<MqttClientCommands>({
     )
     // A few at a time: a burst of hundreds of CONNECTs is not what is being measured.
     for (let i = 0; i < clients.length; i += 50) {
-      await Promise.all(clients.slice(i, i + 50).map((c) => c.connect(args.port)))
+      await Promise.all(clients.slice(i, i + 50).map((c) => c.connect(args.broker)))
     }
     return null
   },

@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { waitListening } from '../../test/helpers/net.js'
+import { type BrokerAddress, brokerAddress, withoutCredentials } from './mqtt-stream.js'
 import { type ProcSample, sampleProc, track } from './procs.js'
 
 /** Registry entries of the generated config: device `d<i>` logs in with token `bench-token-<i>`. */
@@ -83,7 +84,10 @@ interface ProbeReply {
 export interface GatewaySpec {
   /** Directory holding the built gateway (cli.js). */
   readonly dist: string
-  /** External broker URL; absent: the embedded Aedes broker on `brokerPort`. */
+  /**
+   * External broker URL, credentials in it if it needs them (they go to the gateway through its
+   * config file, never on its command line); absent: the embedded Aedes broker on `brokerPort`.
+   */
   readonly mqttUrl?: string
   readonly port: number
   readonly brokerPort: number
@@ -132,7 +136,14 @@ export class GatewayProc {
       id: deviceId(i),
       token: deviceToken(i),
     }))
-    writeFileSync(config, JSON.stringify({ qos: { up: spec.qosUp }, devices }))
+    const broker = spec.mqttUrl === undefined ? undefined : brokerAddress(spec.mqttUrl)
+    const credentials = {
+      ...(broker?.username !== undefined ? { mqttUsername: broker.username } : {}),
+      ...(broker?.password !== undefined ? { mqttPassword: broker.password } : {}),
+    }
+    writeFileSync(config, JSON.stringify({ qos: { up: spec.qosUp }, devices, ...credentials }), {
+      mode: 0o600,
+    })
     const args = [
       '--expose-gc',
       '--import',
@@ -159,7 +170,7 @@ export class GatewayProc {
     return gw
   }
 
-  /** The CLI flags for `spec` (also recorded in the results). */
+  /** The CLI flags for `spec` (also recorded in the results: no credentials in them). */
   static flags(spec: GatewaySpec): string[] {
     const flags: Record<string, string> = {
       host: '127.0.0.1',
@@ -167,7 +178,7 @@ export class GatewayProc {
       'log-level': 'warn',
       'gateway-id': 'bench',
       ...(spec.mqttUrl
-        ? { 'mqtt-url': spec.mqttUrl }
+        ? { 'mqtt-url': withoutCredentials(spec.mqttUrl) }
         : { 'broker-host': '127.0.0.1', 'broker-port': String(spec.brokerPort), 'broker-ws-port': 'off' }),
       ...spec.flags,
     }
@@ -182,9 +193,11 @@ export class GatewayProc {
     return this.child.exitCode === null && this.child.signalCode === null
   }
 
-  /** The broker devices' messages go to: the external one, or the embedded one. */
-  get mqttPort(): number {
-    return this.spec.mqttUrl ? Number(new URL(this.spec.mqttUrl).port) : this.spec.brokerPort
+  /** The broker devices' messages go to (the external one, or the embedded one): where direct clients connect. */
+  get broker(): BrokerAddress {
+    return this.spec.mqttUrl
+      ? brokerAddress(this.spec.mqttUrl)
+      : { host: '127.0.0.1', port: this.spec.brokerPort }
   }
 
   sample(): ProcSample {

@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { brokerAddress } from './mqtt-stream.js'
 
-export type BrokerKind = 'embedded' | 'mosquitto'
+/** `external`: the broker given by `--broker-url` (the user's own). */
+export type BrokerKind = 'embedded' | 'mosquitto' | 'external'
 export type Scenario = 'uplink' | 'latency' | 'downlink' | 'scale'
 
 /** Everything a benchmark run is parameterised by (recorded in the results). */
@@ -14,6 +16,8 @@ export interface BenchOptions {
   build: boolean
   scenarios: Scenario[]
   brokers: BrokerKind[]
+  /** `--broker-url`: the external broker (may carry credentials: record it only through redactUrl). */
+  brokerUrl: string | undefined
   /** QoS levels of the uplink throughput comparison (latency and downlink use QoS 1). */
   qos: (0 | 1)[]
   /** Runs per figure; the median is reported. */
@@ -36,6 +40,11 @@ export interface BenchOptions {
   /** Device generator processes of the scale run: at most 15,000 descriptors each. */
   scaleProcs: number
   scaleRuns: number
+  /**
+   * Logins in progress per generator in the scale ramps, the gateway's and the direct one alike: a
+   * ramp, not a SYN flood — what is measured is how fast logins complete.
+   */
+  loginConcurrency: number
   /** How long the login ramp and the return after a restart may take before the run fails. */
   scaleRampS: number
   /** Soak: idle minutes and connect/disconnect cycles. */
@@ -45,7 +54,7 @@ export interface BenchOptions {
   gatewayNodeArgs: string[]
   /** Extra gateway CLI flags, `name=value`. */
   gatewayFlags: Record<string, string>
-  /** Sides of the uplink comparison to run (profiling runs only the gateway side). */
+  /** Sides of the uplink comparison to run (profiling runs only the gateway side); `direct` also the downlink's. */
   sides: ('gateway' | 'direct' | 'raw')[]
   /**
    * Where to write profiles of the gateway: CPU during the measurement window of the first
@@ -62,18 +71,27 @@ const HELP = `npm run bench -- [--quick | --soak] [options]
   --gateway DIR         built gateway to run (default dist/, built first unless --no-build)
   --no-build            do not run npm run build first
   --only LIST           scenarios: uplink,latency,downlink,scale
-  --brokers LIST        embedded,mosquitto
+  --brokers LIST        embedded,mosquitto (and external, with --broker-url)
+  --broker-url URL      measure your own broker: mqtt://[user:password@]host[:port]; the gateway runs
+                        with --mqtt-url (credentials through its config file), the direct clients,
+                        publisher and subscriber connect to it; runs uplink and downlink (gateway
+                        and direct side) unless --only says otherwise, as broker 'external' unless
+                        --brokers says otherwise; recorded with its credentials redacted
   --runs N              runs per figure (median reported)
   --devices N           devices / direct clients in the message runs
   --scale-devices N     devices in the scale run (default: the open-files limit less 300, the
                         gateway's default maxConnections)
   --scale-runs N        scale runs (a run that does not reach its device count is not repeated)
+  --login-concurrency N logins in progress per generator in the scale ramps, gateway and direct
+                        alike (default 200; Mosquitto listens with a backlog of 100, and more
+                        handshakes in flight than that can overflow it: see listen_overflows)
   --soak-minutes N      measured idle phase of --soak, after 2 min of warm-up (default 10)
   --soak-cycles N       connect/disconnect cycles of --soak (default 1000000)
   --gateway-node-arg A  extra node option for the gateway process (repeatable), e.g. --cpu-prof
   --gateway-flag K=V    extra gateway CLI flag (repeatable), e.g. max-inflight=32
   --qos LIST            QoS levels of the uplink throughput runs (default 1,0)
-  --sides LIST          gateway,direct,raw (default all; raw only in full mode)
+  --sides LIST          gateway,direct,raw (default all; raw only in full mode): the uplink
+                        comparison's sides; without direct, the downlink has no direct side either
   --profile DIR         gateway CPU profile during the first gateway-side uplink window per broker
                         and QoS, allocation profile during the second (use --runs 2 or more);
                         CPU profile during the first scale run's login ramp; summarise with bench/tools/profile-summary.ts
@@ -90,10 +108,12 @@ export function parseOptions(argv: string[], cwd: string): BenchOptions {
       'no-build': { type: 'boolean' },
       only: { type: 'string' },
       brokers: { type: 'string' },
+      'broker-url': { type: 'string' },
       runs: { type: 'string' },
       devices: { type: 'string' },
       'scale-devices': { type: 'string' },
       'scale-runs': { type: 'string' },
+      'login-concurrency': { type: 'string' },
       'soak-minutes': { type: 'string' },
       'soak-cycles': { type: 'string' },
       'gateway-node-arg': { type: 'string', multiple: true },
@@ -121,8 +141,13 @@ export function parseOptions(argv: string[], cwd: string): BenchOptions {
     out: resolve(cwd, values.out ?? (values.soak ? 'bench/results/soak.json' : 'bench/results/latest.json')),
     gateway: resolve(cwd, values.gateway ?? 'dist'),
     build: !values['no-build'] && values.gateway === undefined,
-    scenarios: (values.only?.split(',') ?? ['uplink', 'latency', 'downlink', 'scale']) as Scenario[],
-    brokers: (values.brokers?.split(',') ?? ['embedded', 'mosquitto']) as BrokerKind[],
+    scenarios: (values.only?.split(',') ??
+      (values['broker-url'] !== undefined
+        ? ['uplink', 'downlink']
+        : ['uplink', 'latency', 'downlink', 'scale'])) as Scenario[],
+    brokers: (values.brokers?.split(',') ??
+      (values['broker-url'] !== undefined ? ['external'] : ['embedded', 'mosquitto'])) as BrokerKind[],
+    brokerUrl: values['broker-url'],
     qos: (values.qos?.split(',').map(Number) ?? [1, 0]) as (0 | 1)[],
     runs: int(values.runs, quick ? 1 : 3),
     warmupMs: quick ? 400 : 1000,
@@ -137,6 +162,7 @@ export function parseOptions(argv: string[], cwd: string): BenchOptions {
     scaleDevices: int(values['scale-devices'], quick ? 2000 : Math.max(1000, fdLimit - 300)),
     scaleProcs: 0,
     scaleRuns: int(values['scale-runs'], quick ? 1 : 3),
+    loginConcurrency: int(values['login-concurrency'], 200),
     scaleRampS: quick ? 30 : 60,
     soakIdleMinutes: int(values['soak-minutes'], 10),
     soakCycles: int(values['soak-cycles'], 1_000_000),
@@ -157,8 +183,12 @@ export function parseOptions(argv: string[], cwd: string): BenchOptions {
     if (!['uplink', 'latency', 'downlink', 'scale'].includes(s)) throw new Error(`unknown scenario ${s}`)
   }
   for (const b of opts.brokers) {
-    if (b !== 'embedded' && b !== 'mosquitto') throw new Error(`unknown broker ${b}`)
+    if (b !== 'embedded' && b !== 'mosquitto' && b !== 'external') throw new Error(`unknown broker ${b}`)
+    if (b === 'external' && opts.brokerUrl === undefined)
+      throw new Error('broker external needs --broker-url')
   }
+  // Throws on anything the bare clients cannot connect to (they speak plain mqtt:// only).
+  if (opts.brokerUrl !== undefined) brokerAddress(opts.brokerUrl)
   return opts
 }
 

@@ -63,6 +63,22 @@ export function sampleProc(pid: number): ProcSample {
   return { cpuUs: (utime + stime) * TICK_US, rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM'), syscr, syscw }
 }
 
+/**
+ * Connections this network namespace's listeners dropped because their accept queue was full
+ * (`TcpExt ListenOverflows`, /proc/net/netstat), NaN where unreadable. A dropped handshake waits for
+ * the kernel's retransmission (1 s, then 2 …): a ramp with overflows measures that timer.
+ */
+export function listenOverflows(): number {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'latin1').split('\n')
+    const i = lines.findIndex((l) => l.startsWith('TcpExt:'))
+    const keys = lines[i]!.split(' ')
+    return Number(lines[i + 1]!.split(' ')[keys.indexOf('ListenOverflows')])
+  } catch {
+    return Number.NaN
+  }
+}
+
 /** `after - before` for the counters; RSS as of `after`. */
 export function procDelta(before: ProcSample, after: ProcSample): ProcSample {
   return {

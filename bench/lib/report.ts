@@ -24,10 +24,22 @@ export interface Headline {
   /** At the first latency rate (1k msgs/s), open loop. */
   downlink_p99_ms: number | null
   downlink_p99_ms_saturated: number | null
+  /**
+   * Downlinks/s delivered to the devices through the gateway ÷ messages/s received by as many
+   * direct MQTT clients subscribed to the same down topics (same publisher, same window).
+   */
+  downlink_ratio_embedded: number | null
+  downlink_ratio_mosquitto: number | null
   max_devices: number | null
   rss_kib_per_device: number | null
   heap_kib_per_device: number | null
   logins_per_s: number | null
+  /**
+   * Logins/s through the gateway (the scale login ramp) ÷ direct MQTT logins/s (CONNECT, SUBSCRIBE
+   * to the own down topic, SUBACK) of as many clients to the same broker, same ramp.
+   */
+  login_ratio_embedded: number | null
+  login_ratio_mosquitto: number | null
   restart_s: number | null
   /** QoS 1 uplinks acknowledged to the sender and never received: must be 0. */
   lost_acked_messages: number
@@ -74,7 +86,11 @@ export interface Results extends Headline {
   gateway_output: string[]
 }
 
-const orNull = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? null : v)
+const orNull = (v: number | null | undefined) =>
+  v === undefined || v === null || !Number.isFinite(v) ? null : v
+
+/** The brokers in the order the tables list them. */
+const BROKERS: readonly BrokerKind[] = ['embedded', 'mosquitto', 'external']
 
 export function headline(
   uplink: UplinkRow[],
@@ -112,10 +128,14 @@ export function headline(
     downlink_msgs_per_s: orNull(dl?.msgs_per_s),
     downlink_p99_ms: orNull(dl?.latency_p99_ms),
     downlink_p99_ms_saturated: orNull(dl?.p99_ms),
+    downlink_ratio_embedded: orNull(downlink.find((d) => d.broker === 'embedded')?.ratio),
+    downlink_ratio_mosquitto: orNull(downlink.find((d) => d.broker === 'mosquitto')?.ratio),
     max_devices: orNull(sc?.max_devices),
     rss_kib_per_device: orNull(sc?.rss_kib_per_device),
     heap_kib_per_device: orNull(sc?.heap_kib_per_device),
     logins_per_s: orNull(sc?.logins_per_s),
+    login_ratio_embedded: orNull(scale.find((s) => s.broker === 'embedded')?.login_ratio),
+    login_ratio_mosquitto: orNull(scale.find((s) => s.broker === 'mosquitto')?.login_ratio),
     restart_s: orNull(sc?.restart_s),
     lost_acked_messages:
       sum(uplink.filter((r) => r.qos === 1).map((r) => r.lost) as number[]) + sum(latency.map((r) => r.lost)),
@@ -161,6 +181,13 @@ export function renderTable(r: Results): string {
       `Linux ${m.kernel}, Mosquitto ${m.mosquitto ?? '–'}. Gateway ${r.gateway.commit ?? r.gateway.dist} (log level warn); ` +
       `all processes (gateway, broker, generators, subscriber) share the machine.`,
   )
+  if (typeof set.broker_url === 'string') {
+    out.push('')
+    out.push(
+      `Broker \`external\`: ${set.broker_url} (the gateway runs with \`--mqtt-url\`; direct clients, publisher ` +
+        'and subscriber connect to it; it runs wherever it runs — its CPU is not sampled).',
+    )
+  }
   if (r.uplink.length > 0) {
     out.push('')
     out.push(
@@ -170,7 +197,7 @@ export function renderTable(r: Results): string {
     )
     out.push('')
     const rows: string[][] = []
-    for (const b of ['embedded', 'mosquitto'] as const) {
+    for (const b of BROKERS) {
       for (const qos of [1, 0] as const) {
         const get = (side: string) => r.uplink.find((u) => u.broker === b && u.qos === qos && u.side === side)
         const gw = get('gateway')
@@ -217,7 +244,7 @@ export function renderTable(r: Results): string {
     )
     out.push('')
     const rows: string[][] = []
-    for (const b of ['embedded', 'mosquitto'] as const) {
+    for (const b of BROKERS) {
       for (const rate of set.rates) {
         const gw = r.latency.find((l) => l.broker === b && l.rate === rate && l.side === 'gateway')
         const direct = r.latency.find((l) => l.broker === b && l.rate === rate && l.side === 'direct')
@@ -238,25 +265,32 @@ export function renderTable(r: Results): string {
   if (r.downlink.length > 0) {
     out.push('')
     out.push(
-      `**Downlink** — MQTT publisher → broker → gateway → ${set.devices} devices, ${set.downlink_window} in flight per ` +
-        'device (closed loop on delivery) for throughput; latency also at a fixed offered load (open loop).',
+      `**Downlink** — MQTT publisher → broker → gateway → ${set.devices} devices, vs the same publisher → broker → ` +
+        `${set.devices} direct MQTT clients (each subscribed at QoS 1 to its own down topic); ${set.downlink_window} in ` +
+        'flight per device (closed loop on delivery) for throughput; gateway latency also at a fixed offered load (open loop).',
     )
     out.push('')
     out.push(
       table(
         [
           'broker',
-          'msgs/s',
-          'p50 / p99 / max ms at that load',
-          `p50 / p99 / max ms at ${fmt(set.rates[0])} msgs/s`,
-          'dropped',
+          'gateway msgs/s',
+          'direct msgs/s',
+          'gateway/direct',
+          'gw p50 / p99 / max ms at that load',
+          'direct p50 / p99 / max ms at that load',
+          `gw p50 / p99 / max ms at ${fmt(set.rates[0])} msgs/s`,
+          'dropped gw / direct',
         ],
         r.downlink.map((d) => [
           d.broker,
           fmt(d.msgs_per_s),
+          fmt(d.direct_msgs_per_s),
+          fmt(d.ratio, 2),
           `${fmt(d.p50_ms, 2)} / ${fmt(d.p99_ms, 2)} / ${fmt(d.max_ms, 1)}`,
+          `${fmt(d.direct_p50_ms, 2)} / ${fmt(d.direct_p99_ms, 2)} / ${fmt(d.direct_max_ms, 1)}`,
           `${fmt(d.latency_p50_ms, 2)} / ${fmt(d.latency_p99_ms, 2)} / ${fmt(d.latency_max_ms, 1)}`,
-          String(d.dropped),
+          `${d.dropped} / ${d.direct_dropped ?? '–'}`,
         ]),
       ),
     )
@@ -265,7 +299,8 @@ export function renderTable(r: Results): string {
     out.push('')
     out.push(
       '**Scale** — idle logged-in devices in one gateway process (one descriptor each: bounded by its open-files ' +
-        `limit), ${set.scale_generator_processes} generator process(es); restart = SIGKILL, start again, devices reconnect with jittered backoff.`,
+        `limit), ${set.scale_generator_processes} generator process(es); restart = SIGKILL, start again, devices reconnect with jittered backoff; ` +
+        'direct = as many bare MQTT clients from the same generators and ramp to the same broker, each logged in at the SUBACK of its own down topic.',
     )
     out.push('')
     out.push(
@@ -274,6 +309,8 @@ export function renderTable(r: Results): string {
           'broker',
           'devices',
           'logins/s',
+          'direct logins/s',
+          'gateway/direct',
           'gw CPU µs/login',
           'ramp CPU % gw / broker / gen',
           'RSS KiB/device',
@@ -285,6 +322,8 @@ export function renderTable(r: Results): string {
           s.broker,
           `${fmt(s.max_devices)} / ${fmt(s.target)}`,
           fmt(s.logins_per_s),
+          fmt(s.direct_logins_per_s),
+          fmt(s.login_ratio, 2),
           fmt(s.gateway_cpu_us_per_login),
           rampCpu(s.login_cpu_pct),
           fmt(s.rss_kib_per_device, 2),
@@ -383,10 +422,11 @@ function targetRows(r: Results): Row[] {
   add('added p99 ≤ 3 ms at 10k msgs/s, embedded', h.added_p99_ms_at_10k, (v) => v <= 3, 2)
   add('added p99 ≤ 3 ms at 10k msgs/s, Mosquitto', h.added_p99_ms_at_10k_mosquitto, (v) => v <= 3, 2)
   for (const sc of r.scale) {
-    const on = sc.broker === 'embedded' ? 'embedded' : 'Mosquitto'
+    const on = sc.broker === 'embedded' ? 'embedded' : sc.broker === 'mosquitto' ? 'Mosquitto' : sc.broker
     add(`≥ 19,000 devices in one process, ${on}`, sc.max_devices, (v) => v >= 19_000)
     add(`≤ 8 KiB RSS per idle device, ${on}`, sc.rss_kib_per_device, (v) => v <= 8, 2)
     add(`≥ 5,000 logins/s, ${on}`, sc.logins_per_s, (v) => v >= 5000)
+    add(`logins gateway/direct ≥ 1.5, ${on}`, orNull(sc.login_ratio), (v) => v >= 1.5, 2)
     add(`all devices back ≤ 10 s after a restart, ${on}`, sc.restart_s, (v) => v <= 10, 2)
   }
   if (r.soak) {

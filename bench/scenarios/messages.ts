@@ -1,6 +1,8 @@
 /**
  * Uplink throughput, uplink latency and downlink, for one broker: the gateway path and the direct
  * MQTT path measured side by side, alternating run by run so drift on a shared machine hits both.
+ * The broker is the gateway's embedded one, a Mosquitto started for the run, or an external one
+ * (`--broker-url`): the gateway, the direct clients and the subscriber all use the same.
  */
 import { join } from 'node:path'
 import { freePort } from '../../test/helpers/net.js'
@@ -11,7 +13,7 @@ import { decodeHistogram, type LatencySummary, newHistogram, summarize } from '.
 import type { Worker } from '../lib/ipc.js'
 import { startBenchMosquitto } from '../lib/mosquitto.js'
 import type { BenchOptions, BrokerKind } from '../lib/options.js'
-import { cpuPercent, type ProcSample, procDelta, sampleProc, sampleRoles, waitQuiet } from '../lib/procs.js'
+import { cpuPercent, type ProcSample, procDelta, sampleRoles, waitQuiet } from '../lib/procs.js'
 import type { Rig } from '../lib/rig.js'
 import { median, medianByKey, round, split, sum } from '../lib/stats.js'
 
@@ -80,10 +82,15 @@ export interface DownlinkRun {
   duplicates: number
   latency: LatencySummary
   gateway_cpu_us_per_msg: number
+  /** CPU use during the window, % of one core, per process role (gateway, generators, mosquitto). */
+  cpu_pct: Record<string, number>
+  /** CPU of every process of the side per message delivered (what a saturated machine divides its cores by). */
+  all_cpu_us_per_msg: number
 }
 
 export interface DownlinkRow {
   broker: BrokerKind
+  /** Devices, and as many direct MQTT clients on the direct side. */
   devices: number
   /** Closed loop (saturating): `window` in flight per device. */
   window: number
@@ -96,9 +103,22 @@ export interface DownlinkRow {
   latency_p50_ms: number
   latency_p99_ms: number
   latency_max_ms: number
+  /** Through the gateway: published, accepted by the broker, never delivered (at most once, [HT-5.2]). */
   dropped: number
+  /**
+   * The direct side (null when `--sides` leaves it out): as many MQTT clients, each subscribed at
+   * QoS 1 to its own `hypertcp/<id>/dn`, the same publisher, the same window, closed loop.
+   */
+  direct_msgs_per_s: number | null
+  direct_p50_ms: number | null
+  direct_p99_ms: number | null
+  direct_max_ms: number | null
+  direct_dropped: number
+  /** msgs_per_s / direct_msgs_per_s. */
+  ratio: number | null
   runs: DownlinkRun[]
   latency_runs: DownlinkRun[]
+  direct_runs: DownlinkRun[]
 }
 
 export interface MessageResults {
@@ -137,6 +157,7 @@ export async function runMessages(
 ): Promise<MessageResults> {
   const out: MessageResults = { uplink: [], latency: [], downlink: [], gateway_flags: [], warnings: [] }
   const mosquitto = broker === 'mosquitto' ? await startBenchMosquitto() : undefined
+  const mqttUrl = broker === 'external' ? opts.brokerUrl : mosquitto?.url
   try {
     for (const qos of opts.qos) {
       const wantUplink = opts.scenarios.includes('uplink')
@@ -151,7 +172,7 @@ export async function runMessages(
         qosUp: qos,
         flags: gatewayFlags(opts),
         nodeArgs: opts.gatewayNodeArgs,
-        ...(mosquitto ? { mqttUrl: mosquitto.url } : {}),
+        ...(mqttUrl !== undefined ? { mqttUrl } : {}),
       }
       out.gateway_flags = GatewayProc.flags(spec)
       log(`${broker} QoS ${qos}: starting the gateway`)
@@ -174,28 +195,45 @@ export async function runMessages(
   return out
 }
 
+/**
+ * Has the message runs' device generators drive HyperTCP devices logged in to the gateway, or
+ * (`mqtt`) as many direct MQTT clients of the broker, each subscribed to its own down topic: the
+ * direct side of the downlink comparison. One set at a time: the gateway subscribes to a device's
+ * down topic while the device is logged in, and would otherwise take the direct side's publishes too.
+ */
+async function useDevices(g: Group, protocol: 'hypertcp' | 'mqtt'): Promise<void> {
+  const { opts, rig, gw } = g
+  const ranges = split(opts.devices, opts.procs)
+  const at = protocol === 'mqtt' ? gw.broker : { host: '127.0.0.1', port: gw.spec.port }
+  await Promise.all(
+    rig.devices.map(async (w, i) => {
+      await w.call('closeAll', null)
+      await w.call('init', { protocol, ...at, ...ranges[i]! })
+      const r = await w.call('login', { concurrency: 100, timeoutMs: 20_000 })
+      if (r.online !== ranges[i]!.count) {
+        const what = protocol === 'mqtt' ? 'direct MQTT clients subscribed' : 'devices logged in'
+        throw new Error(`${w.name}: only ${r.online} of ${ranges[i]!.count} ${what}`)
+      }
+    }),
+  )
+}
+
 /** Logs the devices in, connects the direct clients and the subscriber; returns the credit port. */
 async function prepare(g: Group, qos: 0 | 1): Promise<number> {
   const { opts, rig, gw } = g
   const ranges = split(opts.devices, opts.procs)
-  await Promise.all(
-    rig.devices.map(async (w, i) => {
-      await w.call('init', { host: '127.0.0.1', port: gw.spec.port, ...ranges[i]! })
-      const r = await w.call('login', { concurrency: 100, timeoutMs: 20_000 })
-      if (r.online !== ranges[i]!.count) throw new Error(`${w.name}: only ${r.online} devices logged in`)
-    }),
-  )
+  await useDevices(g, 'hypertcp')
   const clients = [
     ...rig.mqttjs.map((w) => [w, 'mqttjs'] as const),
     ...rig.raw.map((w) => [w, 'raw'] as const),
   ]
   await Promise.all(
     clients.map(([w, kind], i) =>
-      w.call('init', { port: gw.mqttPort, kind, qos, ...ranges[i % opts.procs]! }),
+      w.call('init', { broker: gw.broker, kind, qos, ...ranges[i % opts.procs]! }),
     ),
   )
   const sub = await rig.subscriber.call('connect', {
-    port: gw.mqttPort,
+    broker: gw.broker,
     qos,
     devices: opts.devices,
     topic: 'hypertcp/+/up',
@@ -401,28 +439,43 @@ async function latency(g: Group): Promise<LatencyRow[]> {
  * MQTT publisher → broker → gateway → devices. Each device generator process publishes to its own
  * devices' down topics: closed loop, `downlinkWindow` messages on the way to each device (the next
  * is published when the device has received one) for throughput; then open loop at 1k msgs/s for
- * latency.
+ * latency. The direct side: the same generators' devices become direct MQTT clients subscribed to
+ * the same down topics, and the same publisher runs the same closed loop to them (the ratio's
+ * denominator). Runs last in the group: it leaves the generators on the direct side.
  */
 async function downlink(g: Group): Promise<DownlinkRow> {
   const runs: DownlinkRun[] = []
   const latencyRuns: DownlinkRun[] = []
+  const directRuns: DownlinkRun[] = []
   const rate = g.opts.rates[0]!
+  const direct = g.opts.sides.includes('direct')
   for (let r = 0; r < g.opts.runs; r++) {
+    if (r > 0 && direct) await useDevices(g, 'hypertcp')
     const closed = await downlinkRun(g, 'closed', g.opts.measureMs)
     const open = await downlinkRun(g, 'open', g.opts.measureMs, rate)
     g.log(
-      `  downlink ${g.broker} run ${r + 1}: ${Math.round(closed.msgs_per_s)} msgs/s, p99 ${closed.latency.p99_ms} ms, ` +
+      `  downlink ${g.broker} gateway run ${r + 1}: ${Math.round(closed.msgs_per_s)} msgs/s, p99 ${closed.latency.p99_ms} ms, ` +
         `dropped ${closed.dropped}; at ${rate}/s: p99 ${open.latency.p99_ms} ms, dropped ${open.dropped}`,
     )
     runs.push(closed)
     latencyRuns.push(open)
+    if (!direct) continue
+    await useDevices(g, 'mqtt')
+    const d = await downlinkRun(g, 'closed', g.opts.measureMs)
+    g.log(
+      `  downlink ${g.broker} direct run ${r + 1}: ${Math.round(d.msgs_per_s)} msgs/s, p99 ${d.latency.p99_ms} ms, ` +
+        `dropped ${d.dropped}`,
+    )
+    directRuns.push(d)
   }
   const med = (rs: DownlinkRun[], f: (r: DownlinkRun) => number) => round(median(rs.map(f)), 3)
+  const msgsPerS = round(median(runs.map((r) => r.msgs_per_s)), 4)
+  const directMsgsPerS = direct ? round(median(directRuns.map((r) => r.msgs_per_s)), 4) : null
   return {
     broker: g.broker,
     devices: g.opts.devices,
     window: g.opts.downlinkWindow,
-    msgs_per_s: round(median(runs.map((r) => r.msgs_per_s)), 4),
+    msgs_per_s: msgsPerS,
     p50_ms: med(runs, (r) => r.latency.p50_ms),
     p99_ms: med(runs, (r) => r.latency.p99_ms),
     max_ms: med(runs, (r) => r.latency.max_ms),
@@ -431,8 +484,15 @@ async function downlink(g: Group): Promise<DownlinkRow> {
     latency_p99_ms: med(latencyRuns, (r) => r.latency.p99_ms),
     latency_max_ms: med(latencyRuns, (r) => r.latency.max_ms),
     dropped: sum([...runs, ...latencyRuns].map((r) => r.dropped)),
+    direct_msgs_per_s: directMsgsPerS,
+    direct_p50_ms: direct ? med(directRuns, (r) => r.latency.p50_ms) : null,
+    direct_p99_ms: direct ? med(directRuns, (r) => r.latency.p99_ms) : null,
+    direct_max_ms: direct ? med(directRuns, (r) => r.latency.max_ms) : null,
+    direct_dropped: sum(directRuns.map((r) => r.dropped)),
+    ratio: directMsgsPerS ? round(msgsPerS / directMsgsPerS, 3) : null,
     runs,
     latency_runs: latencyRuns,
+    direct_runs: directRuns,
   }
 }
 
@@ -448,10 +508,12 @@ async function downlinkRun(
   const w0 = start + g.opts.warmupMs * 1000
   const w1 = w0 + measureMs * 1000
   await sleepUntil(start)
+  const roles: Record<string, number[]> = { gateway: [g.gw.pid], generators: workers.map((w) => w.pid) }
+  if (g.brokerPid) roles.mosquitto = [g.brokerPid]
   await Promise.all(
     workers.map((w) =>
       w.call('downlinkStart', {
-        brokerPort: g.gw.mqttPort,
+        broker: g.gw.broker,
         mode,
         window: g.opts.downlinkWindow,
         rate: rate / workers.length,
@@ -461,13 +523,15 @@ async function downlinkRun(
     ),
   )
   await sleepUntil(w0)
-  const before = sampleProc(g.gw.pid)
+  const before = sampleRoles(roles)
   await sleepUntil(w1)
-  const after = sampleProc(g.gw.pid)
+  const after = sampleRoles(roles)
   const results = await Promise.all(workers.map((w) => w.call('downlinkStop', null)))
   const hist = newHistogram()
   for (const res of results) hist.add(decodeHistogram(res.histogram))
   const inWindow = sum(results.map((x) => x.receivedInWindow))
+  const cpu_pct = cpuPercent(before, after, measureMs * 1000)
+  const n = Math.max(1, inWindow)
   return {
     msgs_per_s: round(inWindow / (measureMs / 1000), 4),
     published: sum(results.map((x) => x.published)),
@@ -475,6 +539,8 @@ async function downlinkRun(
     dropped: sum(results.map((x) => x.pubacked - x.received)),
     duplicates: sum(results.map((x) => x.duplicates)),
     latency: summarize(hist),
-    gateway_cpu_us_per_msg: round((after.cpuUs - before.cpuUs) / Math.max(1, inWindow), 3),
+    gateway_cpu_us_per_msg: round((after.gateway!.cpuUs - before.gateway!.cpuUs) / n, 3),
+    cpu_pct,
+    all_cpu_us_per_msg: round(((sum(Object.values(cpu_pct)) / 100) * (measureMs * 1000)) / n, 3),
   }
 }

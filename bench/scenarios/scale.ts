@@ -1,7 +1,9 @@
 /**
  * Scale: as many idle, logged-in devices as one gateway process can hold (bounded by its
  * open-files limit: one descriptor per device), the memory they cost, how fast they log in, and
- * how long they take to all come back after the gateway is killed and started again.
+ * how long they take to all come back after the gateway is killed and started again; then, for the
+ * login ratio, how fast as many direct MQTT clients log in to the same broker (CONNECT + SUBSCRIBE
+ * to their own down topic), through the same generators and the same ramp.
  */
 
 import { join } from 'node:path'
@@ -11,7 +13,7 @@ import { nowUs, sleep } from '../lib/clock.js'
 import { GatewayProc, type GatewaySpec } from '../lib/gateway.js'
 import { startBenchMosquitto } from '../lib/mosquitto.js'
 import type { BenchOptions, BrokerKind } from '../lib/options.js'
-import { cpuPercent, sampleRoles } from '../lib/procs.js'
+import { cpuPercent, listenOverflows, sampleRoles, waitQuiet } from '../lib/procs.js'
 import type { Rig } from '../lib/rig.js'
 import { median, medianByKey, round, split, sum } from '../lib/stats.js'
 
@@ -42,6 +44,26 @@ export interface ScaleRun {
   login_cpu_pct: Record<string, number>
   /** The gateway's CPU time per login during the ramp, µs. */
   gateway_cpu_us_per_login: number
+  /**
+   * Handshakes dropped by a full accept queue during the ramp (this machine's TcpExt
+   * ListenOverflows): each waited for a retransmission, 1 s or more. Non-zero: the ramp's rate is
+   * partly the kernel's timer, not the server's.
+   */
+  listen_overflows: number
+  /**
+   * The direct side: as many MQTT clients, the same generators, ramp, concurrency and source
+   * addresses, each logged in once its SUBACK (to its own `hypertcp/<id>/dn`) arrived.
+   */
+  direct_online: number
+  direct_login_s: number
+  direct_logins_per_s: number
+  /** CPU (% of one core) per role during the direct ramp (the embedded broker is in the gateway process). */
+  direct_login_cpu_pct: Record<string, number>
+  /**
+   * The same during the direct ramp. Mosquitto listens with a backlog of 100, below the 200 logins
+   * in progress per generator: it can overflow (an external broker on another host: not counted).
+   */
+  direct_listen_overflows: number
 }
 
 export interface ScaleRow {
@@ -56,6 +78,10 @@ export interface ScaleRow {
   restart_s_p90: number
   login_cpu_pct: Record<string, number>
   gateway_cpu_us_per_login: number
+  direct_logins_per_s: number
+  direct_login_cpu_pct: Record<string, number>
+  /** logins_per_s / direct_logins_per_s (medians). */
+  login_ratio: number
   runs: ScaleRun[]
 }
 
@@ -68,33 +94,45 @@ export async function runScale(
   log: (line: string) => void,
 ): Promise<ScaleRow> {
   const mosquitto = broker === 'mosquitto' ? await startBenchMosquitto() : undefined
+  const mqttUrl = broker === 'external' ? opts.brokerUrl : mosquitto?.url
   const runs: ScaleRun[] = []
   try {
     for (let r = 0; r < opts.scaleRuns; r++) {
       const profile =
         opts.profileDir && r === 0 ? join(opts.profileDir, `${broker}-logins.cpuprofile`) : undefined
-      const run = await scaleRun(opts, rig, mosquitto, log, profile)
+      const run = await scaleRun(opts, rig, mqttUrl, mosquitto, log, profile)
       log(
         `  scale ${broker} run ${r + 1}: ${run.online}/${run.target} online, ${Math.round(run.logins_per_s)} logins/s, ` +
           `${run.rss_kib_per_device} KiB RSS and ${run.heap_kib_per_device} KiB heap per device, ` +
           `all back ${run.restart_s_from_kill} s after the kill (${run.restart_back} devices); ` +
           `ramp cpu ${Object.entries(run.login_cpu_pct)
             .map(([k, v]) => `${k} ${Math.round(v)} %`)
-            .join(', ')}, gateway ${Math.round(run.gateway_cpu_us_per_login)} µs/login`,
+            .join(', ')}, gateway ${Math.round(run.gateway_cpu_us_per_login)} µs/login; ` +
+          `direct: ${run.direct_online}/${run.target} subscribed, ${Math.round(run.direct_logins_per_s)} logins/s ` +
+          `(gateway/direct ${(run.logins_per_s / run.direct_logins_per_s).toFixed(2)})`,
       )
+      if (run.listen_overflows > 0 || run.direct_listen_overflows > 0) {
+        log(
+          `  scale ${broker}: full accept queues dropped ${run.listen_overflows} handshakes during the gateway ramp, ` +
+            `${run.direct_listen_overflows} during the direct one: those waited for a retransmission (1 s or more), ` +
+            'and that ramp measured the timer more than the server',
+        )
+      }
       runs.push(run)
       // A run that did not get every device in (or back) is a failed run: repeating it only
       // repeats the wait.
-      if (run.online < run.target || run.restart_back < run.online) break
+      if (run.online < run.target || run.restart_back < run.online || run.direct_online < run.target) break
     }
   } finally {
     await mosquitto?.dispose()
   }
+  const loginsPerS = round(median(runs.map((r) => r.logins_per_s)), 4)
+  const directLoginsPerS = round(median(runs.map((r) => r.direct_logins_per_s)), 4)
   return {
     broker,
     target: opts.scaleDevices,
     max_devices: median(runs.map((r) => r.online)),
-    logins_per_s: round(median(runs.map((r) => r.logins_per_s)), 4),
+    logins_per_s: loginsPerS,
     rss_kib_per_device: round(median(runs.map((r) => r.rss_kib_per_device)), 3),
     heap_kib_per_device: round(median(runs.map((r) => r.heap_kib_per_device)), 3),
     restart_s: round(median(runs.map((r) => r.restart_s_from_kill)), 3),
@@ -102,6 +140,9 @@ export async function runScale(
     restart_s_p90: round(median(runs.map((r) => r.restart_s_p90)), 3),
     login_cpu_pct: medianByKey(runs.map((r) => r.login_cpu_pct)),
     gateway_cpu_us_per_login: round(median(runs.map((r) => r.gateway_cpu_us_per_login)), 3),
+    direct_logins_per_s: directLoginsPerS,
+    direct_login_cpu_pct: medianByKey(runs.map((r) => r.direct_login_cpu_pct)),
+    login_ratio: round(loginsPerS / directLoginsPerS, 3),
     runs,
   }
 }
@@ -109,6 +150,7 @@ export async function runScale(
 async function scaleRun(
   opts: BenchOptions,
   rig: Rig,
+  mqttUrl: string | undefined,
   mosquitto: Mosquitto | undefined,
   log: (line: string) => void,
   profile: string | undefined,
@@ -122,7 +164,7 @@ async function scaleRun(
     qosUp: 1,
     flags: opts.gatewayFlags,
     nodeArgs: opts.gatewayNodeArgs,
-    ...(mosquitto ? { mqttUrl: mosquitto.url } : {}),
+    ...(mqttUrl !== undefined ? { mqttUrl } : {}),
   }
   let gw = await GatewayProc.start(spec)
   const workers = rig.allDevices
@@ -142,12 +184,14 @@ async function scaleRun(
     const roles: Record<string, number[]> = { gateway: [gw.pid], generators: workers.map((w) => w.pid) }
     if (mosquitto) roles.mosquitto = [mosquitto.pid]
     const cpuBefore = sampleRoles(roles)
+    const overflowsBefore = listenOverflows()
     const rampStartUs = nowUs()
     const logins = await Promise.all(
-      workers.map((w) => w.call('login', { concurrency: 200, timeoutMs: limitMs })),
+      workers.map((w) => w.call('login', { concurrency: opts.loginConcurrency, timeoutMs: limitMs })),
     )
     const rampUs = nowUs() - rampStartUs
     const cpuAfter = sampleRoles(roles)
+    const overflows = listenOverflows() - overflowsBefore
     if (profile) {
       await gw.profileStop(profile)
       log(`  profile: ${profile} (the profiler slows this run: not a result)`)
@@ -186,6 +230,18 @@ async function scaleRun(
       await sleep(50)
     }
     if (back < online) log(`  scale: only ${back} of ${online} devices came back within ${opts.scaleRampS} s`)
+
+    // The direct side, on a gateway started afresh as for its own ramp. Not the one the devices
+    // have just left: each left its retained presence in the embedded broker, and Aedes's
+    // in-memory store scans every retained message on each SUBSCRIBE (~0.3 µs each on the 2-core
+    // bench machine: 2,000 left made a direct login cost 2.2 times as much; at 19,700 it would be
+    // ~6 ms more each), which the gateway ramp, starting from an empty broker, never paid.
+    await Promise.all(workers.map((w) => w.call('closeAll', null)))
+    await gw.stop('SIGTERM')
+    gw = await GatewayProc.start(spec)
+    const direct = await directRamp(opts, workers, ranges, gw, mosquitto)
+    if (direct.online < target)
+      log(`  scale: only ${direct.online} of ${target} direct MQTT clients logged in`)
     return {
       target,
       online,
@@ -210,9 +266,51 @@ async function scaleRun(
         (cpuAfter.gateway!.cpuUs - cpuBefore.gateway!.cpuUs) / Math.max(1, online),
         3,
       ),
+      direct_online: direct.online,
+      direct_login_s: round(direct.loginUs / 1e6, 4),
+      direct_logins_per_s: round(direct.online / (direct.loginUs / 1e6), 4),
+      listen_overflows: overflows,
+      direct_login_cpu_pct: direct.cpuPct,
+      direct_listen_overflows: direct.overflows,
     }
   } finally {
     await Promise.all(workers.map((w) => w.call('closeAll', null)))
     await gw.stop('SIGTERM')
+  }
+}
+
+/**
+ * The login ratio's denominator: the same generators log in as many direct MQTT clients to the
+ * broker the gateway uses (its embedded one: in the gateway process, idle), each one TCP connect,
+ * CONNECT, CONNACK, SUBSCRIBE to its own down topic, SUBACK — with the gateway ramp's concurrency
+ * per generator and its source addresses (gen/devices.ts).
+ */
+async function directRamp(
+  opts: BenchOptions,
+  workers: Rig['allDevices'],
+  ranges: { first: number; count: number }[],
+  gw: GatewayProc,
+  mosquitto: Mosquitto | undefined,
+): Promise<{ online: number; loginUs: number; cpuPct: Record<string, number>; overflows: number }> {
+  const roles: Record<string, number[]> = { gateway: [gw.pid], generators: workers.map((w) => w.pid) }
+  if (mosquitto) roles.mosquitto = [mosquitto.pid]
+  // Until the gateway's start (and, with Mosquitto, the old one's leaving) has settled.
+  await waitQuiet(Object.values(roles).flat())
+  const broker = gw.broker
+  await Promise.all(workers.map((w, i) => w.call('init', { protocol: 'mqtt', ...broker, ...ranges[i]! })))
+  const before = sampleRoles(roles)
+  const overflowsBefore = listenOverflows()
+  const startUs = nowUs()
+  const logins = await Promise.all(
+    workers.map((w) =>
+      w.call('login', { concurrency: opts.loginConcurrency, timeoutMs: opts.scaleRampS * 1000 }),
+    ),
+  )
+  const after = sampleRoles(roles)
+  return {
+    online: sum(logins.map((l) => l.online)),
+    loginUs: Math.max(...logins.map((l) => l.lastLoginUs)) - Math.min(...logins.map((l) => l.startUs)),
+    cpuPct: cpuPercent(before, after, nowUs() - startUs),
+    overflows: listenOverflows() - overflowsBefore,
   }
 }

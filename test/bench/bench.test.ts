@@ -19,6 +19,18 @@ const REQUIRED = [
 ] as const
 
 /**
+ * The gateway-vs-direct ratios of logins and downlinks, and which of them quick mode measures (its
+ * scale run keeps to the first broker, embedded): those must be positive numbers; the other is
+ * there, null when not measured.
+ */
+const RATIOS = {
+  login_ratio_embedded: true,
+  login_ratio_mosquitto: false,
+  downlink_ratio_embedded: true,
+  downlink_ratio_mosquitto: true,
+} as const
+
+/**
  * Runs `npm run bench -- --quick` once and checks that the benchmark itself works: every figure is
  * there and is a number, and no acknowledged message was lost. Never a timing assertion: how fast
  * the gateway is is what the benchmark reports, not what the test suite decides.
@@ -61,6 +73,21 @@ describe('benchmark (bench/run.ts --quick)', function () {
       expect(results[key], key).to.be.a('number')
       expect(Number.isFinite(results[key] as number), key).to.equal(true)
     }
+  })
+
+  it('reports the login and downlink ratios quick mode measures as positive numbers', () => {
+    for (const [key, measured] of Object.entries(RATIOS)) {
+      expect(results, key).to.have.property(key)
+      if (!measured && results[key] === null) continue
+      expect(results[key], key).to.be.a('number')
+      expect(Number.isFinite(results[key] as number) && (results[key] as number) > 0, key).to.equal(true)
+    }
+    for (const row of results.downlink as { broker: string; direct_msgs_per_s: number; ratio: number }[]) {
+      expect(row.direct_msgs_per_s, `${row.broker} direct downlink`).to.be.greaterThan(0)
+      expect(row.ratio, `${row.broker} downlink ratio`).to.be.greaterThan(0)
+    }
+    const scale = (results.scale as { direct_logins_per_s: number }[])[0]!
+    expect(scale.direct_logins_per_s).to.be.greaterThan(0)
   })
 
   it('loses no acknowledged message', () => {
