@@ -34,9 +34,9 @@ interface Seen {
 function reader(max = 1 << 20): { r: PacketReader; seen: Seen } {
   const seen: Seen = { packets: [], starts: [], oversize: [], malformed: [] }
   const r = new PacketReader(max, {
-    onPacket: (_first, packet, bodyStart) => {
-      seen.packets.push(Buffer.from(packet))
-      seen.starts.push(bodyStart)
+    onPacket: (_first, buf, start, bodyStart, end) => {
+      seen.packets.push(Buffer.from(buf.subarray(start, end)))
+      seen.starts.push(bodyStart - start)
     },
     onOversize: (first, length, head) => seen.oversize.push({ first, length, head: Buffer.from(head) }),
     onMalformed: (reason) => seen.malformed.push(reason),

@@ -1,7 +1,8 @@
 /**
  * The two packets the broker sends once per message, read without mqtt-packet (a packet object
  * and a copy of the payload each): PUBLISH (MQTT 3.1.1 3.3 / MQTT 5 3.3), one per downlink, and
- * PUBACK (3.4), one per uplink. Pure functions over a whole packet as the PacketReader hands it out.
+ * PUBACK (3.4), one per uplink. Pure functions over a packet's bytes from its variable header
+ * (`at`) to its `end`, as the PacketReader hands them out.
  */
 
 /** A PUBLISH's fields; `payload` is a view of the packet. */
@@ -23,9 +24,9 @@ export function readPublish(
   first: number,
   packet: Buffer,
   at: number,
+  end: number,
 ): InboundPublish | string {
   const qos = (first >> 1) & 3
-  const end = packet.length
   let o = at
   if (qos === 3) return 'a PUBLISH with QoS 3'
   if (end - o < 2) return 'a PUBLISH without a topic'
@@ -53,15 +54,19 @@ export function readPublish(
     o += length
     if (o > end) return 'a PUBLISH with bad properties'
   }
-  return { topic, qos: qos as 0 | 1 | 2, retained: (first & 1) === 1, id, payload: packet.subarray(o) }
+  return { topic, qos: qos as 0 | 1 | 2, retained: (first & 1) === 1, id, payload: packet.subarray(o, end) }
 }
 
 /**
  * A PUBACK's packet identifier and reason code (0 when left out: MQTT 5 3.4.2.1), or nothing for a
  * PUBACK too short to carry an identifier (undefined).
  */
-export function readPuback(packet: Buffer, at: number): { id: number; reason: number } | undefined {
-  const length = packet.length - at
+export function readPuback(
+  packet: Buffer,
+  at: number,
+  end: number,
+): { id: number; reason: number } | undefined {
+  const length = end - at
   if (length < 2) return undefined
   return { id: (packet[at]! << 8) | packet[at + 1]!, reason: length > 2 ? packet[at + 2]! : 0 }
 }

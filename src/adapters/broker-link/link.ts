@@ -296,7 +296,7 @@ export class BrokerLink implements BrokerConnection {
       if (this.stream === stream) this.opened = true
     })
     this.reader = new PacketReader(this.options.maxPacketSize, {
-      onPacket: (first, packet, bodyStart) => this.onPacket(first, packet, bodyStart),
+      onPacket: (first, buf, start, bodyStart, end) => this.onPacket(first, buf, start, bodyStart, end),
       onOversize: (first, length, head) => this.onOversize(first, length, head),
       onMalformed: (reason) => this.protocolError(`malformed packet: ${reason}`, ReasonCode.MALFORMED_PACKET),
     })
@@ -410,25 +410,25 @@ export class BrokerLink implements BrokerConnection {
 
   // --- what the broker sends ---------------------------------------------------------------
 
-  private onPacket(first: number, packet: Buffer, bodyStart: number): void {
+  private onPacket(first: number, buf: Buffer, start: number, bodyStart: number, end: number): void {
     const type = first >> 4
-    if (type === 4 && this.state === 'connected') return this.onPuback(packet, bodyStart)
-    if (type === 3 && this.state === 'connected') return this.onPublish(first, packet, bodyStart)
-    this.parser!.parse(packet)
+    if (type === 4 && this.state === 'connected') return this.onPuback(buf, start, bodyStart, end)
+    if (type === 3 && this.state === 'connected') return this.onPublish(first, buf, bodyStart, end)
+    this.parser!.parse(buf.subarray(start, end))
   }
 
-  private onPuback(packet: Buffer, at: number): void {
-    const ack = readPuback(packet, at)
+  private onPuback(buf: Buffer, start: number, at: number, end: number): void {
+    const ack = readPuback(buf, at, end)
     if (ack === undefined)
       return this.protocolError('PUBACK without a packet identifier', ReasonCode.MALFORMED_PACKET)
     // A refusal: its reason string, if any, is worth a full parse.
-    const detail = ack.reason >= 0x80 && packet.length - at > 3 ? reasonStringOf(packet) : undefined
+    const detail = ack.reason >= 0x80 && end - at > 3 ? reasonStringOf(buf.subarray(start, end)) : undefined
     if (!this.outbox.puback(ack.id, ack.reason, detail))
       this.protocolError(`PUBACK for packet identifier ${ack.id}, which awaits none`)
   }
 
-  private onPublish(first: number, packet: Buffer, at: number): void {
-    const m = readPublish(this.level, first, packet, at)
+  private onPublish(first: number, buf: Buffer, at: number, end: number): void {
+    const m = readPublish(this.level, first, buf, at, end)
     if (typeof m === 'string') return this.protocolError(m, ReasonCode.MALFORMED_PACKET)
     if (m.qos === 2) {
       const again = this.incomingQos2.has(m.id)

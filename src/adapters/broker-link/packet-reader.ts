@@ -2,8 +2,8 @@
  * Splits the broker's byte stream into MQTT packets (fixed header, remaining length, body) —
  * MQTT 3.1.1 2.2 / MQTT 5 2.1, which have the same framing.
  *
- * - A packet wholly inside one chunk is handed out as a view of that chunk: no copy. Only a packet
- *   split across chunks is assembled, into a buffer of exactly its size.
+ * - A packet wholly inside one chunk is handed out in place, as offsets into that chunk: no copy,
+ *   no object. Only a packet split across chunks is assembled, into a buffer of exactly its size.
  * - A packet larger than `maxPacketSize` is refused when its header is complete, before any byte of
  *   its body is buffered: its body is skipped as it arrives and `onOversize` is told (the link
  *   decides whether that ends the connection).
@@ -16,11 +16,12 @@
  */
 export interface PacketSink {
   /**
-   * One complete packet: `packet` is all of it (fixed header included), `bodyStart` the offset of
-   * its variable header. A view of the input, valid during the call only, unless kept whole (the
-   * reader never writes into a buffer it handed out).
+   * One complete packet: `buf[start, end)` is all of it (fixed header included), `bodyStart` where
+   * its variable header begins. Offsets into the input rather than a view of it: a packet costs no
+   * object (one PUBACK per uplink). `buf` is never written to afterwards by the reader, so parts of
+   * it may be kept.
    */
-  onPacket(first: number, packet: Buffer, bodyStart: number): void
+  onPacket(first: number, buf: Buffer, start: number, bodyStart: number, end: number): void
   /**
    * A packet of `length` body bytes was announced over the size limit: its body is skipped, but for
    * its first bytes (`head`: up to {@link OVERSIZE_HEAD}, enough for a PUBLISH's topic and packet
@@ -92,7 +93,7 @@ export class PacketReader {
         off += n
         if (this.packetFill === packet.length) {
           this.packet = null
-          this.sink.onPacket(packet[0]!, packet, this.bodyStart)
+          this.sink.onPacket(packet[0]!, packet, 0, this.bodyStart, packet.length)
         }
         continue
       }
@@ -121,7 +122,7 @@ export class PacketReader {
           const size = bodyStart + length
           if (end - at >= size) {
             off = at + size
-            this.sink.onPacket(chunk[at]!, chunk.subarray(at, at + size), bodyStart)
+            this.sink.onPacket(chunk[at]!, chunk, at, at + bodyStart, at + size)
           } else {
             this.begin(chunk.subarray(at, end), size, bodyStart)
             off = end
@@ -152,7 +153,8 @@ export class PacketReader {
       const first = this.header[0]!
       if (!this.accept(first, bodyStart, length)) continue
       if (length === 0) {
-        this.sink.onPacket(first, Buffer.from(this.header.subarray(0, bodyStart)), bodyStart)
+        const packet = Buffer.from(this.header.subarray(0, bodyStart))
+        this.sink.onPacket(first, packet, 0, bodyStart, bodyStart)
         continue
       }
       this.begin(this.header.subarray(0, bodyStart), bodyStart + length, bodyStart)
