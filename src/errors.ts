@@ -9,6 +9,9 @@ export type GatewayErrorCode =
   | 'HT_ERR_BROKER_UNREACHABLE'
   | 'HT_ERR_PUBLISH_REFUSED'
   | 'HT_ERR_CLOSED'
+  | 'HT_ERR_TOPIC_TEMPLATE'
+  /** A state the code rules out was reached: a bug, not bad input. */
+  | 'HT_ERR_INTERNAL'
 
 export class GatewayError extends Error {
   readonly code: GatewayErrorCode

@@ -1,9 +1,10 @@
 import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
 import type { GatewayConfig } from '../config/schema.js'
-import { PublishRefusedError } from '../errors.js'
+import { GatewayError, PublishRefusedError } from '../errors.js'
 import { type Logger, LogThrottle } from '../log.js'
 import { Cmd, Status } from '../protocol/constants.js'
 import { envelopePrefix, type LoginRequest, parseControl, parseDownlink } from '../protocol/messages.js'
+import { compileTemplate, gatewayStatusTopic, type TopicTemplate } from '../protocol/topics.js'
 import type { Session } from '../session/session.js'
 import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../session/types.js'
 import type { GatewayStats } from '../stats.js'
@@ -11,7 +12,6 @@ import { laneIndex } from './lanes.js'
 import { Pacer } from './pacer.js'
 import type { MqttPort } from './port.js'
 import { Subscriptions } from './subscriptions.js'
-import { compileTemplate, gatewayStatusTopic, type TopicTemplate } from './topics.js'
 
 /** A logged-in (or logging-in) device as the bridge tracks it. */
 interface Attached {
@@ -113,7 +113,7 @@ export class Bridge implements SessionHost {
 
   constructor({ config, mqtt, registry, logger, stats }: BridgeOptions) {
     this.config = config
-    if (mqtt.length === 0) throw new Error('the bridge needs a broker connection')
+    if (mqtt.length === 0) throw new GatewayError('HT_ERR_INTERNAL', 'the bridge needs a broker connection')
     this.lanes = mqtt.map((port) => ({
       mqtt: port,
       subscriptions: new Subscriptions(port, config.qos.down, (topic, code) => {
@@ -222,7 +222,7 @@ export class Bridge implements SessionHost {
   attach(session: Session): Promise<void> {
     const identity = session.identity!
     const lane = this.laneOf(identity.deviceId)
-    if (!lane.mqtt.connected) return Promise.reject(new Error('not connected to the broker'))
+    if (!lane.mqtt.connected) return Promise.reject(notConnected())
     const values = { c: identity.deviceId, u: identity.username, g: this.gatewayId }
     const device: Attached = {
       session,
@@ -263,7 +263,7 @@ export class Bridge implements SessionHost {
     for (const login of logins) {
       // Gone (closed, taken over) before its turn: nothing to announce or subscribe.
       if (this.attached(login.device.session) !== login.device) login.resolve()
-      else if (!login.device.lane.mqtt.connected) login.reject(new Error('not connected to the broker'))
+      else if (!login.device.lane.mqtt.connected) login.reject(notConnected())
       else current.push(login)
     }
     for (const { device } of current) {
@@ -557,7 +557,7 @@ export class Bridge implements SessionHost {
         return
       default: {
         const never: never = control
-        throw new Error(`unhandled control ${JSON.stringify(never)}`)
+        throw new GatewayError('HT_ERR_INTERNAL', `unhandled control ${JSON.stringify(never)}`)
       }
     }
   }
@@ -581,3 +581,7 @@ export class Bridge implements SessionHost {
 }
 
 function noop(): void {}
+
+function notConnected(): GatewayError {
+  return new GatewayError('HT_ERR_BROKER_UNREACHABLE', 'not connected to the broker')
+}

@@ -1,9 +1,9 @@
 import type { DeviceEntry } from '../auth/registry.js'
-import { compileTemplate, type Placeholder, TemplateError } from '../bridge/topics.js'
 import { ConfigError } from '../errors.js'
 import { parseCidr } from '../limits/cidr.js'
 import { Cmd } from '../protocol/constants.js'
 import { isValidTopicLevel } from '../protocol/ids.js'
+import { compileTemplate, type Placeholder, TemplateError } from '../protocol/topics.js'
 import {
   type CustomCommand,
   defaults,

@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import { compileTemplate, gatewayStatusTopic, TemplateError } from '../../src/bridge/topics.js'
+import { compileTemplate, gatewayStatusTopic, TemplateError } from '../../src/protocol/topics.js'
 
 describe('topic templates [HT-5]', () => {
   it('renders %c, %u and %g', () => {

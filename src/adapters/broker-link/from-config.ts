@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs'
-import { gatewayStatusTopic } from '../../bridge/topics.js'
 import type { GatewayConfig } from '../../config/schema.js'
 import { ConfigError } from '../../errors.js'
 import type { Logger } from '../../log.js'
+import { gatewayStatusTopic } from '../../protocol/topics.js'
 import { BrokerLink } from './link.js'
 import type { TransportTls } from './transport.js'
 

@@ -11,7 +11,7 @@ import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import mqttPacket, { type IConnackPacket, type Packet, type Parser } from 'mqtt-packet'
 import type { BrokerConnection, PublishOptions, QoS, SubscribeDone } from '../../bridge/port.js'
-import { GatewayError } from '../../errors.js'
+import { ConfigError, GatewayError } from '../../errors.js'
 import { type Logger, LogThrottle } from '../../log.js'
 import { Backoff } from './backoff.js'
 import { connectPacket, readConnack } from './handshake.js'
@@ -104,7 +104,7 @@ export class BrokerLink implements BrokerConnection {
   private ending: Promise<void> | undefined
 
   constructor(options: BrokerLinkOptions) {
-    if (options.urls.length === 0) throw new Error('the broker link needs a URL')
+    if (options.urls.length === 0) throw new ConfigError('mqttUrl', 'the broker link needs a URL')
     this.options = options
     this.logger = options.logger
     this.throttle = new LogThrottle(options.logger)

@@ -2,6 +2,7 @@ import { connect as netConnect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { connect as tlsConnect } from 'node:tls'
 import { createWebSocketStream, WebSocket } from 'ws'
+import { ConfigError } from '../../errors.js'
 
 /** TLS material for `mqtts://` and `wss://` (PEM contents, already read). */
 export interface TransportTls {
@@ -58,7 +59,7 @@ export function openTransport(url: URL, tls: TransportTls): Transport {
       return { stream: createWebSocketStream(ws), onOpen: (h) => ws.once('open', h) }
     }
     default:
-      throw new Error(`unsupported broker URL scheme ${url.protocol}`)
+      throw new ConfigError('mqttUrl', `unsupported broker URL scheme ${url.protocol}`)
   }
 }
 

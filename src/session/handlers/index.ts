@@ -1,3 +1,4 @@
+import { GatewayError } from '../../errors.js'
 import { Cmd, Status } from '../../protocol/constants.js'
 import type { Session } from '../session.js'
 import { handleCustom } from './custom.js'
@@ -25,7 +26,7 @@ export function dispatch(session: Session, type: number, msgId: number, body: Bu
       return
     default: {
       const never: never = state
-      throw new Error(`unhandled session state ${String(never)}`)
+      throw new GatewayError('HT_ERR_INTERNAL', `unhandled session state ${String(never)}`)
     }
   }
 }

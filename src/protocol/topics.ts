@@ -3,6 +3,7 @@
  * username (its registry entry's `username`, else its id), `%g` = gateway id, `%%` = a literal `%`.
  * Pure: compiled once at start-up, rendered once per login, never per frame.
  */
+import { GatewayError } from '../errors.js'
 
 export type Placeholder = 'c' | 'u' | 'g'
 
@@ -19,7 +20,13 @@ export interface TopicTemplate {
   render(values: TopicValues): string
 }
 
-export class TemplateError extends Error {}
+/** An invalid topic template; the message is fit for a config error naming its key. */
+export class TemplateError extends GatewayError {
+  constructor(message: string) {
+    super('HT_ERR_TOPIC_TEMPLATE', message)
+    this.name = 'TemplateError'
+  }
+}
 
 /**
  * Compiles a template, allowing only the placeholders in `allowed`.
