@@ -2,21 +2,15 @@ import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { createLogger } from './adapters/logger.js'
 import { readConfigFile } from './config/load.js'
-import { type ConfigLayer, envLayer, fromString, resolveConfig } from './config/resolve.js'
-import { type GatewayConfig, SETTINGS } from './config/schema.js'
+import { redactConfig } from './config/redact.js'
+import { type ConfigLayer, envLayer, kebab, resolveConfig } from './config/resolve.js'
+import { type GatewayConfig, SETTINGS, type Setting } from './config/settings.js'
 import { GatewayError } from './errors.js'
 import { createGateway, type Gateway } from './gateway.js'
 import { startHeapPolicy } from './heap-policy.js'
 
 /** How long past shutdownTimeout a stop may run before the process exits regardless. */
 const HARD_STOP_MARGIN_MS = 3000
-
-/** Settings that are secrets: never printed. */
-const SECRETS = new Set(['mqttPassword'])
-
-function kebab(key: string): string {
-  return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
-}
 
 /**
  * The command line: `hypertcp-gateway --config FILE [--flag value …]`. Every scalar setting has a
@@ -43,7 +37,9 @@ export async function main(argv: string[]): Promise<void> {
     .alias('help', 'h')
     .version()
     .wrap(Math.min(110, process.stdout.columns || 110))
-    .epilogue('Docs: README.md (configuration and topic reference), docs/PROTOCOL.md (wire contract).')
+    .epilogue(
+      'Docs: README.md (the manual), docs/CONFIGURATION.md (every setting), docs/PROTOCOL.md (wire contract).',
+    )
   for (const [key, spec] of Object.entries(SETTINGS)) {
     parser.option(kebab(key), { type: 'string', describe: spec.doc, group: 'Settings:', requiresArg: true })
   }
@@ -58,11 +54,14 @@ export async function main(argv: string[]): Promise<void> {
     const env = envLayer(process.env)
     layers.push(env.layer)
     const flags: Record<string, unknown> = {}
-    for (const [key, spec] of Object.entries(SETTINGS)) {
+    const names: Record<string, string> = {}
+    for (const [key, spec] of Object.entries(SETTINGS) as [string, Setting<unknown>][]) {
       const raw = (args as Record<string, unknown>)[key]
-      if (typeof raw === 'string') flags[key] = fromString(`--${kebab(key)}`, spec, raw)
+      if (typeof raw !== 'string') continue
+      flags[key] = spec.kind.fromText(raw.trim())
+      names[key] = `--${kebab(key)}`
     }
-    layers.push({ source: 'command line', values: flags })
+    layers.push({ source: 'command line', values: flags, names })
     return { config: resolveConfig(layers), unknownEnv: env.unknown }
   }
   let config: GatewayConfig
@@ -74,11 +73,7 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   if (args.printConfig) {
-    const shown = {
-      ...config,
-      ...Object.fromEntries([...SECRETS].map((k) => [k, config[k as keyof typeof config] ? '***' : null])),
-      devices: config.devices.map((d) => ({ ...d, token: '***' })),
-    }
+    const shown = redactConfig(config)
     process.stdout.write(`${JSON.stringify(shown, null, 2)}\n`)
     return
   }

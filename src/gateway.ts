@@ -11,8 +11,9 @@ import { createLogger } from './adapters/logger.js'
 import { DeviceRegistry } from './auth/registry.js'
 import { Bridge } from './bridge/bridge.js'
 import type { BrokerConnection } from './bridge/port.js'
-import { type ConfigInput, parseHostPort, resolveConfig } from './config/resolve.js'
-import { DEFAULT_MQTT_CONNECTIONS, type GatewayConfig } from './config/schema.js'
+import { parseHostPort } from './config/kinds.js'
+import { type ConfigInput, resolveConfig } from './config/resolve.js'
+import { DEFAULT_MQTT_CONNECTIONS, type GatewayConfig, SETTINGS, type Setting } from './config/settings.js'
 import { IpGuard } from './limits/ip-guard.js'
 import { type Logger, LogThrottle } from './log.js'
 import { Status } from './protocol/constants.js'
@@ -67,8 +68,13 @@ const SWEEP_MS = 30_000
 
 const PROCEED: LoginGate = { action: 'proceed' }
 
-/** Settings `reload` applies; every other change needs a restart. */
-const RELOADABLE = new Set<keyof GatewayConfig>(['devices', 'tlsCert', 'tlsKey', 'tlsCa'])
+/** Settings `reload` applies (the registry, and those marked `reload`); every other change needs a restart. */
+const RELOADABLE = new Set<string>([
+  'devices',
+  ...Object.entries(SETTINGS)
+    .filter(([, s]) => (s as Setting<unknown>).reload)
+    .map(([k]) => k),
+])
 
 /**
  * Starts a gateway ([HT-6]): the embedded broker unless `mqttUrl` is given, the MQTT

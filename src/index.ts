@@ -10,7 +10,7 @@
  */
 export type { DeviceEntry, Identity } from './auth/registry.js'
 export type { ConfigInput, ConfigLayer } from './config/resolve.js'
-export type { GatewayConfig, QosConfig, TopicsConfig } from './config/schema.js'
+export type { GatewayConfig, QosConfig, TopicsConfig } from './config/settings.js'
 export { ConfigError, GatewayError, type GatewayErrorCode } from './errors.js'
 export { createGateway, type Gateway, type GatewayOptions } from './gateway.js'
 export type { Logger } from './log.js'

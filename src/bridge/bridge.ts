@@ -1,5 +1,5 @@
 import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
-import type { GatewayConfig } from '../config/schema.js'
+import type { GatewayConfig } from '../config/settings.js'
 import { GatewayError, PublishRefusedError } from '../errors.js'
 import { type Logger, LogThrottle } from '../log.js'
 import { Cmd, Status } from '../protocol/constants.js'

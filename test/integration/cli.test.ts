@@ -94,6 +94,22 @@ describe('command line', () => {
     expect(r.stdout).to.not.contain('secret-token').and.not.contain('hunter2')
   })
 
+  it('hides a marker given to every secret, and the credentials of every broker URL, in --print-config', () => {
+    const marker = 'M4RK3R-s3cr3t'
+    const file = configFile('secrets.json', { devices: [{ id: 'd', token: marker }], brokerUsername: 'u' })
+    const r = runCli(['--config', file, '--print-config'], {
+      HYPERTCP_MQTT_PASSWORD: marker,
+      HYPERTCP_BROKER_PASSWORD: marker,
+      HYPERTCP_MQTT_URL: `mqtt://bob:${marker}@10.0.0.1:1883,mqtts://${marker}@10.0.0.2:8883`,
+    })
+    expect(r.status).to.equal(0)
+    expect(r.stdout).to.not.contain(marker)
+    expect((JSON.parse(r.stdout) as { mqttUrl: string[] }).mqttUrl).to.deep.equal([
+      'mqtt://***:***@10.0.0.1:1883',
+      'mqtts://***@10.0.0.2:8883',
+    ])
+  })
+
   describe('with ports in use', () => {
     let blocker: Server
     let port: number

@@ -1,7 +1,6 @@
 import { expect } from 'chai'
 import { DeviceRegistry } from '../../src/auth/registry.js'
-import { envLayer, resolveConfig } from '../../src/config/resolve.js'
-import { defaults } from '../../src/config/schema.js'
+import { defaults, envLayer, resolveConfig } from '../../src/config/resolve.js'
 import { ConfigError } from '../../src/errors.js'
 import { Status } from '../../src/protocol/constants.js'
 

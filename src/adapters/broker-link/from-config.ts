@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import type { GatewayConfig } from '../../config/schema.js'
+import type { GatewayConfig } from '../../config/settings.js'
 import { ConfigError } from '../../errors.js'
 import type { Logger } from '../../log.js'
 import { gatewayStatusTopic } from '../../protocol/topics.js'
