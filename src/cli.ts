@@ -6,7 +6,7 @@ import { redactConfig } from './config/redact.js'
 import { type ConfigLayer, envLayer, kebab, resolveConfig } from './config/resolve.js'
 import { type GatewayConfig, SETTINGS, type Setting } from './config/settings.js'
 import { GatewayError } from './errors.js'
-import { createGateway, type Gateway } from './gateway.js'
+import { createGateway, type Gateway } from './gateway/gateway.js'
 import { startHeapPolicy } from './heap-policy.js'
 
 /** How long past shutdownTimeout a stop may run before the process exits regardless. */

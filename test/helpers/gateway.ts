@@ -1,5 +1,5 @@
 import { createLogger } from '../../src/adapters/logger.js'
-import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway.js'
+import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway/gateway.js'
 import { silentLogger } from '../../src/log.js'
 import { Mosquitto } from './mosquitto.js'
 

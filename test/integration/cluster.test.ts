@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import type { Gateway } from '../../src/gateway.js'
+import type { Gateway } from '../../src/gateway/gateway.js'
 import { Cmd } from '../../src/protocol/constants.js'
 import { aedesBroker, type BrokerKind, mosquittoBroker, startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'

@@ -3,7 +3,7 @@
  * types goes out as frames, and what the gateway sends is printed.
  */
 import { expect } from 'chai'
-import type { Gateway } from '../../src/gateway.js'
+import type { Gateway } from '../../src/gateway/gateway.js'
 import { CliProcess, requireBuild } from '../helpers/cli.js'
 import { startGateway } from '../helpers/gateway.js'
 import { MqttWatcher } from '../helpers/mqtt.js'

@@ -1,5 +1,5 @@
 import { expect } from 'chai'
-import type { Gateway } from '../../src/gateway.js'
+import type { Gateway } from '../../src/gateway/gateway.js'
 import { aedesBroker, type BrokerKind, mosquittoBroker, startGateway } from '../helpers/gateway.js'
 import { requireMosquitto } from '../helpers/mosquitto.js'
 import { MqttWatcher } from '../helpers/mqtt.js'

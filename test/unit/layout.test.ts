@@ -20,7 +20,7 @@ const RANK: Record<string, number> = {
   session: 3,
   bridge: 4,
   adapters: 5,
-  'gateway.ts': 6,
+  gateway: 6,
   'heap-policy.ts': 6,
   'index.ts': 7,
   'cli.ts': 7,
