@@ -1,3 +1,10 @@
+/**
+ * The bridge between sessions and MQTT.
+ *
+ * Longer than 300 lines: attaching a device (takeover, subscriptions, presence), its uplinks and
+ * what arrives for it share one map of devices and topics; subscriptions (subscriptions.ts), the
+ * pacing of broker work (pacer.ts) and the choice of connection (lanes.ts) are apart.
+ */
 import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { GatewayError, PublishRefusedError } from '../errors.js'

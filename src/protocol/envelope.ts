@@ -8,7 +8,8 @@ import { isUtf8 } from 'node:buffer'
  *
  * It accepts and refuses exactly what `JSON.parse` does (test/unit/envelope.test.ts checks that
  * against JSON.parse on generated and mutated bodies), and, like JSON.parse, the last of duplicate
- * members wins. Pure: no I/O; its scanning state (a stack of container kinds, grown when needed)
+ * members wins. Longer than 300 lines: one validating pass over every JSON form, each a small
+ * scanner. Pure: no I/O; its scanning state (a stack of container kinds, grown when needed)
  * lives in an {@link EnvelopeScanner}, one per caller that wants its own.
  */
 

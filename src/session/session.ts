@@ -1,5 +1,12 @@
+/**
+ * One HyperTCP connection: its states, timers, backpressure and what its frame handlers may do.
+ *
+ * Longer than 300 lines: the login, keepalive, uplink and close transitions share the session's
+ * state and are one state machine, read best in one place; the codec (protocol/), the frame
+ * handlers (handlers/) and the write path (output.ts) are apart.
+ */
 import type { Duplex } from 'node:stream'
-import type { Identity } from '../auth/registry.js'
+import type { AuthResult, Identity } from '../auth/registry.js'
 import { TokenBucket } from '../limits/token-bucket.js'
 import type { Logger, LogLevelName, LogThrottle } from '../log.js'
 import { Cmd, HEADER_SIZE, Status } from '../protocol/constants.js'
@@ -12,10 +19,12 @@ import {
   nextMsgId,
   writeHeader,
 } from '../protocol/encoder.js'
-import { redirectBody } from '../protocol/messages.js'
+import { type LoginRequest, redirectBody } from '../protocol/messages.js'
 import type { GatewayStats } from '../stats.js'
+import type { HandlerContext } from './handlers/context.js'
 import { dispatch } from './handlers/index.js'
-import type { CloseReason, Gatekeeper, SessionHost } from './types.js'
+import { Output, type OutputOwner } from './output.js'
+import type { CloseReason, Gatekeeper, LoginGate, SessionHost } from './types.js'
 import type { WriteBatcher } from './write-batcher.js'
 
 /** Per-connection limits and timings (resolved from the gateway config). */
@@ -77,43 +86,33 @@ const DISCARD_LIMIT = 64 * 1024
  * while a login is being settled, or `maxInflight` uplinks await the broker, the socket is not read.
  * Works over any Duplex (tests use an in-memory pair).
  */
-export class Session {
+export class Session implements HandlerContext, OutputOwner {
   readonly id: string
   readonly socket: Connection
-  readonly options: SessionOptions
-  readonly host: SessionHost
-  readonly stats: GatewayStats
+  private readonly options: SessionOptions
+  private readonly host: SessionHost
+  private readonly stats: GatewayStats
   private readonly parentLogger: Logger
   private scopedLogger: Logger | undefined
 
-  state: SessionState = 'awaiting-login'
-  /** Set once the login is accepted. */
-  identity: Identity | undefined
-  closeReason: CloseReason | undefined
-
-  /** Uplinks handed to the host and not yet completed. */
-  inflight = 0
+  private _state: SessionState = 'awaiting-login'
+  private _identity: Identity | undefined
+  private _closeReason: CloseReason | undefined
+  private _inflight = 0
 
   private readonly decoder: FrameDecoder
   private lastMsgId = 0
   private lastActivity = 0
   private pingSentAt = 0
   private timer: NodeJS.Timeout | undefined
-  /** The socket is corked: frames wait for the end of the turn, or longer (see {@link uncork}). */
-  private corked = false
-  /** In the batcher's queue for the end of this turn. */
-  private queued = false
-  /** The corked answers wait for the device's other uplinks (see {@link uncork}). */
-  private holding = false
-  /** In the batcher's list of held sessions (until its `release` call). */
-  private listed = false
-  /** A frame the gateway originates (not an answer) is corked: it leaves at the end of this turn. */
-  private urgent = false
-  private reading = true
-  /** Set by {@link stopReading}: the gateway is shutting down, nothing more is read. */
-  private quiescing = false
+  /** The frames to the device: corked per turn, answers held for the device's other uplinks. */
+  private readonly output: Output
+  /**
+   * The read path: `reading`; `paused` (a login being settled, or `maxInflight` uplinks awaiting
+   * the broker: TCP flow control holds the device back); `stopped` by {@link stopReading} for good.
+   */
+  private input: 'reading' | 'paused' | 'stopped' = 'reading'
   private lingerTimer: NodeJS.Timeout | undefined
-  private drainTimer: NodeJS.Timeout | undefined
   /** Bytes received after the close, dropped unread. */
   private discarded = 0
   /** Per-device message rate, when limited. */
@@ -133,6 +132,7 @@ export class Session {
     this.host = host
     this.stats = stats
     this.parentLogger = logger
+    this.output = new Output(socket, options.batcher, options.drainTimeoutMs, this, stats)
     this.decoder = new FrameDecoder(
       options.maxFrameSize,
       (type, msgId, body) => this.onFrame(type, msgId, body),
@@ -156,6 +156,24 @@ export class Session {
     // [HT-3.1] Log in within loginTimeout or be closed.
     this.timer = setTimeout(() => this.close('login_timeout'), options.loginTimeoutMs)
     this.timer.unref()
+  }
+
+  get state(): SessionState {
+    return this._state
+  }
+
+  /** Set once the login is accepted. */
+  get identity(): Identity | undefined {
+    return this._identity
+  }
+
+  get closeReason(): CloseReason | undefined {
+    return this._closeReason
+  }
+
+  /** Uplinks handed to the host and not yet completed. */
+  get inflight(): number {
+    return this._inflight
   }
 
   /** `address:port` of the device, for logs. */
@@ -238,11 +256,11 @@ export class Session {
    */
   private keepReading(): boolean {
     const ok =
-      !this.quiescing &&
-      (this.state === 'awaiting-login' ||
-        (this.state === 'online' && this.inflight < this.options.maxInflight))
-    if (!ok && this.reading && this.state !== 'closed') {
-      this.reading = false
+      this.input !== 'stopped' &&
+      (this._state === 'awaiting-login' ||
+        (this._state === 'online' && this._inflight < this.options.maxInflight))
+    if (!ok && this.input === 'reading' && this._state !== 'closed') {
+      this.input = 'paused'
       this.socket.pause()
     }
     return ok
@@ -250,17 +268,12 @@ export class Session {
 
   /** Resumes reading once what paused it has cleared. */
   private resumeReading(): void {
-    if (
-      this.reading ||
-      this.quiescing ||
-      this.state !== 'online' ||
-      this.inflight >= this.options.maxInflight
-    )
+    if (this.input !== 'paused' || this._state !== 'online' || this._inflight >= this.options.maxInflight)
       return
-    this.reading = true
+    this.input = 'reading'
     this.lastActivity = Date.now() // the device was not heard while unread (see keepaliveCheck)
     this.decoder.resume() // may close the session or pause again
-    if (this.reading && !this.closed) this.socket.resume()
+    if (this.input === 'reading' && !this.closed) this.socket.resume()
   }
 
   /**
@@ -268,12 +281,61 @@ export class Session {
    * acknowledged, then the gateway closes it.
    */
   stopReading(): void {
-    this.quiescing = true
-    if (this.reading && !this.closed) {
-      this.reading = false
+    if (this.input === 'reading' && !this.closed) {
       this.decoder.pause()
       this.socket.pause()
     }
+    this.input = 'stopped'
+  }
+
+  // --- what the write path asks (OutputOwner) -------------------------------------------------
+
+  get online(): boolean {
+    return this._state === 'online'
+  }
+
+  /** @internal The device left what it was sent unread for `drainTimeout`. */
+  slowConsumer(): void {
+    this.logger.warn('device does not read what it is sent: closing it', {
+      queued: this.socket.writableLength,
+    })
+    // Its unread data is discarded: destroy, not end (which would wait for it to drain).
+    this.close('slow_consumer')
+    this.socket.destroy()
+  }
+
+  // --- what frame handlers may do (HandlerContext) -------------------------------------------
+
+  get throttle(): LogThrottle {
+    return this.options.throttle
+  }
+
+  get maxDownlinkSize(): number {
+    return this.options.maxDownlinkSize
+  }
+
+  rejected(): void {
+    this.stats.rejected++
+  }
+
+  acknowledged(): void {
+    this.stats.deviceAcks++
+  }
+
+  checkLogin(): LoginGate {
+    return this.options.gatekeeper.checkLogin(this)
+  }
+
+  authenticate(request: LoginRequest): AuthResult {
+    return this.host.authenticate(request)
+  }
+
+  loginFailed(): void {
+    this.options.gatekeeper.loginFailed(this)
+  }
+
+  takesRaw(type: number): boolean {
+    return this.host.takesRaw(type)
   }
 
   /** [HT-1.5] The gateway's own ids: from 1, per connection, skipping 0 on wrap. */
@@ -288,68 +350,7 @@ export class Session {
    * the connection can take no more.
    */
   write(frame: Buffer): boolean {
-    this.urgent = true
-    return this.enqueue(frame)
-  }
-
-  private enqueue(frame: Buffer): boolean {
-    if (this.socket.writableEnded || this.socket.destroyed) return false
-    if (!this.corked) {
-      this.corked = true
-      this.socket.cork()
-    }
-    if (!this.queued && (!this.holding || this.urgent || this.inflight === 0)) {
-      this.queued = true
-      this.options.batcher.schedule(this)
-    }
-    this.stats.framesOut++
-    this.socket.write(frame)
-    return true
-  }
-
-  /**
-   * @internal The end of the turn: the corked frames leave. Answers alone may wait: while more of
-   * the device's uplinks await the broker, their answers will come in later turns (the broker
-   * confirms a few publishes per read), and all leave together once none is left in flight, with
-   * a frame of the gateway's own, or after the batcher's `holdMs` at the latest: one syscall for
-   * the gateway, one wake-up and one write back for the device. A device that sends one message
-   * at a time has nothing else in flight and never waits.
-   */
-  uncork(): void {
-    this.queued = false
-    if (!this.corked) return // released meanwhile
-    if (!this.urgent && this.inflight > 0 && this.options.batcher.holdMs > 0 && this.state === 'online') {
-      this.holding = true
-      if (!this.listed) {
-        this.listed = true
-        this.options.batcher.hold(this)
-      }
-      return
-    }
-    this.flush()
-  }
-
-  /** @internal The longest hold is over. */
-  release(): void {
-    this.listed = false
-    if (this.holding) this.flush()
-  }
-
-  private flush(): void {
-    this.holding = false
-    this.urgent = false
-    this.corked = false
-    this.socket.uncork()
-    // Data the device has not read yet: it has `drainTimeout` to catch up, or it is closed
-    // (others are unaffected; its queue is bounded by maxWriteQueue meanwhile).
-    if (this.drainTimer === undefined && this.socket.writableLength > 0 && !this.closed) {
-      this.drainTimer = setTimeout(onDrainTimeout, this.options.drainTimeoutMs, this)
-      this.drainTimer.unref()
-      this.socket.once('drain', () => {
-        clearTimeout(this.drainTimer)
-        this.drainTimer = undefined
-      })
-    }
+    return this.output.write(frame, true)
   }
 
   /**
@@ -367,16 +368,16 @@ export class Session {
 
   /**
    * Answers a frame of the device: RESPONSE with no body, `status` 0 = success, else the status in
-   * the length field ([HT-2.7]). It may wait for the answers still to come (see {@link uncork}).
+   * the length field ([HT-2.7]). It may wait for the answers still to come (see Output.uncork).
    */
   reply(msgId: number, status: number): void {
-    this.enqueue(encodeResponse(msgId, status))
+    this.output.write(encodeResponse(msgId, status), false)
   }
 
   /** Begins authentication; reading stays paused until the host settles the login. */
   login(msgId: number, identity: Identity): void {
-    this.state = 'authenticating'
-    this.identity = identity
+    this._state = 'authenticating'
+    this._identity = identity
     this.scopedLogger = undefined // the next log line carries the device id
     this.host.attach(this).then(
       () => this.loggedIn(msgId),
@@ -391,7 +392,7 @@ export class Session {
 
   private loggedIn(msgId: number): void {
     if (this.state !== 'authenticating') return // closed meanwhile (timeout, takeover, peer left)
-    this.state = 'online'
+    this._state = 'online'
     this.stats.logins++
     this.stats.online++
     this.write(encodeLoginReply(msgId, Status.SUCCESS))
@@ -416,18 +417,18 @@ export class Session {
     targetId: string,
     payloadJson: string,
   ): void {
-    this.inflight++
+    this._inflight++
     this.host.uplink(this, kind, targetId, payloadJson, (status) => this.uplinkDone(msgId, status))
   }
 
   /** [HT-5.6] The same for a frame of a custom command type; `body` is the caller's own copy. */
   uplinkRaw(msgId: number, type: number, body: Buffer): void {
-    this.inflight++
+    this._inflight++
     this.host.uplinkRaw(this, type, body, (status) => this.uplinkDone(msgId, status))
   }
 
   private uplinkDone(msgId: number, status: number): void {
-    this.inflight--
+    this._inflight--
     if (status === 0) this.stats.published++
     else this.stats.rejected++
     if (this.state !== 'online') return
@@ -454,7 +455,7 @@ export class Session {
       const header = Buffer.allocUnsafe(HEADER_SIZE)
       writeHeader(header, 0, type, id, body.length)
       this.write(header)
-      this.socket.write(body)
+      this.output.append(body)
     }
     return 'ok'
   }
@@ -476,7 +477,7 @@ export class Session {
     if (this.state !== 'online') return
     const now = Date.now()
     const keepalive = this.options.keepaliveMs
-    if (!this.reading && !this.quiescing) {
+    if (this.input === 'paused') {
       // The gateway stopped reading the device (its uplinks await the broker): what it sent since,
       // PINGs included, is unread in the socket. Its silence is the gateway's, not the device's.
       this.lastActivity = now
@@ -512,10 +513,10 @@ export class Session {
   close(reason: CloseReason): void {
     if (this.state === 'closed') return
     const wasOnline = this.state === 'online'
-    this.state = 'closed'
-    this.closeReason = reason
+    this._state = 'closed'
+    this._closeReason = reason
     clearTimeout(this.timer)
-    clearTimeout(this.drainTimer)
+    this.output.close()
     if (wasOnline) this.stats.online--
     this.stats.closes[reason] = (this.stats.closes[reason] ?? 0) + 1
     if (wasOnline || this.identity !== undefined) this.log('info', 'connection closed', { reason })
@@ -539,13 +540,4 @@ export class Session {
 
 function onKeepaliveTimer(session: Session): void {
   session.keepaliveCheck()
-}
-
-function onDrainTimeout(session: Session): void {
-  session.logger.warn('device does not read what it is sent: closing it', {
-    queued: session.socket.writableLength,
-  })
-  // Its unread data is discarded: destroy, not end (which would wait for it to drain).
-  session.close('slow_consumer')
-  session.socket.destroy()
 }

@@ -58,4 +58,13 @@ describe('source layout (STYLE.md)', () => {
     const plain = all.filter((f) => /throw new Error\(|reject\(new Error\(/.test(readFileSync(f, 'utf8')))
     expect(plain.map((f) => relative(src, f))).to.deep.equal([])
   })
+
+  it('keeps files to about 300 lines, or says at the top why one is longer', () => {
+    const long = all.filter((f) => {
+      const text = readFileSync(f, 'utf8')
+      const head = text.slice(0, text.indexOf('*/') + 2)
+      return text.split('\n').length > 320 && !head.includes('Longer than 300 lines: ')
+    })
+    expect(long.map((f) => relative(src, f))).to.deep.equal([])
+  })
 })

@@ -6,6 +6,10 @@
  *
  * Packets: PUBLISH and PUBACK are read and written by the link itself (one per message, the hot
  * paths); every other packet is encoded and parsed by mqtt-packet.
+ *
+ * Longer than 300 lines: connecting, the packets of a live connection, its loss and the move to
+ * the next broker are one state machine over one connection's state; the bytes, the publishes'
+ * fate, keepalive, health and the handshake are in modules of their own.
  */
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'

@@ -1,3 +1,7 @@
+/**
+ * Longer than 300 lines: the in-flight publishes are a ring of parallel arrays (no object per
+ * publish: the uplink hot path), whose growth, moves and clears are spelled out per array.
+ */
 import { publishRefused, ReasonCode } from './reason-codes.js'
 import { type PacketWriter, type ProtocolLevel, publishRemainingLength, varIntSize } from './writer.js'
 

@@ -2,59 +2,59 @@ import { Cmd, Status } from '../../protocol/constants.js'
 import { parseEnvelope } from '../../protocol/envelope.js'
 import { isValidTopicLevel } from '../../protocol/ids.js'
 import { isJsonPing, pongBody } from '../../protocol/messages.js'
-import type { Session } from '../session.js'
+import type { HandlerContext } from './context.js'
 
 /**
  * JSON_MESSAGE and BROADCAST ([HT-4]). Validates the envelope, answers the in-band JSON ping
  * ([HT-3.5]) itself, and hands everything else to the host, which acks once the broker has it.
  */
-export function handleMessage(session: Session, msgId: number, body: Buffer, broadcast: boolean): void {
-  if (!session.allowMessage()) {
+export function handleMessage(ctx: HandlerContext, msgId: number, body: Buffer, broadcast: boolean): void {
+  if (!ctx.allowMessage()) {
     // Over its message rate (checked before any parsing): a clear answer, never a silent drop.
-    session.reply(msgId, Status.QUOTA_LIMIT)
+    ctx.reply(msgId, Status.QUOTA_LIMIT)
     return
   }
   const envelope = parseEnvelope(body)
   if (!envelope.ok) {
-    session.debug('bad message body', { reason: envelope.reason })
-    session.stats.rejected++
-    session.reply(msgId, Status.ILLEGAL_COMMAND_BODY) // [HT-4.1] nothing published, kept connected
+    ctx.debug('bad message body', { reason: envelope.reason })
+    ctx.rejected()
+    ctx.reply(msgId, Status.ILLEGAL_COMMAND_BODY) // [HT-4.1] nothing published, kept connected
     return
   }
   const { targetId, payloadJson } = envelope
   // [HT-4.3] A BROADCAST frame broadcasts whatever its targetId says.
   if (broadcast || targetId === 'broadcast') {
-    session.uplink(msgId, 'broadcast', 'broadcast', payloadJson)
+    ctx.uplink(msgId, 'broadcast', 'broadcast', payloadJson)
     return
   }
   if (targetId === 'server') {
     if (envelope.mayBePing) {
       const payload: unknown = JSON.parse(payloadJson) // valid: the scanner checked it
-      if (isJsonPing(payload)) return answerPing(session, msgId, payload)
+      if (isJsonPing(payload)) return answerPing(ctx, msgId, payload)
     }
-    session.uplink(msgId, 'server', 'server', payloadJson)
+    ctx.uplink(msgId, 'server', 'server', payloadJson)
     return
   }
   // [HT-4.4] Device to device. The id becomes a topic level: no wildcards, '/' or NUL.
   if (!isValidTopicLevel(targetId)) {
-    session.debug('bad targetId', { targetId })
-    session.stats.rejected++
-    session.reply(msgId, Status.ILLEGAL_COMMAND_BODY)
+    ctx.debug('bad targetId', { targetId })
+    ctx.rejected()
+    ctx.reply(msgId, Status.ILLEGAL_COMMAND_BODY)
     return
   }
-  session.uplink(msgId, 'direct', targetId, payloadJson)
+  ctx.uplink(msgId, 'direct', targetId, payloadJson)
 }
 
 /**
  * [HT-3.5] Acked, then answered in-band with a pong; not published upstream. A ping whose echo
  * would exceed the device's downlink limit gets ILLEGAL_COMMAND_BODY instead of a cut pong.
  */
-function answerPing(session: Session, msgId: number, ping: Record<string, unknown>): void {
+function answerPing(ctx: HandlerContext, msgId: number, ping: Record<string, unknown>): void {
   const pong = pongBody(ping)
-  if (Buffer.byteLength(pong) > session.options.maxDownlinkSize) {
-    session.reply(msgId, Status.ILLEGAL_COMMAND_BODY)
+  if (Buffer.byteLength(pong) > ctx.maxDownlinkSize) {
+    ctx.reply(msgId, Status.ILLEGAL_COMMAND_BODY)
     return
   }
-  session.reply(msgId, 0)
-  session.deliver(Cmd.JSON_MESSAGE, pong)
+  ctx.reply(msgId, 0)
+  ctx.deliver(Cmd.JSON_MESSAGE, pong)
 }

@@ -1,7 +1,7 @@
-import type { Session } from '../session.js'
+import type { HandlerContext } from './context.js'
 
 /** [HT-3.6] A device's RESPONSE acknowledges a gateway frame with that msg_id. */
-export function handleResponse(session: Session, msgId: number): void {
-  session.stats.deviceAcks++
-  session.debug('device ack', { msgId })
+export function handleResponse(ctx: HandlerContext, msgId: number): void {
+  ctx.acknowledged()
+  ctx.debug('device ack', { msgId })
 }

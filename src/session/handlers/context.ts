@@ -1,0 +1,51 @@
+import type { AuthResult, Identity } from '../../auth/registry.js'
+import type { Logger, LogLevelName, LogThrottle } from '../../log.js'
+import type { LoginRequest } from '../../protocol/messages.js'
+import type { DeliverResult, SessionState } from '../session.js'
+import type { CloseReason, LoginGate, UplinkKind } from '../types.js'
+
+/**
+ * What a frame handler may read and do: the session's answers, its uplinks and its login, not its
+ * state, timers, queues or counters. The Session implements it; handlers never see the Session.
+ */
+export interface HandlerContext {
+  readonly state: SessionState
+  /** `address:port` of the device, for logs. */
+  readonly remote: string
+  readonly logger: Logger
+  /** Warnings hostile input can trigger, at most one per kind per interval. */
+  readonly throttle: LogThrottle
+  /** Largest body sent to the device, bytes ([HT-2.6]). */
+  readonly maxDownlinkSize: number
+  log(level: LogLevelName, message: string, meta?: Record<string, unknown>): void
+  debug(message: string, meta?: Record<string, unknown>): void
+
+  /** RESPONSE with `status` in the length field ([HT-2.7]). */
+  reply(msgId: number, status: number): void
+  /** A frame to the device (JSON_MESSAGE, BROADCAST, custom), refused if too large or not read. */
+  deliver(type: number, body: Buffer | string): DeliverResult
+  /** A frame the gateway originates, already encoded. */
+  write(frame: Buffer): boolean
+  nextMsgId(): number
+  close(reason: CloseReason): void
+
+  /** [Rate limit] Whether the device may send one more message now. */
+  allowMessage(): boolean
+  /** A frame refused for its body (counted). */
+  rejected(): void
+  /** A device's RESPONSE to a frame of the gateway's (counted). */
+  acknowledged(): void
+
+  /** Admission's word on a LOGIN, before its token is looked at. */
+  checkLogin(): LoginGate
+  authenticate(request: LoginRequest): AuthResult
+  /** A refused login: counts towards the address's ban. */
+  loginFailed(): void
+  login(msgId: number, identity: Identity): void
+  refuseLogin(msgId: number, status: number, reason: CloseReason): void
+
+  uplink(msgId: number, kind: UplinkKind, targetId: string, payloadJson: string): void
+  /** Whether frames of this custom command type are taken from devices ([HT-5.6]). */
+  takesRaw(type: number): boolean
+  uplinkRaw(msgId: number, type: number, body: Buffer): void
+}
