@@ -103,7 +103,7 @@ function setup(host = new ScriptedHost(), overrides: Partial<SessionOptions> = {
     deviceSide.write(
       encodeFrame(type, id, body === undefined ? undefined : Buffer.from(JSON.stringify(body))),
     )
-  return { session, host, replies, send, deviceSide }
+  return { session, host, replies, send, deviceSide, gatewaySide }
 }
 
 const msg = (n: number) => ({ targetId: 'server', payload: { n } })
@@ -138,7 +138,7 @@ describe('session over a duplex pair', () => {
     send(Cmd.LOGIN, 1, { token: 't' })
     send(Cmd.JSON_MESSAGE, 1, msg(1))
     send(Cmd.PING, 2)
-    await new Promise((r) => setTimeout(r, 50))
+    await turns(5) // the in-memory pair hands bytes over within a turn
     expect(session.state).to.equal('authenticating')
     expect(host.uplinks).to.have.length(0)
     expect(replies.pending()).to.have.length(0)
@@ -155,7 +155,8 @@ describe('session over a duplex pair', () => {
     await replies.next()
     for (let i = 1; i <= 5; i++) send(Cmd.JSON_MESSAGE, i, msg(i))
     await waitUntil(() => host.uplinks.length === 2, 'two uplinks in flight')
-    await new Promise((r) => setTimeout(r, 50))
+    // The in-memory pair hands bytes over within a turn: a third frame read would be here by now.
+    await turns(5)
     expect(host.uplinks).to.have.length(2) // the third is not read while two await the broker
     host.uplinks[0]!.done(0)
     expect(await replies.next()).to.deep.include({ msgId: 1, length: 0 })
@@ -180,7 +181,7 @@ describe('session over a duplex pair', () => {
     const frames = [Buffer.from([0, 0xff, 0x10]), Buffer.alloc(0), Buffer.from('x')]
     for (const [i, body] of frames.entries()) deviceSide.write(encodeFrame(CUSTOM, 2 + i, body))
     await waitUntil(() => host.uplinks.length === 2, 'two raw uplinks in flight')
-    await new Promise((r) => setTimeout(r, 50))
+    await turns(5) // as above: a third frame read would be here by now
     expect(host.uplinks).to.have.length(2) // maxInflight counts raw uplinks too
     expect(host.uplinks.map((u) => [u.kind, (u.payload as Buffer).toString('hex')])).to.deep.equal([
       ['raw', '00ff10'],
@@ -204,7 +205,7 @@ describe('session over a duplex pair', () => {
     send(Cmd.JSON_MESSAGE, 2, msg(2))
     host.uplinks[0]!.done(0)
     expect(await replies.next()).to.deep.include({ msgId: 1, length: 0 })
-    await new Promise((r) => setTimeout(r, 50))
+    await turns(5) // a read frame would have reached the host by now
     expect(host.uplinks).to.have.length(1)
     session.close('shutdown')
     expect(host.detached).to.deep.equal(['shutdown'])
@@ -214,8 +215,7 @@ describe('session over a duplex pair', () => {
     it('holds an acknowledgement while another uplink of the device awaits the broker', async () => {
       const { session, host, replies } = await twoInFlight(LONG_HOLD_MS)
       host.uplinks[0]!.done(0)
-      await turns(20)
-      await new Promise((r) => setTimeout(r, 30))
+      await turns(20) // many ends of turns: the answer is held past them
       expect(replies.pending(), 'no answer while the second uplink is in flight').to.have.length(0)
       host.uplinks[1]!.done(0)
       const acks = [await replies.next(), await replies.next()]
@@ -260,11 +260,12 @@ describe('session over a duplex pair', () => {
   })
 
   it('closes once, with one reason, whatever closes it', async () => {
-    const { session, host, deviceSide } = setup()
+    const { session, host, gatewaySide } = setup()
     session.close('kicked')
     session.close('shutdown')
-    deviceSide.destroy()
-    await new Promise((r) => setTimeout(r, 20))
+    const closed = new Promise((resolve) => gatewaySide.once('close', resolve))
+    gatewaySide.destroy() // the socket closes too, and tells the session
+    await closed
     expect(host.detached).to.deep.equal(['kicked'])
     expect(session.closeReason).to.equal('kicked')
   })

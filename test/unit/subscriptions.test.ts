@@ -3,6 +3,7 @@ import { laneIndex } from '../../src/bridge/lanes.js'
 import { Pacer } from '../../src/bridge/pacer.js'
 import type { MqttPort, SubscribeDone } from '../../src/bridge/port.js'
 import { Subscriptions } from '../../src/bridge/subscriptions.js'
+import { Inbox } from '../helpers/inbox.js'
 
 /** A broker connection that records each SUBSCRIBE / UNSUBSCRIBE and settles them when told. */
 class RecordingPort implements MqttPort {
@@ -149,19 +150,21 @@ describe('subscriptions', () => {
 
 describe('pacer', () => {
   it('runs a lone request on the next turn, and requests within the window together at its end', async () => {
-    let runs = 0
-    const pacer = new Pacer(200, () => runs++)
+    const ran = new Inbox<number>('pacer runs')
+    const pacer = new Pacer(200, () => ran.push(performance.now()))
     pacer.request()
-    expect(runs).to.equal(0)
+    expect(ran.history).to.have.length(0)
     await new Promise((resolve) => setImmediate(resolve))
-    expect(runs).to.equal(1)
+    const first = await ran.take(() => true, 0)
     pacer.request()
     pacer.request()
     pacer.request()
     await new Promise((resolve) => setImmediate(resolve))
-    expect(runs).to.equal(1) // inside the window: waits for its end
-    await new Promise((resolve) => setTimeout(resolve, 300))
-    expect(runs).to.equal(2) // one run for the three
+    expect(ran.history, 'inside the window: waits for its end').to.have.length(1)
+    const second = await ran.take(() => true, 2000)
+    expect(ran.history, 'one run for the three').to.have.length(2)
+    // A timer may fire a millisecond early, never later than it can.
+    expect(second - first).to.be.at.least(199)
   })
 })
 
