@@ -17,6 +17,8 @@
  */
 import { createConnection, type Socket } from 'node:net'
 import mqttPacket, { type IConnackPacket, type ISubackPacket, type Packet, type QoS } from 'mqtt-packet'
+import { PacketReader } from '../../src/adapters/broker-link/packet-reader.js'
+import { redactUrl } from '../../src/config/redact.js'
 
 const OPTS = { protocolVersion: 4 } as const
 
@@ -28,7 +30,10 @@ export interface BrokerAddress {
   password?: string
 }
 
+export { withoutCredentials } from '../../src/config/redact.js'
 /** `mqtt://[user[:password]@]host[:port]` → where to connect (plain TCP: the bare clients speak no TLS). */
+export { redactUrl }
+
 export function brokerAddress(url: string): BrokerAddress {
   const u = new URL(url)
   if (u.protocol !== 'mqtt:') throw new Error(`${redactUrl(url)}: the benchmark's clients speak mqtt:// only`)
@@ -37,27 +42,6 @@ export function brokerAddress(url: string): BrokerAddress {
     port: u.port === '' ? 1883 : Number(u.port),
     ...(u.username !== '' ? { username: decodeURIComponent(u.username) } : {}),
     ...(u.password !== '' ? { password: decodeURIComponent(u.password) } : {}),
-  }
-}
-
-/** The URL without its user info. */
-export function withoutCredentials(url: string): string {
-  const u = new URL(url)
-  u.username = ''
-  u.password = ''
-  return u.toString()
-}
-
-/** The URL with any user info replaced, for the results and the log. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.username === '' && u.password === '') return url
-    u.username = 'redacted'
-    u.password = ''
-    return u.toString()
-  } catch {
-    return '(unparsable URL)'
   }
 }
 
@@ -168,97 +152,32 @@ parser.on('error', (err: Error) => {
 })
 
 /**
- * Splits an MQTT byte stream into packets: any split of the stream gives the same packets. The
- * data path (PUBLISH, PUBACK) is read in place (see the top of this file for why); every other
- * packet is handed whole to mqtt-packet's parser. A packet wholly inside one chunk is a view of
- * it; only a packet split across chunks is copied.
+ * Splits an MQTT byte stream into packets (the gateway's own PacketReader: any split of the stream
+ * gives the same packets, a packet wholly inside one chunk is read in place). The data path
+ * (PUBLISH, PUBACK) is read here (see the top of this file for why); every other packet is handed
+ * whole to mqtt-packet's parser.
  */
 export class MqttStream {
   private readonly onPublish: StreamHandlers['publish']
   private readonly onPuback: StreamHandlers['puback']
   private readonly onControl: StreamHandlers['control']
-  /** Fixed header bytes of a packet whose header straddles chunks (at most 5). */
-  private readonly head = Buffer.alloc(5)
-  private headFill = 0
-  /** A packet split across chunks: header and body, filled so far, where its body starts. */
-  private pending: Buffer | null = null
-  private pendingFill = 0
-  private pendingBody = 0
-  /** Remaining length of the last header parsed. */
-  private length = 0
+  private readonly reader: PacketReader
 
   constructor(handlers: StreamHandlers) {
     this.onPublish = handlers.publish
     this.onPuback = handlers.puback
     this.onControl = handlers.control
+    this.reader = new PacketReader(Number.MAX_SAFE_INTEGER, {
+      onPacket: (_first, buf, start, body, end) => this.packet(buf, start, body, end),
+      onOversize: () => {},
+      onMalformed: (reason) => {
+        throw new Error(`MQTT: ${reason}`)
+      },
+    })
   }
 
   push(chunk: Buffer): void {
-    const end = chunk.length
-    let off = 0
-    while (off < end) {
-      const pending = this.pending
-      if (pending !== null) {
-        const n = Math.min(pending.length - this.pendingFill, end - off)
-        chunk.copy(pending, this.pendingFill, off, off + n)
-        this.pendingFill += n
-        off += n
-        if (this.pendingFill === pending.length) {
-          this.pending = null
-          this.packet(pending, 0, this.pendingBody, pending.length)
-        }
-        continue
-      }
-      if (this.headFill === 0) {
-        // Fast path: a whole fixed header in this chunk.
-        const body = this.header(chunk, off, end)
-        if (body >= 0) {
-          const packetEnd = body + this.length
-          if (packetEnd <= end) {
-            this.packet(chunk, off, body, packetEnd)
-            off = packetEnd
-          } else {
-            const p = Buffer.allocUnsafe(packetEnd - off)
-            chunk.copy(p, 0, off, end)
-            this.pending = p
-            this.pendingFill = end - off
-            this.pendingBody = body - off
-            off = end
-          }
-          continue
-        }
-      }
-      // Slow path: the fixed header straddles chunks; gather it byte by byte.
-      this.head[this.headFill++] = chunk[off++]!
-      const body = this.header(this.head, 0, this.headFill)
-      if (body < 0) continue
-      this.headFill = 0
-      const p = Buffer.allocUnsafe(body + this.length)
-      this.head.copy(p, 0, 0, body)
-      if (this.length === 0) this.packet(p, 0, body, body)
-      else {
-        this.pending = p
-        this.pendingFill = body
-        this.pendingBody = body
-      }
-    }
-  }
-
-  /** Parses a fixed header at `off`: the body's offset (and `length`), or -1 if incomplete. */
-  private header(buf: Buffer, off: number, end: number): number {
-    let length = 0
-    let mul = 1
-    for (let i = off + 1; i < end; i++) {
-      if (i === off + 5) throw new Error('MQTT: remaining length longer than 4 bytes')
-      const b = buf[i]!
-      length += (b & 0x7f) * mul
-      if ((b & 0x80) === 0) {
-        this.length = length
-        return i + 1
-      }
-      mul *= 128
-    }
-    return -1
+    this.reader.push(chunk)
   }
 
   /** One packet: `buf[start, end)`, its body from `body`. */

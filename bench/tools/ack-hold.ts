@@ -7,7 +7,6 @@
  */
 
 import { performance } from 'node:perf_hooks'
-import { Duplex } from 'node:stream'
 import type { AuthResult } from '../../src/auth/registry.js'
 import { LogThrottle, silentLogger } from '../../src/log.js'
 import { Cmd } from '../../src/protocol/constants.js'
@@ -17,26 +16,10 @@ import { Session } from '../../src/session/session.js'
 import type { SessionHost, UplinkDone } from '../../src/session/types.js'
 import { WriteBatcher } from '../../src/session/write-batcher.js'
 import { createStats } from '../../src/stats.js'
+import { duplexPair } from '../../test/helpers/duplex.js'
 
 const holdMs = Number(process.argv[2] ?? 2)
 const samples = Number(process.argv[3] ?? 2000)
-
-function pair(): [Duplex, Duplex] {
-  const sides: Duplex[] = []
-  const make = (other: () => Duplex) =>
-    new Duplex({
-      read() {},
-      write(chunk: Buffer, _e, cb) {
-        other().push(chunk)
-        cb()
-      },
-    })
-  sides.push(
-    make(() => sides[1]!),
-    make(() => sides[0]!),
-  )
-  return [sides[0]!, sides[1]!]
-}
 
 const pending: UplinkDone[] = []
 const host: SessionHost = {
@@ -50,7 +33,7 @@ const host: SessionHost = {
   uplinkRaw: () => {},
   detach: () => {},
 }
-const [gw, dev] = pair()
+const [gw, dev] = duplexPair()
 const session = new Session(
   's',
   gw,

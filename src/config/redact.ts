@@ -16,6 +16,14 @@ export function redactConfig(config: GatewayConfig): Record<string, unknown> {
   return shown
 }
 
+/** The URL without its user info (credentials go in MQTT's CONNECT, not in a WebSocket request). */
+export function withoutCredentials(url: string | URL): string {
+  const u = new URL(url)
+  u.username = ''
+  u.password = ''
+  return u.toString()
+}
+
 /** A URL with its credentials replaced by `***` (left as is when it has none, or is not a URL). */
 export function redactUrl(url: string): string {
   try {

@@ -1,10 +1,10 @@
 import { AedesPort } from '../adapters/aedes-port.js'
 import { EmbeddedBroker } from '../adapters/broker.js'
 import { linksFromConfig } from '../adapters/broker-link/from-config.js'
-import { redact } from '../adapters/broker-link/link.js'
 import type { TlsFiles } from '../adapters/device-listener.js'
 import { formatAddress } from '../adapters/listen.js'
 import type { BrokerConnection } from '../bridge/port.js'
+import { redactUrl } from '../config/redact.js'
 import { DEFAULT_MQTT_CONNECTIONS, type GatewayConfig } from '../config/settings.js'
 import type { Logger } from '../log.js'
 import { gatewayStatusTopic } from '../protocol/topics.js'
@@ -91,11 +91,11 @@ export class BrokerSide {
     const up = (await Promise.all(this.ports.map((port) => port.waitConnected(timeout)))).every(Boolean)
     if (this.embedded) return up
     if (up)
-      this.logger.info(`connected to MQTT broker ${redact(this.url)}`, { connections: this.ports.length })
+      this.logger.info(`connected to MQTT broker ${redactUrl(this.url)}`, { connections: this.ports.length })
     else {
       // The connections keep trying in the background: logins are refused with SERVER_ERROR meanwhile.
       this.logger.error(
-        `MQTT broker ${redact(this.url)} not reachable yet; devices cannot log in until it is`,
+        `MQTT broker ${redactUrl(this.url)} not reachable yet; devices cannot log in until it is`,
       )
     }
     return up

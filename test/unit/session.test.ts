@@ -1,4 +1,3 @@
-import { Duplex } from 'node:stream'
 import { expect } from 'chai'
 import type { AuthResult } from '../../src/auth/registry.js'
 import { LogThrottle, silentLogger } from '../../src/log.js'
@@ -9,29 +8,8 @@ import { Session, type SessionOptions } from '../../src/session/session.js'
 import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../../src/session/types.js'
 import { WriteBatcher } from '../../src/session/write-batcher.js'
 import { createStats } from '../../src/stats.js'
+import { duplexPair } from '../helpers/duplex.js'
 import { Inbox, waitUntil } from '../helpers/inbox.js'
-
-/** Two connected in-memory streams (node:stream's duplexPair arrived after Node 20). */
-function duplexPair(): [Duplex, Duplex] {
-  const sides: Duplex[] = []
-  const make = (other: () => Duplex) =>
-    new Duplex({
-      read() {},
-      write(chunk: Buffer, _enc, cb) {
-        other().push(chunk)
-        cb()
-      },
-      final(cb) {
-        other().push(null)
-        cb()
-      },
-    })
-  sides.push(
-    make(() => sides[1]!),
-    make(() => sides[0]!),
-  )
-  return [sides[0]!, sides[1]!]
-}
 
 /** A host whose uplinks complete only when the test says so. */
 class ScriptedHost implements SessionHost {

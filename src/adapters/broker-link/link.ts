@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import mqttPacket, { type IConnackPacket, type Packet, type Parser } from 'mqtt-packet'
 import type { BrokerConnection, PublishOptions, QoS, SubscribeDone } from '../../bridge/port.js'
+import { redactUrl } from '../../config/redact.js'
 import { ConfigError, GatewayError } from '../../errors.js'
 import { type Logger, LogThrottle } from '../../log.js'
 import { Backoff } from './backoff.js'
@@ -136,7 +137,7 @@ export class BrokerLink implements BrokerConnection {
 
   /** The broker in use (or being tried), without credentials. */
   get url(): string {
-    return redact(this.urls[this.urlIndex]!.toString())
+    return redactUrl(this.urls[this.urlIndex]!.toString())
   }
 
   /** The MQTT version of the current (or last) connection: 5 or 4 (3.1.1). */
@@ -560,17 +561,4 @@ function reasonStringOf(packet: Buffer): string | undefined {
   parser.on('error', () => {})
   parser.parse(packet)
   return text
-}
-
-/** The URL without credentials, for logs. */
-export function redact(url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.username === '' && u.password === '') return url
-    u.username = ''
-    u.password = ''
-    return u.toString()
-  } catch {
-    return url
-  }
 }

@@ -2,6 +2,7 @@ import { connect as netConnect } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { connect as tlsConnect } from 'node:tls'
 import { createWebSocketStream, WebSocket } from 'ws'
+import { withoutCredentials } from '../../config/redact.js'
 import { ConfigError } from '../../errors.js'
 
 /** TLS material for `mqtts://` and `wss://` (PEM contents, already read). */
@@ -61,12 +62,4 @@ export function openTransport(url: URL, tls: TransportTls): Transport {
     default:
       throw new ConfigError('mqttUrl', `unsupported broker URL scheme ${url.protocol}`)
   }
-}
-
-/** Credentials go in CONNECT, not in the WebSocket request. */
-function withoutCredentials(url: URL): string {
-  const u = new URL(url)
-  u.username = ''
-  u.password = ''
-  return u.toString()
 }
