@@ -135,7 +135,7 @@ export class BrokerLink implements BrokerConnection {
     return this.state === 'connected'
   }
 
-  /** The broker in use (or being tried), without credentials. */
+  /** The broker in use (or being tried), its credentials shown as `***`. */
   get url(): string {
     return redactUrl(this.urls[this.urlIndex]!.toString())
   }
@@ -143,11 +143,6 @@ export class BrokerLink implements BrokerConnection {
   /** The MQTT version of the current (or last) connection: 5 or 4 (3.1.1). */
   get protocolLevel(): ProtocolLevel {
     return this.level
-  }
-
-  /** Publishes not yet answered (waiting, in flight, or in this turn's write). */
-  get backlog(): number {
-    return this.outbox.size
   }
 
   waitConnected(timeoutMs: number): Promise<boolean> {
