@@ -1,6 +1,7 @@
 /**
- * Counters of what the gateway did, for `gateway.stats()`, the periodic stats topic and the
- * shutdown log line. Plain numbers, bumped in place: no allocation on the hot path.
+ * Counters of what the gateway did, for `gateway.stats()`, the admin API's /metrics and /stats,
+ * and the shutdown log line. Plain numbers, bumped in place: no allocation, no label lookup on the
+ * hot path (the metrics are read from here when they are scraped).
  */
 export interface GatewayStats {
   /** Connections accepted on the HyperTCP listeners. */
@@ -11,7 +12,11 @@ export interface GatewayStats {
   online: number
   logins: number
   loginFailures: number
+  /** Login outcomes: `ok`, or the close reason of a refused one (`invalid_token`, …). */
+  loginResults: Record<string, number>
   framesIn: number
+  /** Frames received, by command type (index = type). */
+  framesByType: number[]
   framesOut: number
   /** Uplinks (server, device-to-device, broadcast) the broker accepted and the device was acked for. */
   published: number
@@ -25,6 +30,8 @@ export interface GatewayStats {
   delivered: number
   /** MQTT messages not delivered to a device: not JSON, over the device's limit, or queue full. */
   dropped: number
+  /** The same by why: `not_json`, `too_large`, `not_reading`, `oversize` (refused unread from the broker). */
+  droppedBy: Record<string, number>
   /** RESPONSE frames the devices sent to acknowledge the gateway's frames ([HT-3.6]). */
   deviceAcks: number
   /** Close reasons, counted. */
@@ -33,6 +40,43 @@ export interface GatewayStats {
   refused: Record<string, number>
   /** Uplinks answered QUOTA_LIMIT by the per-device message rate. */
   throttled: number
+  /** Seconds from a device's frame to the broker's acknowledgement of its publish. */
+  publishAck: BucketCounts
+}
+
+/** Upper bounds of {@link GatewayStats.publishAck}'s buckets, seconds. */
+export const PUBLISH_ACK_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+]
+
+/** A histogram as counts per bucket (not cumulative), for a hot path: one comparison loop per value. */
+export class BucketCounts {
+  /** counts[i]: values ≤ bounds[i] and above bounds[i - 1]; the last: above every bound. */
+  readonly counts: Float64Array
+  sum = 0
+  count = 0
+
+  constructor(readonly bounds: readonly number[]) {
+    this.counts = new Float64Array(bounds.length + 1)
+  }
+
+  observe(value: number): void {
+    let i = 0
+    const n = this.bounds.length
+    while (i < n && value > this.bounds[i]!) i++
+    this.counts[i]!++
+    this.sum += value
+    this.count++
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { count: this.count, sum: this.sum }
+  }
+}
+
+/** Adds one to `record[key]`. */
+export function bump(record: Record<string, number>, key: string): void {
+  record[key] = (record[key] ?? 0) + 1
 }
 
 export function createStats(): GatewayStats {
@@ -42,7 +86,9 @@ export function createStats(): GatewayStats {
     online: 0,
     logins: 0,
     loginFailures: 0,
+    loginResults: {},
     framesIn: 0,
+    framesByType: new Array(256).fill(0),
     framesOut: 0,
     published: 0,
     rejected: 0,
@@ -50,9 +96,11 @@ export function createStats(): GatewayStats {
     subscriptionsRefused: 0,
     delivered: 0,
     dropped: 0,
+    droppedBy: {},
     deviceAcks: 0,
     closes: {},
     refused: {},
     throttled: 0,
+    publishAck: new BucketCounts(PUBLISH_ACK_BUCKETS),
   }
 }

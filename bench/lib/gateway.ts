@@ -177,6 +177,8 @@ export class GatewayProc {
       port: String(spec.port),
       'log-level': 'warn',
       'gateway-id': 'bench',
+      // Any free port: a gateway killed by a run may still hold the default for a moment.
+      'admin-port': '0',
       ...(spec.mqttUrl
         ? { 'mqtt-url': withoutCredentials(spec.mqttUrl) }
         : { 'broker-host': '127.0.0.1', 'broker-port': String(spec.brokerPort), 'broker-ws-port': 'off' }),

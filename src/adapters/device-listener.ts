@@ -114,6 +114,11 @@ export class DeviceListener {
     }
   }
 
+  /** Whether every listener is bound and accepting. */
+  get listening(): boolean {
+    return this.servers.length > 0 && this.servers.every((s) => s.listening)
+  }
+
   /** New certificate, key and CA for connections from now on; connected devices keep theirs. */
   reloadTls(files: TlsFiles): void {
     this.tlsServer?.setSecureContext(readTlsFiles(files))

@@ -5,6 +5,7 @@
  * what arrives for it share one map of devices and topics; subscriptions (subscriptions.ts), the
  * pacing of broker work (pacer.ts) and the choice of connection (lanes.ts) are apart.
  */
+import { performance } from 'node:perf_hooks'
 import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { GatewayError, PublishRefusedError } from '../errors.js'
@@ -14,7 +15,7 @@ import { envelopePrefix, type LoginRequest, parseControl, parseDownlink } from '
 import { compileTemplate, gatewayStatusTopic, type TopicTemplate } from '../protocol/topics.js'
 import type { Session } from '../session/session.js'
 import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../session/types.js'
-import type { GatewayStats } from '../stats.js'
+import { bump, type GatewayStats } from '../stats.js'
 import { laneIndex } from './lanes.js'
 import { Pacer } from './pacer.js'
 import type { MqttPort } from './port.js'
@@ -378,8 +379,12 @@ export class Bridge implements SessionHost {
       done(Status.SERVER_ERROR)
       return
     }
+    const started = performance.now()
     this.publish(mqtt, topic, body, qos, false, (err) => {
-      if (err === undefined) return done(0)
+      if (err === undefined) {
+        this.stats.publishAck.observe((performance.now() - started) / 1000)
+        return done(0)
+      }
       if (err instanceof PublishRefusedError) {
         // MQTT 5: the broker said no (an ACL, a quota): the device is told so, never "ok".
         this.stats.refusedByBroker++
@@ -485,7 +490,7 @@ export class Bridge implements SessionHost {
   private onDownlink(device: Attached, message: Buffer): void {
     const downlink = parseDownlink(message)
     if (!downlink.ok) {
-      this.stats.dropped++
+      this.countDrop('not_json')
       this.throttle.warn('downlink_invalid', 'downlink dropped', {
         deviceId: device.session.deviceId,
         reason: downlink.reason,
@@ -500,7 +505,7 @@ export class Bridge implements SessionHost {
   private onBroadcast(message: Buffer): void {
     const downlink = parseDownlink(message)
     if (!downlink.ok) {
-      this.stats.dropped++
+      this.countDrop('not_json')
       this.throttle.warn('broadcast_invalid', 'broadcast dropped', {
         reason: downlink.reason,
         bytes: message.length,
@@ -520,7 +525,7 @@ export class Bridge implements SessionHost {
       return
     }
     if (result === 'not_online') return // still logging in, or gone: not its message yet
-    this.stats.dropped++
+    this.countDrop(result === 'too_large' ? 'too_large' : 'not_reading')
     // Throttled: one oversize broadcast would otherwise log once per device.
     this.throttle.warn(`deliver_${result}`, 'message to device dropped', {
       deviceId: session.deviceId,
@@ -567,6 +572,48 @@ export class Bridge implements SessionHost {
         throw new GatewayError('HT_ERR_INTERNAL', `unhandled control ${JSON.stringify(never)}`)
       }
     }
+  }
+
+  /** The sessions of the devices logged in here (for the admin API). */
+  online(): Session[] {
+    const out: Session[] = []
+    for (const device of this.devices.values())
+      if (device.session.state === 'online') out.push(device.session)
+    return out
+  }
+
+  /** Closes a device logged in here (reason `kicked`); false if there is none. */
+  kick(deviceId: string, by: string): boolean {
+    const device = this.devices.get(deviceId)
+    if (device === undefined || device.session.state !== 'online') return false
+    device.session.logger.info(`kicked via ${by}`)
+    device.session.close('kicked')
+    return true
+  }
+
+  /**
+   * Publishes a message for a device on its down topic, as from `server`, at the direct QoS: it
+   * reaches the device whichever instance holds it ([HT-5.2]). `payloadJson` must be JSON.
+   */
+  sendFromServer(deviceId: string, payloadJson: string): Promise<void> {
+    const topic = this.templates.down.render({ c: deviceId, u: this.registry.usernameOf(deviceId) })
+    const { mqtt } = this.laneOf(deviceId)
+    return this.call((done) =>
+      this.publish(
+        mqtt,
+        topic,
+        `{"from":"server","payload":${payloadJson}}`,
+        this.config.qos.direct,
+        false,
+        done,
+      ),
+    )
+  }
+
+  /** A message not delivered, and why (`not_json`, `too_large`, `not_reading`, `oversize`). */
+  countDrop(why: string): void {
+    this.stats.dropped++
+    bump(this.stats.droppedBy, why)
   }
 
   /** Resolves once every publish handed to the broker has settled, or after `timeoutMs`. */

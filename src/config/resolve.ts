@@ -175,6 +175,13 @@ function checkCombinations(c: GatewayConfig): void {
       `tlsClientAuth is '${c.tlsClientAuth}': give the CA that device certificates chain to`,
     )
   }
+  if (c.adminPort !== 'off' && c.adminToken === null && !isLoopback(c.adminHost)) {
+    throw new ConfigError(
+      'adminToken',
+      `adminHost ${c.adminHost} is not a loopback address: set adminToken (HYPERTCP_ADMIN_TOKEN), ` +
+        "or bind the admin listener to 127.0.0.1, or set adminPort to 'off'",
+    )
+  }
   if ((c.brokerUsername === null) !== (c.brokerPassword === null)) {
     throw new ConfigError(
       c.brokerUsername === null ? 'brokerUsername' : 'brokerPassword',
@@ -226,4 +233,9 @@ export function snake(key: string): string {
 
 export function kebab(key: string): string {
   return key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)
+}
+
+/** 127.0.0.0/8, ::1 and `localhost`: reachable from this machine only. */
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
 }

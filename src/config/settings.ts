@@ -200,6 +200,22 @@ export const SETTINGS = {
     secret: true,
     doc: 'password MQTT clients of the embedded broker must give',
   },
+  adminHost: {
+    kind: text(),
+    default: '127.0.0.1',
+    doc: 'admin listener address (metrics, health, API, dashboard); beyond loopback it needs adminToken',
+  },
+  adminPort: {
+    kind: portOrOff(),
+    default: 8090,
+    doc: "admin listener port (0 = any free port, 'off' = none)",
+  },
+  adminToken: {
+    kind: nullable(text()),
+    default: null,
+    secret: true,
+    doc: 'bearer token the admin API and /metrics require (health checks never do)',
+  },
   logLevel: {
     kind: choice(['error', 'warn', 'info', 'debug', 'silent']),
     default: 'info',

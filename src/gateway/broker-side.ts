@@ -8,7 +8,7 @@ import { redactUrl } from '../config/redact.js'
 import { DEFAULT_MQTT_CONNECTIONS, type GatewayConfig } from '../config/settings.js'
 import type { Logger } from '../log.js'
 import { gatewayStatusTopic } from '../protocol/topics.js'
-import type { GatewayStats } from '../stats.js'
+import { bump, type GatewayStats } from '../stats.js'
 
 /**
  * The broker side of the gateway ([HT-6.1], [HT-6.2]): the embedded Aedes broker, used in-process,
@@ -45,7 +45,10 @@ export class BrokerSide {
       return new BrokerSide(
         config,
         logger,
-        linksFromConfig(config, logger, () => stats.dropped++),
+        linksFromConfig(config, logger, () => {
+          stats.dropped++
+          bump(stats.droppedBy, 'oversize')
+        }),
         undefined,
       )
     }

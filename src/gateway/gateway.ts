@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
+import { AdminServer } from '../adapters/admin/server.js'
 import { DeviceListener } from '../adapters/device-listener.js'
 import { createLogger } from '../adapters/logger.js'
 import { DeviceRegistry } from '../auth/registry.js'
@@ -11,6 +12,7 @@ import { type Logger, LogThrottle } from '../log.js'
 import { Session, type SessionOptions } from '../session/session.js'
 import { WriteBatcher } from '../session/write-batcher.js'
 import { createStats, type GatewayStats } from '../stats.js'
+import { adminBackend } from './admin-backend.js'
 import { Admission } from './admission.js'
 import { BrokerSide, tlsFiles } from './broker-side.js'
 
@@ -54,6 +56,7 @@ export class Gateway {
   private broker: BrokerSide | undefined
   private bridge: Bridge | undefined
   private listener: DeviceListener | undefined
+  private admin: AdminServer | undefined
   private nextSession = 0
   private closing: Promise<ShutdownResult> | undefined
 
@@ -126,8 +129,18 @@ export class Gateway {
           logger.debug('broadcast subscription not made yet', { error: err.message }),
         )
       await listener.listen()
+      if (config.adminPort !== 'off') {
+        this.admin = await AdminServer.start({
+          host: config.adminHost,
+          port: config.adminPort,
+          token: config.adminToken,
+          backend: adminBackend(this, broker, bridge),
+          logger,
+        })
+      }
     } catch (err) {
       this.admission.drain()
+      await listener.close()
       await broker.close(0)
       throw err
     }
@@ -153,6 +166,21 @@ export class Gateway {
   /** The broker the gateway publishes to: the (first) external one, or `mqtt://host:port` of the embedded one. */
   get mqttUrl(): string {
     return this.opened().broker.url
+  }
+
+  /** The admin listener's port, when it runs. */
+  get adminPort(): number | undefined {
+    return this.admin?.address.port
+  }
+
+  /** Whether a stop has begun. */
+  get stopping(): boolean {
+    return this.closing !== undefined
+  }
+
+  /** Whether the HyperTCP listeners are bound. */
+  get listening(): boolean {
+    return this.listener?.listening ?? false
   }
 
   /** The embedded broker's bound ports, when it runs. */
@@ -231,6 +259,7 @@ export class Gateway {
     await broker.close(left())
     for (const session of sessions) session.socket.destroy()
     await listenersClosed
+    await this.admin?.close()
     if (!acknowledged) {
       logger.error(
         'shutdown: what devices sent was not all acknowledged by the broker within shutdownTimeout ' +

@@ -20,7 +20,7 @@ import {
   writeHeader,
 } from '../protocol/encoder.js'
 import { type LoginRequest, redirectBody } from '../protocol/messages.js'
-import type { GatewayStats } from '../stats.js'
+import { bump, type GatewayStats } from '../stats.js'
 import type { HandlerContext } from './handlers/context.js'
 import { dispatch } from './handlers/index.js'
 import { Output, type OutputOwner } from './output.js'
@@ -99,6 +99,9 @@ export class Session implements HandlerContext, OutputOwner {
   private _identity: Identity | undefined
   private _closeReason: CloseReason | undefined
   private _inflight = 0
+  private _connectedAt = 0
+  private _uplinks = 0
+  private _downlinks = 0
 
   private readonly decoder: FrameDecoder
   private lastMsgId = 0
@@ -176,6 +179,16 @@ export class Session implements HandlerContext, OutputOwner {
     return this._inflight
   }
 
+  /** When the login was accepted (ms since the epoch), 0 before. */
+  get connectedAt(): number {
+    return this._connectedAt
+  }
+
+  /** Uplinks the broker accepted, and frames delivered to the device, on this connection. */
+  get counters(): { readonly up: number; readonly down: number } {
+    return { up: this._uplinks, down: this._downlinks }
+  }
+
   /** `address:port` of the device, for logs. */
   get remote(): string {
     return `${this.socket.remoteAddress ?? 'local'}:${this.socket.remotePort ?? 0}`
@@ -232,6 +245,7 @@ export class Session implements HandlerContext, OutputOwner {
 
   private onFrame(type: number, msgId: number, body: Buffer): boolean {
     this.stats.framesIn++
+    this.stats.framesByType[type]!++
     if (this.state === 'closed') return false
     dispatch(this, type, msgId, body)
     return this.keepReading()
@@ -384,6 +398,7 @@ export class Session implements HandlerContext, OutputOwner {
       (err: unknown) => {
         if (this.state !== 'authenticating') return
         this.log('warn', 'login could not be completed: broker unavailable', { error: String(err) })
+        bump(this.stats.loginResults, 'broker_unavailable')
         this.write(encodeLoginReply(msgId, Status.SERVER_ERROR))
         this.close('broker_unavailable')
       },
@@ -393,7 +408,9 @@ export class Session implements HandlerContext, OutputOwner {
   private loggedIn(msgId: number): void {
     if (this.state !== 'authenticating') return // closed meanwhile (timeout, takeover, peer left)
     this._state = 'online'
+    this._connectedAt = Date.now()
     this.stats.logins++
+    bump(this.stats.loginResults, 'ok')
     this.stats.online++
     this.write(encodeLoginReply(msgId, Status.SUCCESS))
     this.log('info', 'device online')
@@ -406,6 +423,7 @@ export class Session implements HandlerContext, OutputOwner {
   /** Refuses the login ([HT-3.2]): status byte in the reply's body, then close. */
   refuseLogin(msgId: number, status: number, reason: CloseReason): void {
     this.stats.loginFailures++
+    bump(this.stats.loginResults, reason)
     this.write(encodeLoginReply(msgId, status))
     this.close(reason)
   }
@@ -429,8 +447,10 @@ export class Session implements HandlerContext, OutputOwner {
 
   private uplinkDone(msgId: number, status: number): void {
     this._inflight--
-    if (status === 0) this.stats.published++
-    else this.stats.rejected++
+    if (status === 0) {
+      this.stats.published++
+      this._uplinks++
+    } else this.stats.rejected++
     if (this.state !== 'online') return
     this.reply(msgId, status)
     this.resumeReading()
@@ -457,6 +477,7 @@ export class Session implements HandlerContext, OutputOwner {
       this.write(header)
       this.output.append(body)
     }
+    this._downlinks++
     return 'ok'
   }
 

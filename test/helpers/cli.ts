@@ -58,7 +58,9 @@ export class CliProcess {
     return new CliProcess(
       spawn(command!, [...prefix, bin, ...args], {
         cwd: root,
-        env: { ...process.env, ...env },
+        // The admin listener on any free port unless a test says otherwise: gateways of several
+        // tests (or one restarted at once) must not fight for 8090.
+        env: { HYPERTCP_ADMIN_PORT: '0', ...process.env, ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
       }),
     )

@@ -27,6 +27,7 @@ export function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
     brokerHost: '127.0.0.1',
     brokerPort: 0,
     brokerWsPort: 'off',
+    adminPort: 'off',
     devices: DEVICES,
     logger,
     ...options,
