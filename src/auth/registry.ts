@@ -29,11 +29,18 @@ export interface Identity {
   /** Whether it may message `targetId` directly ([HT-4.4] publish ACL). */
   readonly mayMessage: (targetId: string) => boolean
   readonly mayBroadcast: boolean
+  /** Granted by the external auth hook (`authUrl`), not by the registry: a registry reload leaves it be. */
+  readonly external?: boolean
 }
 
 export type AuthResult =
   | { readonly ok: true; readonly identity: Identity }
-  | { readonly ok: false; readonly status: number; readonly reason: 'invalid_token' | 'not_allowed' }
+  | {
+      readonly ok: false
+      readonly status: number
+      /** `auth_unavailable`: the external auth hook could not answer (it is not the device's fault). */
+      readonly reason: 'invalid_token' | 'not_allowed' | 'auth_unavailable'
+    }
 
 interface Grant {
   readonly id: string
@@ -53,8 +60,29 @@ function targetMatcher(patterns: readonly string[] | undefined): (targetId: stri
   return (id) => exact.has(id) || prefixes.some((p) => id.startsWith(p))
 }
 
-function digest(token: Buffer | string): string {
+/** A token's SHA-256 digest: what the gateway keeps instead of the token. */
+export function digest(token: Buffer | string): string {
   return hash('sha256', token, 'base64')
+}
+
+/** What the external auth hook may grant: an id, its `%u`, and its publish ACL. */
+export interface ExternalGrant {
+  readonly deviceId: string
+  readonly username?: string
+  readonly allowTargets?: readonly string[]
+  readonly allowBroadcast?: boolean
+}
+
+/** The identity of a device the external auth hook let in. */
+export function externalIdentity(grant: ExternalGrant, tokenDigest: string): Identity {
+  return {
+    deviceId: grant.deviceId,
+    username: grant.username ?? grant.deviceId,
+    tokenDigest,
+    mayMessage: targetMatcher(grant.allowTargets),
+    mayBroadcast: grant.allowBroadcast ?? true,
+    external: true,
+  }
 }
 
 /**
@@ -107,6 +135,7 @@ export class DeviceRegistry {
    * (after a reload: a revoked token, or an id no longer allowed for it, is not).
    */
   stillAdmits(identity: Identity): boolean {
+    if (identity.external) return true
     return this.byDigest.get(identity.tokenDigest)?.ids.has(identity.deviceId) ?? false
   }
 }

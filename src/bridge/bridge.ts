@@ -6,6 +6,7 @@
  * pacing of broker work (pacer.ts) and the choice of connection (lanes.ts) are apart.
  */
 import { performance } from 'node:perf_hooks'
+import type { ExternalAuth } from '../auth/external.js'
 import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { GatewayError, PublishRefusedError } from '../errors.js'
@@ -78,6 +79,8 @@ export interface BridgeOptions {
   readonly registry: DeviceRegistry
   readonly logger: Logger
   readonly stats: GatewayStats
+  /** Asked about tokens the registry does not know (`authUrl`), if any. */
+  readonly externalAuth?: ExternalAuth
 }
 
 /**
@@ -93,6 +96,7 @@ export class Bridge implements SessionHost {
   private registry: DeviceRegistry
   private readonly logger: Logger
   private readonly stats: GatewayStats
+  private readonly externalAuth: ExternalAuth | undefined
   private readonly templates: Record<'up' | 'down' | 'status' | 'control', TopicTemplate>
   private readonly broadcastTopic: string
   readonly gatewayStatusTopic: string
@@ -119,8 +123,9 @@ export class Bridge implements SessionHost {
   /** Set when shutting down: skips per-device unsubscribes (the connection is about to go). */
   private closing = false
 
-  constructor({ config, mqtt, registry, logger, stats }: BridgeOptions) {
+  constructor({ config, mqtt, registry, logger, stats, externalAuth }: BridgeOptions) {
     this.config = config
+    this.externalAuth = externalAuth
     if (mqtt.length === 0) throw new GatewayError('HT_ERR_INTERNAL', 'the bridge needs a broker connection')
     this.lanes = mqtt.map((port) => ({
       mqtt: port,
@@ -199,8 +204,10 @@ export class Bridge implements SessionHost {
     return this.devices.size
   }
 
-  authenticate(request: LoginRequest): AuthResult {
-    return this.registry.authenticate(request.token, request.deviceId)
+  authenticate(request: LoginRequest, ip: string): AuthResult | Promise<AuthResult> {
+    const result = this.registry.authenticate(request.token, request.deviceId)
+    if (result.ok || result.reason !== 'invalid_token' || this.externalAuth === undefined) return result
+    return this.externalAuth.authenticate(request, ip)
   }
 
   /**

@@ -132,6 +132,15 @@ export function urls(protocols: readonly string[]): Kind<string[]> {
   }
 }
 
+/** One URL with one of `protocols`. */
+export function url(protocols: readonly string[]): Kind<string> {
+  const expected = `a URL such as ${protocols[0]}//host:port/path (${protocols.join(' ')})`
+  return {
+    schema: z.string({ error: expected }).refine((u) => hasProtocol(u, protocols), { error: expected }),
+    fromText: asIs,
+  }
+}
+
 /** QoS 0, 1 or 2. */
 export function qos(): Kind<0 | 1 | 2> {
   return {

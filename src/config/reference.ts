@@ -74,6 +74,23 @@ export function renderReference(): string {
     '| --- | --- |',
   )
   for (const [key, doc] of Object.entries(CUSTOM_COMMAND_FIELDS)) out.push(`| \`${key}\` | ${doc} |`)
+  out.push(
+    '',
+    '## Auth hook',
+    '',
+    'With `authUrl`, a LOGIN whose token is not in `devices` is POSTed there as JSON',
+    '`{"token": "…", "deviceId": <the claimed device_id, or null>, "ip": "…", "gatewayId": "…"}`:',
+    '',
+    '| The hook answers | The device gets |',
+    '| --- | --- |',
+    '| 200 `{"allow": true, "deviceId": "…", "username"?: "…", "allowTargets"?: […], "allowBroadcast"?: bool}` | logged in with that identity (the fields mean what they mean in `devices`) |',
+    '| 200 `{"allow": false}`, or 401, or 403 | INVALID_TOKEN (9), closed (`invalid_token`); counts towards the address\'s ban |',
+    '| no answer within `authTimeout`, a connection error, a 5xx, anything else | SERVER_ERROR (19), closed (`auth_unavailable`): the device tries again |',
+    '',
+    'Positive answers are reused for `authCacheTtl` (per token and claimed id); identical requests',
+    'in flight share one call; at most `authConcurrency` calls are in flight, the rest wait. Tokens',
+    'are never logged. A registry reload (SIGHUP) does not close devices the hook let in.',
+  )
   return `${out.join('\n')}\n`
 }
 

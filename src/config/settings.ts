@@ -23,6 +23,7 @@ import {
   portOrOff,
   qos,
   text,
+  url,
   urls,
 } from './kinds.js'
 
@@ -215,6 +216,26 @@ export const SETTINGS = {
     default: null,
     secret: true,
     doc: 'bearer token the admin API and /metrics require (health checks never do)',
+  },
+  authUrl: {
+    kind: nullable(url(['http:', 'https:'])),
+    default: null,
+    doc: 'external auth hook: logins whose token is not in devices are POSTed here (docs/CONFIGURATION.md#auth-hook)',
+  },
+  authTimeout: {
+    kind: decimal(0.05, 60, 'seconds'),
+    default: 2,
+    doc: 'seconds the auth hook has to answer (else the login gets SERVER_ERROR)',
+  },
+  authCacheTtl: {
+    kind: decimal(0, 86_400, 'seconds'),
+    default: 60,
+    doc: 'seconds a positive answer of the auth hook is reused (0 = never)',
+  },
+  authConcurrency: {
+    kind: integer(1, 10_000),
+    default: 64,
+    doc: 'auth hook requests in flight at once (more wait their turn)',
   },
   logLevel: {
     kind: choice(['error', 'warn', 'info', 'debug', 'silent']),

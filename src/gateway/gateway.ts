@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { AdminServer } from '../adapters/admin/server.js'
+import { AuthHook } from '../adapters/auth-hook.js'
 import { DeviceListener } from '../adapters/device-listener.js'
 import { createLogger } from '../adapters/logger.js'
 import { DeviceRegistry } from '../auth/registry.js'
@@ -93,15 +94,28 @@ export class Gateway {
     if (this.broker !== undefined)
       throw new GatewayError('HT_ERR_INTERNAL', 'the gateway was started already')
     const { config, logger } = this
-    if (this.registry.size === 0) logger.warn('the device registry is empty: every login will be refused')
+    if (this.registry.size === 0 && config.authUrl === null)
+      logger.warn('the device registry is empty and there is no authUrl: every login will be refused')
     const broker = await BrokerSide.open(config, logger, this.counters)
     this.broker = broker
+    const externalAuth =
+      config.authUrl === null
+        ? undefined
+        : new AuthHook({
+            url: config.authUrl,
+            gatewayId: config.gatewayId,
+            timeoutMs: config.authTimeout * 1000,
+            cacheTtlMs: config.authCacheTtl * 1000,
+            concurrency: config.authConcurrency,
+            logger: logger.child({ component: 'auth' }),
+          })
     const bridge = new Bridge({
       config,
       mqtt: broker.ports,
       registry: this.registry,
       logger,
       stats: this.counters,
+      ...(externalAuth ? { externalAuth } : {}),
     })
     this.bridge = bridge
     broker.onConnect((i) => bridge.restore(i))

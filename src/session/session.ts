@@ -340,8 +340,12 @@ export class Session implements HandlerContext, OutputOwner {
     return this.options.gatekeeper.checkLogin(this)
   }
 
-  authenticate(request: LoginRequest): AuthResult {
-    return this.host.authenticate(request)
+  authenticate(request: LoginRequest): AuthResult | Promise<AuthResult> {
+    return this.host.authenticate(request, this.socket.remoteAddress ?? '')
+  }
+
+  awaitAuthentication(): void {
+    this._state = 'authenticating' // reading pauses (keepReading) until login or refusal
   }
 
   loginFailed(): void {

@@ -18,6 +18,7 @@ export type CloseReason =
   | 'shutdown'
   | 'socket_error'
   | 'broker_unavailable'
+  | 'auth_unavailable'
   | 'slow_consumer'
 
 export type UplinkKind = 'server' | 'direct' | 'broadcast'
@@ -30,8 +31,11 @@ export type UplinkDone = (status: number) => void
 
 /** What a session needs from the rest of the gateway; the bridge implements it. */
 export interface SessionHost {
-  /** [HT-3.2], [HT-3.3] Synchronous registry lookup. */
-  authenticate(request: LoginRequest): AuthResult
+  /**
+   * [HT-3.2], [HT-3.3] Who logs in: the registry's answer, or — for a token it does not know, when
+   * an auth hook is configured — a promise of the hook's (never rejected).
+   */
+  authenticate(request: LoginRequest, ip: string): AuthResult | Promise<AuthResult>
   /**
    * Makes a freshly authenticated session reachable: takes over an older connection of the same
    * device, subscribes its topics, announces presence. The login is answered when this settles.

@@ -38,7 +38,9 @@ export interface HandlerContext {
 
   /** Admission's word on a LOGIN, before its token is looked at. */
   checkLogin(): LoginGate
-  authenticate(request: LoginRequest): AuthResult
+  authenticate(request: LoginRequest): AuthResult | Promise<AuthResult>
+  /** An answer is awaited (the auth hook): read nothing more until the login is settled. */
+  awaitAuthentication(): void
   /** A refused login: counts towards the address's ban. */
   loginFailed(): void
   login(msgId: number, identity: Identity): void

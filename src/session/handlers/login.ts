@@ -1,6 +1,7 @@
+import type { AuthResult } from '../../auth/registry.js'
 import { Cmd } from '../../protocol/constants.js'
 import { encodeTextFrame } from '../../protocol/encoder.js'
-import { parseLogin, redirectBody } from '../../protocol/messages.js'
+import { type LoginRequest, parseLogin, redirectBody } from '../../protocol/messages.js'
 import type { HandlerContext } from './context.js'
 
 /** [HT-2.1], [HT-2.2], [HT-3.2] LOGIN: raw-token or JSON form; the reply waits for `attach`. */
@@ -22,13 +23,27 @@ export function handleLogin(ctx: HandlerContext, msgId: number, body: Buffer): v
   }
   const request = parseLogin(body)
   const result = ctx.authenticate(request)
+  if (result instanceof Promise) {
+    // The auth hook's answer: nothing more is read meanwhile, and a close (login timeout, the
+    // device leaving) settles the login first.
+    ctx.awaitAuthentication()
+    void result.then((r) => {
+      if (ctx.state === 'authenticating') settle(ctx, msgId, request, r)
+    })
+    return
+  }
+  settle(ctx, msgId, request, result)
+}
+
+function settle(ctx: HandlerContext, msgId: number, request: LoginRequest, result: AuthResult): void {
   if (!result.ok) {
     ctx.throttle.warn(`login_${result.reason}`, 'login refused', {
       reason: result.reason,
       remote: ctx.remote,
       claimedId: request.deviceId,
     })
-    ctx.loginFailed()
+    // The device's fault only: a hook that could not answer says nothing about its token.
+    if (result.reason !== 'auth_unavailable') ctx.loginFailed()
     ctx.refuseLogin(msgId, result.status, result.reason)
     return
   }
