@@ -12,6 +12,7 @@ export function redactConfig(config: GatewayConfig): Record<string, unknown> {
     if (spec.secret && config[key] !== null) shown[key] = HIDDEN
   }
   if (config.mqttUrl !== null) shown.mqttUrl = config.mqttUrl.map(redactUrl)
+  if (config.authUrl !== null) shown.authUrl = redactUrl(config.authUrl)
   shown.devices = config.devices.map((d) => ({ ...d, token: HIDDEN }))
   return shown
 }

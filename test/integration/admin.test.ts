@@ -223,7 +223,10 @@ describe('admin listener: no secret is ever printed', function () {
       HYPERTCP_MQTT_PASSWORD: `${marker}-mqtt`,
     }
     const printed = runCli(
-      ['--config', config, '--print-config', '--mqtt-url', `mqtt://bob:${marker}-url@127.0.0.1:1`],
+      [
+        ...['--config', config, '--print-config', '--mqtt-url', `mqtt://bob:${marker}-url@127.0.0.1:1`],
+        ...['--auth-url', `https://svc:${marker}-hook@auth.example/check`],
+      ],
       env,
     )
     expect(printed.status).to.equal(0)
