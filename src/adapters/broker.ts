@@ -1,12 +1,14 @@
 import { timingSafeEqual } from 'node:crypto'
-import { createServer as createHttpServer, type Server as HttpServer } from 'node:http'
+import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from 'node:http'
 import { type AddressInfo, createServer, type Server } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls'
 import { Aedes, type AedesOptions } from 'aedes'
 import { createWebSocketStream, WebSocketServer } from 'ws'
-import type { Logger } from '../log.js'
+import { type Logger, LogThrottle } from '../log.js'
 import { readTlsFiles, type TlsFiles } from './device-listener.js'
 import { formatAddress, listenOn } from './listen.js'
+import { guardPacketSize } from './packet-size-guard.js'
 
 export interface Credentials {
   readonly username: string
@@ -25,6 +27,10 @@ export interface EmbeddedBrokerOptions {
    * the broker in-process, so its publishes are not subject to them.)
    */
   readonly users: Credentials | null
+  /** Largest packet body a client may send, bytes: a client announcing more is closed unread. */
+  readonly maxMessageSize: number
+  /** Ms a client has to send CONNECT. */
+  readonly connectTimeoutMs: number
   readonly logger: Logger
 }
 
@@ -56,9 +62,21 @@ export class EmbeddedBroker {
 
   static async start(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
     const { logger } = options
-    const brokerOptions: AedesOptions = { id: 'hypertcp-embedded' }
+    const brokerOptions: AedesOptions = { id: 'hypertcp-embedded', connectTimeout: options.connectTimeoutMs }
     if (options.users !== null) brokerOptions.authenticate = authenticator(options.users)
     const aedes = await Aedes.createBroker(brokerOptions)
+    const throttle = new LogThrottle(logger)
+    // Every connection, whatever its listener, is watched for oversize packets from its first byte.
+    const handle = (stream: Duplex, address: string | undefined, req?: IncomingMessage) => {
+      aedes.handle(stream, req)
+      guardPacketSize(stream, options.maxMessageSize, (announced) =>
+        throttle.warn('oversize', 'mqtt client closed: packet over maxBrokerMessageSize', {
+          address,
+          announced,
+          limit: options.maxMessageSize,
+        }),
+      )
+    }
     aedes.on('clientError', (client, err) =>
       logger.debug('mqtt client error', { clientId: client.id, error: err.message }),
     )
@@ -67,7 +85,7 @@ export class EmbeddedBroker {
     )
     const started: (Server | HttpServer)[] = []
     try {
-      const tcpServer = createServer(aedes.handle)
+      const tcpServer = createServer((socket) => handle(socket, socket.remoteAddress))
       await listenOn(tcpServer, options.host, options.port, 'embedded MQTT broker')
       started.push(tcpServer)
       const tcp = tcpServer.address() as AddressInfo
@@ -79,8 +97,12 @@ export class EmbeddedBroker {
             .writeHead(426, { 'content-type': 'text/plain' })
             .end('MQTT over WebSocket: connect with an MQTT client\n')
         })
-        const wss = new WebSocketServer({ server: httpServer })
-        wss.on('connection', (socket, req) => aedes.handle(createWebSocketStream(socket), req))
+        // One MQTT packet per WebSocket message, in practice: ws refuses (1009) a larger message
+        // before buffering it, the guard any packet spread over several.
+        const wss = new WebSocketServer({ server: httpServer, maxPayload: options.maxMessageSize + 5 })
+        wss.on('connection', (socket, req) =>
+          handle(createWebSocketStream(socket), req.socket.remoteAddress, req),
+        )
         await listenOn(httpServer, options.host, options.wsPort, 'embedded MQTT-over-WebSocket listener')
         started.push(httpServer)
         Object.assign(extra, { httpServer, wss })
@@ -88,7 +110,9 @@ export class EmbeddedBroker {
         logger.info(`embedded MQTT-over-WebSocket listening on ${formatAddress(ws.address, ws.port)}`)
       }
       if (options.tlsPort !== 'off') {
-        const tlsServer = createTlsServer(readTlsFiles({ ...options.tls, clientAuth: 'none' }), aedes.handle)
+        const tlsServer = createTlsServer(readTlsFiles({ ...options.tls, clientAuth: 'none' }), (socket) =>
+          handle(socket, socket.remoteAddress),
+        )
         await listenOn(tlsServer, options.host, options.tlsPort, 'embedded MQTT-over-TLS listener')
         started.push(tlsServer)
         extra.tlsServer = tlsServer

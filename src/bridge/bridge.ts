@@ -480,6 +480,17 @@ export class Bridge implements SessionHost {
   }
 
   private onMessage(topic: string, message: Buffer): void {
+    // Size before parse: a message no device could be sent is dropped before a byte of it is read
+    // (a raw custom-command message, never parsed, is checked by the session as it is delivered).
+    if (message.length > this.config.maxDownlinkSize && !this.rawTopic(topic)) {
+      this.countDrop('too_large')
+      this.throttle.warn('message_too_large', 'message from the broker dropped unread', {
+        topic,
+        bytes: message.length,
+        reason: `over the ${this.config.maxDownlinkSize}-byte downlink limit`,
+      })
+      return
+    }
     if (topic === this.broadcastTopic) return this.onBroadcast(message)
     const route = this.routes.get(topic)
     if (route === undefined) return // a late message for a device that has left
@@ -491,6 +502,10 @@ export class Bridge implements SessionHost {
       case 'raw': // [HT-5.6] the message's bytes are the frame's body
         return this.deliver(route.device.session, route.type, message)
     }
+  }
+
+  private rawTopic(topic: string): boolean {
+    return this.routes.get(topic)?.kind === 'raw'
   }
 
   /** [HT-5.2] A message on a device's down topic. */

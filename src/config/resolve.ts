@@ -182,6 +182,16 @@ function checkCombinations(c: GatewayConfig): void {
         "or bind the admin listener to 127.0.0.1, or set adminPort to 'off'",
     )
   }
+  if (c.mqttUrl === null && !isLoopback(c.brokerHost) && c.brokerUsername === null) {
+    // Mosquitto 2's "local only" default: no broker open to the network without an explicit choice.
+    throw new ConfigError(
+      'brokerHost',
+      `the embedded broker would listen on ${c.brokerHost}, beyond this machine, with no broker users: ` +
+        'anyone on the network could read every message and command devices; give it users ' +
+        '(brokerUsername and brokerPassword, HYPERTCP_BROKER_USERNAME/HYPERTCP_BROKER_PASSWORD), ' +
+        'or keep brokerHost 127.0.0.1',
+    )
+  }
   if ((c.brokerUsername === null) !== (c.brokerPassword === null)) {
     throw new ConfigError(
       c.brokerUsername === null ? 'brokerUsername' : 'brokerPassword',

@@ -172,8 +172,8 @@ export const SETTINGS = {
   },
   brokerHost: {
     kind: text(),
-    default: '0.0.0.0',
-    doc: 'embedded broker listen address',
+    default: '127.0.0.1',
+    doc: 'embedded broker listen address; beyond loopback it needs broker users',
   },
   brokerPort: {
     kind: port(),
@@ -189,6 +189,16 @@ export const SETTINGS = {
     kind: portOrOff(),
     default: 'off',
     doc: "embedded broker MQTT-over-TLS port ('off' = none)",
+  },
+  maxBrokerMessageSize: {
+    kind: integer(1024, 268_435_455),
+    default: 262_144,
+    doc: 'largest MQTT packet an embedded-broker client may send, bytes; a client announcing more is closed before it is read',
+  },
+  brokerConnectTimeout: {
+    kind: decimal(0.01, 3_600, 'seconds'),
+    default: 10,
+    doc: 'seconds an embedded-broker client has to send CONNECT',
   },
   brokerUsername: {
     kind: nullable(text()),

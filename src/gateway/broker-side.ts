@@ -62,6 +62,8 @@ export class BrokerSide {
         config.brokerUsername === null
           ? null
           : { username: config.brokerUsername, password: config.brokerPassword! },
+      maxMessageSize: config.maxBrokerMessageSize,
+      connectTimeoutMs: config.brokerConnectTimeout * 1000,
       logger: logger.child({ component: 'broker' }),
     })
     if (config.mqttConnections !== DEFAULT_MQTT_CONNECTIONS)

@@ -135,6 +135,7 @@ describe('config: errors name the key and what was expected', () => {
       'tlsCa',
     ],
     ['a broker user without a password', { brokerUsername: 'u' }, 'brokerPassword'],
+    ['the embedded broker beyond loopback with no users', { brokerHost: '0.0.0.0' }, 'brokerHost'],
     ['custom commands not a list', { customCommands: { type: 77 } }, 'test: customCommands'],
     ['a custom type out of range', custom({ type: 256, up: 'r/%c' }), 'test: customCommands[0].type'],
     ['a custom type HyperTCP defines', custom({ type: 30, up: 'r/%c' }), 'test: customCommands[0].type'],
