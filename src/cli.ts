@@ -1,11 +1,12 @@
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { createLogger } from './adapters/logger.js'
+import { hashPassword } from './auth/passwords.js'
 import { readConfigFile } from './config/load.js'
 import { redactConfig } from './config/redact.js'
 import { type ConfigLayer, envLayer, kebab, resolveConfig } from './config/resolve.js'
 import { type GatewayConfig, SETTINGS, type Setting } from './config/settings.js'
-import { GatewayError } from './errors.js'
+import { ConfigError, GatewayError } from './errors.js'
 import { createGateway, type Gateway } from './gateway/gateway.js'
 import { startHeapPolicy } from './heap-policy.js'
 
@@ -32,6 +33,10 @@ export async function main(argv: string[]): Promise<void> {
       type: 'boolean',
       describe: 'print the resolved configuration (secrets hidden) and exit',
     })
+    .option('hash-password', {
+      type: 'boolean',
+      describe: "read a broker user's password on stdin, print its passwordHash and exit",
+    })
     .strict()
     .help()
     .alias('help', 'h')
@@ -44,6 +49,12 @@ export async function main(argv: string[]): Promise<void> {
     parser.option(kebab(key), { type: 'string', describe: spec.doc, group: 'Settings:', requiresArg: true })
   }
   const args = await parser.parseAsync()
+  if (args.hashPassword) {
+    const password = (await readStdin()).replace(/\r?\n$/, '')
+    if (password.length === 0) return fail(new ConfigError('--hash-password', 'give the password on stdin'))
+    process.stdout.write(`${await hashPassword(password)}\n`)
+    return
+  }
 
   // Reads every source again: at start-up, and on SIGHUP.
   const load = async (): Promise<{ config: GatewayConfig; unknownEnv: string[] }> => {
@@ -149,6 +160,12 @@ export async function main(argv: string[]): Promise<void> {
         }),
     )
   })
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = []
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks).toString('utf8')
 }
 
 function fail(err: unknown): never {

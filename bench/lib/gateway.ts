@@ -101,6 +101,12 @@ export interface GatewaySpec {
   readonly nodeArgs?: readonly string[]
 }
 
+/**
+ * The embedded broker's user for the direct clients and the subscriber (a plain password: a hash
+ * would add its scrypt cost to every direct login of the scale ramps).
+ */
+const BENCH_BROKER_USER = { username: 'bench', password: 'bench-direct-clients' } as const
+
 /** The gateway under test, in its own process, started from the built CLI. */
 export class GatewayProc {
   readonly spec: GatewaySpec
@@ -141,7 +147,9 @@ export class GatewayProc {
       ...(broker?.username !== undefined ? { mqttUsername: broker.username } : {}),
       ...(broker?.password !== undefined ? { mqttPassword: broker.password } : {}),
     }
-    writeFileSync(config, JSON.stringify({ qos: { up: spec.qosUp }, devices, ...credentials }), {
+    // Embedded: the direct clients publish where devices' messages go, which only gateways may.
+    const users = broker === undefined ? { brokerUsers: [{ ...BENCH_BROKER_USER, role: 'gateway' }] } : {}
+    writeFileSync(config, JSON.stringify({ qos: { up: spec.qosUp }, devices, ...credentials, ...users }), {
       mode: 0o600,
     })
     const args = [
@@ -199,7 +207,7 @@ export class GatewayProc {
   get broker(): BrokerAddress {
     return this.spec.mqttUrl
       ? brokerAddress(this.spec.mqttUrl)
-      : { host: '127.0.0.1', port: this.spec.brokerPort }
+      : { host: '127.0.0.1', port: this.spec.brokerPort, ...BENCH_BROKER_USER }
   }
 
   sample(): ProcSample {

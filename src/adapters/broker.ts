@@ -1,19 +1,15 @@
-import { timingSafeEqual } from 'node:crypto'
 import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from 'node:http'
 import { type AddressInfo, createServer, type Server } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls'
 import { Aedes, type AedesOptions } from 'aedes'
 import { createWebSocketStream, WebSocketServer } from 'ws'
+import type { IpGuard } from '../limits/ip-guard.js'
 import { type Logger, LogThrottle } from '../log.js'
+import type { BrokerAuth } from './broker-auth.js'
 import { readTlsFiles, type TlsFiles } from './device-listener.js'
 import { formatAddress, listenOn } from './listen.js'
 import { guardPacketSize } from './packet-size-guard.js'
-
-export interface Credentials {
-  readonly username: string
-  readonly password: string
-}
 
 export interface EmbeddedBrokerOptions {
   readonly host: string
@@ -22,11 +18,10 @@ export interface EmbeddedBrokerOptions {
   /** MQTT over TLS, with the device listener's certificate. */
   readonly tlsPort: number | 'off'
   readonly tls: TlsFiles
-  /**
-   * When set, MQTT clients must log in with these. (The gateway itself is not a client: it uses
-   * the broker in-process, so its publishes are not subject to them.)
-   */
-  readonly users: Credentials | null
+  /** Who may log in, and what each client may do. */
+  readonly auth: BrokerAuth
+  /** The HyperTCP listener's per-address rules: deny and allow lists, connection rate, bans. */
+  readonly guard?: IpGuard
   /** Largest packet body a client may send, bytes: a client announcing more is closed unread. */
   readonly maxMessageSize: number
   /** Ms a client has to send CONNECT. */
@@ -62,13 +57,23 @@ export class EmbeddedBroker {
 
   static async start(options: EmbeddedBrokerOptions): Promise<EmbeddedBroker> {
     const { logger } = options
-    const brokerOptions: AedesOptions = { id: 'hypertcp-embedded', connectTimeout: options.connectTimeoutMs }
-    if (options.users !== null) brokerOptions.authenticate = authenticator(options.users)
+    const brokerOptions: AedesOptions = {
+      id: 'hypertcp-embedded',
+      connectTimeout: options.connectTimeoutMs,
+      ...options.auth.hooks(),
+    }
     const aedes = await Aedes.createBroker(brokerOptions)
     const throttle = new LogThrottle(logger)
-    // Every connection, whatever its listener, is watched for oversize packets from its first byte.
-    const handle = (stream: Duplex, address: string | undefined, req?: IncomingMessage) => {
-      aedes.handle(stream, req)
+    // Every connection, whatever its listener, passes the address rules and is watched for
+    // oversize packets from its first byte.
+    const handle = (stream: Duplex, address = '', req?: IncomingMessage) => {
+      const verdict = options.guard?.admit(address, Date.now()) ?? 'ok'
+      if (verdict !== 'ok') {
+        throttle.warn(`refused:${verdict}`, 'mqtt connection refused', { remote: address, reason: verdict })
+        stream.destroy()
+        return
+      }
+      options.auth.connected(aedes.handle(stream, req), address)
       guardPacketSize(stream, options.maxMessageSize, (announced) =>
         throttle.warn('oversize', 'mqtt client closed: packet over maxBrokerMessageSize', {
           address,
@@ -139,19 +144,6 @@ export class EmbeddedBroker {
     const closed = this.servers.map(closeServer)
     await closeAedes(this.aedes)
     await Promise.all(closed)
-  }
-}
-
-/** Accepts the configured credentials, the password compared in constant time. */
-function authenticator(users: Credentials): NonNullable<AedesOptions['authenticate']> {
-  const expected = Buffer.from(users.password)
-  return (_client, username, password, callback) => {
-    const given = password ?? Buffer.alloc(0)
-    const ok =
-      username === users.username && given.length === expected.length && timingSafeEqual(given, expected)
-    if (ok) return callback(null, true)
-    const err = Object.assign(new Error('bad username or password'), { returnCode: 4 })
-    callback(err as Parameters<typeof callback>[0], false)
   }
 }
 

@@ -14,6 +14,11 @@ export function redactConfig(config: GatewayConfig): Record<string, unknown> {
   if (config.mqttUrl !== null) shown.mqttUrl = config.mqttUrl.map(redactUrl)
   if (config.authUrl !== null) shown.authUrl = redactUrl(config.authUrl)
   shown.devices = config.devices.map((d) => ({ ...d, token: HIDDEN }))
+  shown.brokerUsers = config.brokerUsers.map((u) => ({
+    ...u,
+    ...(u.password === undefined ? {} : { password: HIDDEN }),
+    ...(u.passwordHash === undefined ? {} : { passwordHash: HIDDEN }),
+  }))
   return shown
 }
 

@@ -1,3 +1,4 @@
+import { BROKER_USER_FIELDS } from './broker-users.js'
 import { CUSTOM_COMMAND_FIELDS, DEVICE_FIELDS } from './collections.js'
 import { envName, kebab } from './resolve.js'
 import { QOS, SETTINGS, type Setting, TOPICS } from './settings.js'
@@ -74,6 +75,18 @@ export function renderReference(): string {
     '| --- | --- |',
   )
   for (const [key, doc] of Object.entries(CUSTOM_COMMAND_FIELDS)) out.push(`| \`${key}\` | ${doc} |`)
+  out.push(
+    '',
+    '## Broker users',
+    '',
+    "`brokerUsers` (file only), and those of `brokerUsersFile`: the embedded broker's MQTT users.",
+    'A client that gives no username is `anonymousRole` (from loopback only); `brokerUsername` and',
+    '`brokerPassword` add one user with the admin role. They need a restart to change.',
+    '',
+    '| Field | Meaning |',
+    '| --- | --- |',
+  )
+  for (const [key, doc] of Object.entries(BROKER_USER_FIELDS)) out.push(`| \`${key}\` | ${doc} |`)
   out.push(
     '',
     '## Auth hook',

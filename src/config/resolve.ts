@@ -1,5 +1,7 @@
 import { ConfigError } from '../errors.js'
 import { compileTemplate, TemplateError } from '../protocol/topics.js'
+import type { BrokerUser } from './broker-users.js'
+import { checkBrokerUsers, readBrokerUsersFile } from './broker-users.js'
 import { checkCustomCommands, checkCustomTopics, checkDevices } from './collections.js'
 import { type Kind, text } from './kinds.js'
 import { describe, isRecord, suggest } from './messages.js'
@@ -36,7 +38,7 @@ export const ENV_PREFIX = 'HYPERTCP_'
 
 /** Keys a file may carry that are not settings (a schema reference, comments). */
 const IGNORED = new Set(['$schema', '//', 'comment'])
-const STRUCTURED = ['topics', 'qos', 'devices', 'customCommands']
+const STRUCTURED = ['topics', 'qos', 'devices', 'customCommands', 'brokerUsers']
 
 /** The value of every setting when no source sets it. */
 export function defaults(): GatewayConfig {
@@ -49,6 +51,7 @@ export function defaults(): GatewayConfig {
     qos: Object.fromEntries(Object.entries(QOS).map(([k, q]) => [k, q.default])) as QosConfig,
     devices: [],
     customCommands: [],
+    brokerUsers: [],
   }
 }
 
@@ -63,6 +66,15 @@ function defaultOf<T>(s: Setting<T>): T {
 export function resolveConfig(layers: readonly ConfigLayer[]): GatewayConfig {
   const config = defaults()
   for (const layer of layers) apply(config, layer)
+  if (config.brokerUsersFile !== null) addBrokerUsers(config, readBrokerUsersFile(config.brokerUsersFile))
+  if (config.brokerUsername !== null && config.brokerPassword !== null) {
+    const legacy = {
+      username: config.brokerUsername,
+      password: config.brokerPassword,
+      role: 'admin',
+    } as const
+    addBrokerUsers(config, [legacy], 'brokerUsername')
+  }
   checkTemplates(config.topics)
   checkCustomTopics(config)
   checkCombinations(config)
@@ -82,6 +94,7 @@ function apply(config: GatewayConfig, { source, values, names = {} }: ConfigLaye
       config.qos = { ...config.qos, ...checkGroup(where, value, QOS_KINDS, 'QoS setting') }
     else if (key === 'devices') config.devices = checkDevices(where, value)
     else if (key === 'customCommands') config.customCommands = checkCustomCommands(where, value)
+    else if (key === 'brokerUsers') config.brokerUsers = checkBrokerUsers(where, value)
     else if (Object.hasOwn(SETTINGS, key))
       writable[key] = check(where, SETTINGS[key as SettingKey].kind, value)
     else {
@@ -145,6 +158,25 @@ function checkGroup<T>(
   return out as Partial<T>
 }
 
+/**
+ * Users from another source, after those of `brokerUsers`. A username given twice is an error,
+ * unless both entries are the same (a resolved configuration resolved again: the gateway's API).
+ */
+function addBrokerUsers(config: GatewayConfig, users: BrokerUser[], source = 'brokerUsersFile'): void {
+  const added: BrokerUser[] = []
+  for (const user of users) {
+    const known = config.brokerUsers.find((u) => u.username === user.username)
+    if (known === undefined) added.push(user)
+    else if (!sameUser(known, user))
+      throw new ConfigError(source, `broker user "${user.username}" is given twice`)
+  }
+  config.brokerUsers = [...config.brokerUsers, ...added]
+}
+
+function sameUser(a: BrokerUser, b: BrokerUser): boolean {
+  return a.role === b.role && a.password === b.password && a.passwordHash === b.passwordHash
+}
+
 /** Topic templates compile, with only their placeholders, and per-device ones use %c. */
 function checkTemplates(topics: TopicsConfig): void {
   for (const [name, t] of Object.entries(TOPICS) as [TopicKey, (typeof TOPICS)[TopicKey]][]) {
@@ -182,13 +214,14 @@ function checkCombinations(c: GatewayConfig): void {
         "or bind the admin listener to 127.0.0.1, or set adminPort to 'off'",
     )
   }
-  if (c.mqttUrl === null && !isLoopback(c.brokerHost) && c.brokerUsername === null) {
+  if (c.mqttUrl === null && !isLoopback(c.brokerHost) && c.brokerUsers.length === 0) {
     // Mosquitto 2's "local only" default: no broker open to the network without an explicit choice.
     throw new ConfigError(
       'brokerHost',
       `the embedded broker would listen on ${c.brokerHost}, beyond this machine, with no broker users: ` +
         'anyone on the network could read every message and command devices; give it users ' +
-        '(brokerUsername and brokerPassword, HYPERTCP_BROKER_USERNAME/HYPERTCP_BROKER_PASSWORD), ' +
+        '(brokerUsers in the config file, or a file of them in brokerUsersFile / HYPERTCP_BROKER_USERS_FILE; ' +
+        '`hypertcp-gateway --hash-password` makes password hashes), ' +
         'or keep brokerHost 127.0.0.1',
     )
   }

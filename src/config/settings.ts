@@ -9,6 +9,7 @@
 import { hostname } from 'node:os'
 import type { DeviceEntry } from '../auth/registry.js'
 import type { Placeholder } from '../protocol/topics.js'
+import type { BrokerUser } from './broker-users.js'
 import type { CustomCommand } from './collections.js'
 import {
   boolean,
@@ -200,16 +201,26 @@ export const SETTINGS = {
     default: 10,
     doc: 'seconds an embedded-broker client has to send CONNECT',
   },
+  brokerUsersFile: {
+    kind: nullable(text()),
+    default: null,
+    doc: 'JSON file of broker users (a list, or {"brokerUsers": [...]}), added to brokerUsers',
+  },
+  anonymousRole: {
+    kind: choice(['app', 'monitor', 'admin', 'none']),
+    default: 'app',
+    doc: "role of embedded-broker clients that give no username, from loopback only ('none' = refused)",
+  },
   brokerUsername: {
     kind: nullable(text()),
     default: null,
-    doc: 'username MQTT clients of the embedded broker must give',
+    doc: 'a broker user with the admin role (the older way: prefer brokerUsers)',
   },
   brokerPassword: {
     kind: nullable(text()),
     default: null,
     secret: true,
-    doc: 'password MQTT clients of the embedded broker must give',
+    doc: "brokerUsername's password",
   },
   adminHost: {
     kind: text(),
@@ -446,4 +457,6 @@ export type GatewayConfig = ScalarConfig & {
   devices: DeviceEntry[]
   /** [HT-5.6] Custom command types mapped to raw topics. */
   customCommands: CustomCommand[]
+  /** The embedded broker's users: `brokerUsers`, then those of `brokerUsersFile`. */
+  brokerUsers: BrokerUser[]
 }

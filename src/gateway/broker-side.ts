@@ -1,11 +1,14 @@
 import { AedesPort } from '../adapters/aedes-port.js'
 import { EmbeddedBroker } from '../adapters/broker.js'
+import { BrokerAuth } from '../adapters/broker-auth.js'
 import { linksFromConfig } from '../adapters/broker-link/from-config.js'
 import type { TlsFiles } from '../adapters/device-listener.js'
 import { formatAddress } from '../adapters/listen.js'
+import { BrokerAcl } from '../auth/broker-acl.js'
 import type { BrokerConnection } from '../bridge/port.js'
 import { redactUrl } from '../config/redact.js'
 import { DEFAULT_MQTT_CONNECTIONS, type GatewayConfig } from '../config/settings.js'
+import type { IpGuard } from '../limits/ip-guard.js'
 import type { Logger } from '../log.js'
 import { gatewayStatusTopic } from '../protocol/topics.js'
 import { bump, type GatewayStats } from '../stats.js'
@@ -40,7 +43,12 @@ export class BrokerSide {
   }
 
   /** Starts the embedded broker, or the connections to the external one (they connect in the background). */
-  static async open(config: GatewayConfig, logger: Logger, stats: GatewayStats): Promise<BrokerSide> {
+  static async open(
+    config: GatewayConfig,
+    logger: Logger,
+    stats: GatewayStats,
+    guard?: IpGuard,
+  ): Promise<BrokerSide> {
     if (config.mqttUrl !== null) {
       return new BrokerSide(
         config,
@@ -58,10 +66,15 @@ export class BrokerSide {
       wsPort: config.brokerWsPort,
       tlsPort: config.brokerTlsPort,
       tls: tlsFiles(config),
-      users:
-        config.brokerUsername === null
-          ? null
-          : { username: config.brokerUsername, password: config.brokerPassword! },
+      auth: new BrokerAuth({
+        users: config.brokerUsers,
+        anonymousRole: config.anonymousRole,
+        acl: new BrokerAcl(config.topics, config.customCommands),
+        maxDownlinkSize: config.maxDownlinkSize,
+        ...(guard ? { guard } : {}),
+        logger: logger.child({ component: 'broker' }),
+      }),
+      ...(guard ? { guard } : {}),
       maxMessageSize: config.maxBrokerMessageSize,
       connectTimeoutMs: config.brokerConnectTimeout * 1000,
       logger: logger.child({ component: 'broker' }),

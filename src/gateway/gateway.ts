@@ -96,7 +96,7 @@ export class Gateway {
     const { config, logger } = this
     if (this.registry.size === 0 && config.authUrl === null)
       logger.warn('the device registry is empty and there is no authUrl: every login will be refused')
-    const broker = await BrokerSide.open(config, logger, this.counters)
+    const broker = await BrokerSide.open(config, logger, this.counters, this.admission.guard)
     this.broker = broker
     const externalAuth =
       config.authUrl === null

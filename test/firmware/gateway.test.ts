@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai'
 import type { Gateway, GatewayOptions } from '../../src/index.js'
-import { startGateway as startTestGateway } from '../helpers/gateway.js'
+import { PEER_GATEWAY, startGateway as startTestGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
 import { useFirmwareBuild } from './support/build.js'
@@ -35,8 +35,12 @@ describe('firmware library vs the gateway', function () {
     return gw
   }
 
+  /** Another gateway on a test gateway's embedded broker logs in as one. */
+  const peerLogin = { mqttUsername: PEER_GATEWAY.username, mqttPassword: PEER_GATEWAY.password }
+
   async function watch(gw: Gateway, ...topics: string[]): Promise<MqttWatcher> {
-    const w = await MqttWatcher.connect(gw.mqttUrl, topics)
+    // As another gateway: its devices' envelopes keep their `from`.
+    const w = await MqttWatcher.connect(gw.mqttUrl, topics, PEER_GATEWAY)
     cleanups.push(() => w.end())
     return w
   }
@@ -191,7 +195,7 @@ describe('firmware library vs the gateway', function () {
 
   it('moves to a second gateway instance on a redirect sent through the control topic [HT-5.5, HT-2.8]', async () => {
     const gw1 = await startGateway()
-    const gw2 = await startGateway({ mqttUrl: gw1.mqttUrl })
+    const gw2 = await startGateway({ mqttUrl: gw1.mqttUrl, ...peerLogin })
     const w = await watch(gw1, 'hypertcp/dev-1/status', 'hypertcp/dev-1/up')
     const dev = startDevice(gw1, 'tok-1')
     await dev.waitFor(new RegExp(`^LOGIN_OK i=0 host=127\\.0\\.0\\.1 port=${gw1.port}$`))
@@ -221,7 +225,7 @@ describe('firmware library vs the gateway', function () {
   it('reconnects with backoff after the gateway restarts, logs in again and carries on', async () => {
     // The broker lives in a separate gateway, so it survives the restart.
     const brokerHolder = await startGateway({ devices: [] })
-    const options = { mqttUrl: brokerHolder.mqttUrl }
+    const options = { mqttUrl: brokerHolder.mqttUrl, ...peerLogin }
     const gw = await startGateway(options)
     const port = gw.port
     const w = await watch(brokerHolder, 'hypertcp/dev-1/up')

@@ -29,6 +29,7 @@ export function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
     brokerWsPort: 'off',
     adminPort: 'off',
     devices: DEVICES,
+    brokerUsers: TEST_BROKER_USERS.map((u) => ({ ...u })),
     logger,
     ...options,
   })
@@ -44,14 +45,39 @@ export interface BrokerKind {
   teardown(): Promise<void>
   /** The running Mosquitto, for outage tests. */
   readonly mosquitto: Mosquitto | undefined
+  /** How an MQTT client logs in to publish on control topics (none needed on a test Mosquitto). */
+  readonly admin: Login | undefined
+  /**
+   * How an MQTT client logs in to act as the rest of the system: other gateways (their devices'
+   * envelopes, presence) and the operators. On the embedded broker that is the gateway role.
+   */
+  readonly system: Login | undefined
 }
+
+/** The broker user other gateways log in to a gateway's embedded broker with (role gateway). */
+export const PEER_GATEWAY = { username: 'peer-gateway', password: 'peer-secret' } as const
+/** A broker user with the admin role (control topics: kick, redirect). */
+export const BROKER_ADMIN = { username: 'ops', password: 'ops-secret' } as const
+
+type Login = { readonly username: string; readonly password: string }
+
+/** The broker users every test gateway's embedded broker has (unless a test gives its own). */
+export const TEST_BROKER_USERS = [
+  { ...PEER_GATEWAY, role: 'gateway' },
+  { ...BROKER_ADMIN, role: 'admin' },
+] as const
 
 export function aedesBroker(): BrokerKind {
   return {
     name: 'aedes',
     mosquitto: undefined,
     async setup() {},
-    options: (host) => (host ? { mqttUrl: host.mqttUrl } : {}),
+    options: (host) =>
+      host
+        ? { mqttUrl: host.mqttUrl, mqttUsername: PEER_GATEWAY.username, mqttPassword: PEER_GATEWAY.password }
+        : {},
+    admin: BROKER_ADMIN,
+    system: PEER_GATEWAY,
     async teardown() {},
   }
 }
@@ -60,6 +86,8 @@ export function mosquittoBroker(require: (ctx: Mocha.Context) => void): BrokerKi
   let m: Mosquitto | undefined
   return {
     name: 'mosquitto',
+    admin: undefined,
+    system: undefined,
     get mosquitto() {
       return m
     },

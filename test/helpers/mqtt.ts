@@ -18,8 +18,12 @@ export class MqttWatcher {
     })
   }
 
-  static async connect(url: string, topics: string[] = []): Promise<MqttWatcher> {
-    const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, connectTimeout: 5000 })
+  static async connect(
+    url: string,
+    topics: string[] = [],
+    login: { username: string; password: string } | undefined = undefined,
+  ): Promise<MqttWatcher> {
+    const client = await mqtt.connectAsync(url, { reconnectPeriod: 200, connectTimeout: 5000, ...login })
     const watcher = new MqttWatcher(client)
     if (topics.length > 0) await client.subscribeAsync(topics, { qos: 1 })
     return watcher

@@ -2,6 +2,7 @@ import { writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'chai'
+import mqtt from 'mqtt'
 import type { Gateway } from '../../src/gateway/gateway.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
 import { CliProcess, requireBuild, runCli } from '../helpers/cli.js'
@@ -215,7 +216,11 @@ describe('admin listener: no secret is ever printed', function () {
     const config = join(tmpdir(), `htgw-secrets-${process.pid}.json`)
     writeFileSync(
       config,
-      JSON.stringify({ devices: [{ id: 'dev-1', token: `${marker}-device` }], brokerUsername: 'u' }),
+      JSON.stringify({
+        devices: [{ id: 'dev-1', token: `${marker}-device` }],
+        brokerUsername: 'u',
+        brokerUsers: [{ username: 'bu', password: `${marker}-bu`, role: 'app' }],
+      }),
     )
     const env = {
       HYPERTCP_BROKER_PASSWORD: `${marker}-broker`,
@@ -247,6 +252,7 @@ describe('admin listener: no secret is ever printed', function () {
       { ...env, HYPERTCP_LOG_LEVEL: 'debug', HYPERTCP_BROKER_WS_PORT: 'off' },
     )
     try {
+      const mqttPort = Number((await gw.match(/embedded MQTT broker listening on 127\.0\.0\.1:(\d+)/))[1])
       const port = Number((await gw.match(/HyperTCP listening on 127\.0\.0\.1:(\d+)/))[1])
       const adminPort = Number((await gw.match(/admin listener .* on http:\/\/127\.0\.0\.1:(\d+)/))[1])
       const dev = await clients.track(RawClient.connect(port))
@@ -257,9 +263,23 @@ describe('admin listener: no secret is ever printed', function () {
       expect(stats.status).to.equal(200)
       expect(stats.text).to.not.contain(marker)
       await call(adminPort, '/api/v1/stats', { token: `${marker}-wrong-admin` })
+      await mqtt
+        .connectAsync(`mqtt://127.0.0.1:${mqttPort}`, {
+          username: 'bu',
+          password: `${marker}-wrong-bu`,
+          reconnectPeriod: 0,
+        })
+        .then(
+          (c) => c.endAsync(),
+          () => {},
+        )
       await waitUntil(
         () => gw.lines.history.some((l) => l.includes('login refused')),
         'the refused login is logged',
+      )
+      await waitUntil(
+        () => gw.lines.history.some((l) => l.includes('mqtt login refused')),
+        'the refused broker login is logged',
       )
     } finally {
       gw.kill('SIGTERM')

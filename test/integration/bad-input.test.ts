@@ -1,7 +1,7 @@
 import { expect } from 'chai'
 import type { Gateway } from '../../src/gateway/gateway.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
-import { startGateway } from '../helpers/gateway.js'
+import { BROKER_ADMIN, startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { Mosquitto, requireMosquitto } from '../helpers/mosquitto.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
@@ -16,7 +16,7 @@ describe('bad input gets a specific answer, and disturbs nobody else', () => {
 
   before(async () => {
     gw = await startGateway({ loginTimeout: 0.4, maxFrameSize: 4096, maxDownlinkSize: 200 })
-    watcher = await MqttWatcher.connect(gw.mqttUrl, ['hypertcp/+/up'])
+    watcher = await MqttWatcher.connect(gw.mqttUrl, ['hypertcp/+/up'], BROKER_ADMIN)
   })
   after(async () => {
     await watcher?.end()

@@ -1,11 +1,16 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { connect, type Socket } from 'node:net'
+import { networkInterfaces, tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { expect } from 'chai'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
+import { hashPassword } from '../../src/auth/passwords.js'
+import type { Gateway } from '../../src/gateway/gateway.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
 import { CliProcess, requireBuild, runCli } from '../helpers/cli.js'
-import { startGateway } from '../helpers/gateway.js'
+import { BROKER_ADMIN, startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
 import { RawClient, trackRawClients } from '../helpers/raw-client.js'
@@ -35,6 +40,210 @@ describe('broker security: local only unless configured', () => {
     expect(r.stderr)
       .to.contain('brokerHost')
       .and.contain('0.0.0.0, beyond this machine, with no broker users')
+  })
+})
+
+/** MQTT clients of a test, ended after it. */
+const clients: MqttClient[] = []
+afterEach(async () => {
+  for (const c of clients.splice(0)) await c.endAsync(true)
+})
+
+async function client(url: string, options: IClientOptions = {}): Promise<MqttClient> {
+  const c = await mqtt.connectAsync(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options })
+  clients.push(c)
+  return c
+}
+
+/** The CONNACK return code a login gets (0 = accepted). */
+async function connackCode(url: string, options: IClientOptions = {}): Promise<number> {
+  try {
+    await client(url, options)
+    return 0
+  } catch (err) {
+    return (err as { code?: number }).code ?? -1
+  }
+}
+
+/** Publishes and tells whether the broker took it (PUBACK) or closed the client for it. */
+function published(c: MqttClient, topic: string, message: string, retain = false): Promise<boolean> {
+  return new Promise((resolve) => {
+    c.once('close', () => resolve(false))
+    c.publish(topic, message, { qos: 1, retain }, (err) => {
+      if (!err) resolve(true)
+    })
+  })
+}
+
+/** The QoS granted to one filter (128 = refused). */
+async function granted(c: MqttClient, filter: string): Promise<number> {
+  try {
+    const [g] = await c.subscribeAsync(filter, { qos: 1 })
+    return g!.qos
+  } catch (err) {
+    // MQTT.js rejects a subscription the broker refused; the SUBACK is on the error.
+    const codes = (err as { packet?: { granted?: number[] } }).packet?.granted
+    if (codes === undefined) throw err
+    return codes[0]!
+  }
+}
+
+const APP = { username: 'dashboard', password: 'app-secret' }
+const MONITOR = { username: 'grafana', password: 'monitor-secret' }
+
+describe('broker security: users and roles on the embedded broker', function () {
+  this.timeout(30_000)
+  let gw: Gateway
+  let url: string
+  let hashed: string
+  before(async () => {
+    hashed = await hashPassword(MONITOR.password)
+    gw = await startGateway({
+      brokerUsers: [
+        { ...APP, role: 'app' },
+        { username: MONITOR.username, passwordHash: hashed, role: 'monitor' },
+        { ...BROKER_ADMIN, role: 'admin' },
+      ],
+    })
+    url = gw.mqttUrl
+  })
+  after(() => gw.close())
+
+  it('refuses an anonymous redirect, kick or forged takeover: the device stays (the one-publish token theft)', async () => {
+    const device = await track(RawClient.connect(gw.port!))
+    expect(await device.login('tok-1')).to.equal(Status.SUCCESS)
+    for (const action of [
+      { action: 'redirect', server: '127.0.0.1', port: 19999 },
+      { action: 'kick' },
+      { action: 'takeover', gateway: 'evil', session: 'x', at: Date.now() + 1e6 },
+    ]) {
+      const anonymous = await client(url)
+      expect(
+        await published(anonymous, 'hypertcp/dev-1/ctl', JSON.stringify(action)),
+        action.action,
+      ).to.equal(false)
+    }
+    // An admin may kick and redirect, but not announce a takeover: only gateways do.
+    const admin = await client(url, BROKER_ADMIN)
+    const takeover = { action: 'takeover', gateway: 'evil', session: 'x', at: Date.now() + 1e6 }
+    expect(await published(admin, 'hypertcp/dev-1/ctl', JSON.stringify(takeover))).to.equal(false)
+    device.sendFrame(Cmd.PING, 9)
+    expect(await device.response(9), 'the device is still served').to.equal(0)
+    const admin2 = await client(url, BROKER_ADMIN)
+    expect(await published(admin2, 'hypertcp/dev-1/ctl', '{"action":"kick"}')).to.equal(true)
+    await device.waitClosed()
+  })
+
+  it('lets an app read uplinks, presence and broadcasts, not dn or ctl, whatever the filter ($share, #)', async () => {
+    const app = await client(url, APP)
+    expect(await granted(app, 'hypertcp/+/ctl')).to.equal(128)
+    expect(await granted(app, '$share/g/hypertcp/+/dn')).to.equal(128)
+    expect(await granted(app, '$SYS/#')).to.equal(128)
+    expect(await granted(app, 'hypertcp/#')).to.equal(1)
+    const seen: string[] = []
+    app.on('message', (topic) => seen.push(topic))
+    const admin = await client(url, BROKER_ADMIN)
+    // dn and ctl of a device that is not here (nothing happens), then a broadcast as a marker.
+    await admin.publishAsync('hypertcp/nobody/dn', '{"x":1}', { qos: 1 })
+    await admin.publishAsync('hypertcp/nobody/ctl', '{"action":"kick"}', { qos: 1 })
+    await admin.publishAsync('hypertcp/broadcast', '{"marker":1}', { qos: 1 })
+    const device = await track(RawClient.connect(gw.port!))
+    expect(await device.login('tok-3')).to.equal(Status.SUCCESS)
+    device.sendFrame(Cmd.JSON_MESSAGE, 2, { targetId: 'server', payload: { t: 1 } })
+    expect(await device.response(2)).to.equal(0)
+    await waitUntil(() => seen.includes('hypertcp/dev-3/up'), 'the uplink seen')
+    expect(seen).to.include('hypertcp/broadcast').and.include('hypertcp/dev-3/status')
+    expect(seen.filter((t) => t.endsWith('/dn') || t.endsWith('/ctl'))).to.deep.equal([])
+  })
+
+  it('lets nobody but the gateway publish uplinks, presence or gateway status; a monitor publishes nothing', async () => {
+    for (const [login, topic, retain] of [
+      [APP, 'hypertcp/dev-1/up', false],
+      [APP, 'hypertcp/dev-1/status', true],
+      [BROKER_ADMIN, 'hypertcp/dev-1/status', true],
+      [BROKER_ADMIN, 'hypertcp/$gateway/gw-x/status', true],
+      [MONITOR, 'hypertcp/dev-1/dn', false],
+      [MONITOR, 'lab/anything', false],
+    ] as const) {
+      const c = await client(url, login)
+      expect(await published(c, topic, '{"online":true}', retain), `${login.username} → ${topic}`).to.equal(
+        false,
+      )
+    }
+    const monitor = await client(url, MONITOR)
+    expect(await granted(monitor, '$SYS/#')).to.equal(1)
+    expect(await granted(monitor, 'hypertcp/+/up')).to.equal(1)
+  })
+
+  it('names the sender of a device-to-device envelope: its username, or server when anonymous', async () => {
+    const device = await track(RawClient.connect(gw.port!))
+    expect(await device.login('tok-1')).to.equal(Status.SUCCESS)
+    const forged = JSON.stringify({ from: 'dev-2', payload: { command: 'unlock' } })
+    await (await client(url, APP)).publishAsync('hypertcp/dev-1/dn', forged, { qos: 1 })
+    await (await client(url)).publishAsync('hypertcp/dev-1/dn', forged, { qos: 1 })
+    const froms: unknown[] = []
+    for (let i = 0; i < 2; i++) {
+      const f = await device.frames.take((x) => x.type === Cmd.JSON_MESSAGE)
+      froms.push((JSON.parse(f.text) as { from: string }).from)
+    }
+    expect(froms).to.deep.equal(['dashboard', 'server'])
+  })
+
+  it('refuses wrong passwords (CONNACK 4) and, from this machine only, takes anonymous clients as app', async () => {
+    expect(await connackCode(url, { username: MONITOR.username, password: 'guess' })).to.equal(4)
+    expect(await connackCode(url, { username: 'nobody', password: 'x' })).to.equal(4)
+    expect(await connackCode(url, MONITOR)).to.equal(0)
+    expect(await connackCode(url)).to.equal(0)
+  })
+})
+
+describe('broker security: anonymous clients and the network', function () {
+  this.timeout(30_000)
+
+  it('refuses anonymous clients from another address (CONNACK 5), and all of them with anonymousRole none', async () => {
+    const lan = Object.values(networkInterfaces())
+      .flat()
+      .find((i) => i !== undefined && !i.internal && i.family === 'IPv4')?.address
+    const gw = await startGateway({ brokerHost: '0.0.0.0', brokerUsers: [{ ...APP, role: 'app' }] })
+    try {
+      if (lan === undefined) {
+        console.log('      (no non-loopback IPv4 address on this machine: the remote case is not tried)')
+      } else {
+        expect(await connackCode(`mqtt://${lan}:${gw.brokerPort}`)).to.equal(5)
+        expect(await connackCode(`mqtt://${lan}:${gw.brokerPort}`, APP)).to.equal(0)
+      }
+      expect(await connackCode(`mqtt://127.0.0.1:${gw.brokerPort}`)).to.equal(0)
+    } finally {
+      await gw.close()
+    }
+    const closed = await startGateway({ anonymousRole: 'none' })
+    try {
+      expect(await connackCode(closed.mqttUrl)).to.equal(5)
+    } finally {
+      await closed.close()
+    }
+  })
+
+  it('reads users from brokerUsersFile (HYPERTCP_BROKER_USERS_FILE), warns of plain passwords, never prints them', async () => {
+    requireBuild()
+    const file = join(tmpdir(), `htgw-users-${process.pid}.json`)
+    writeFileSync(file, JSON.stringify([{ username: 'ops', password: 'PlAiN-7q', role: 'admin' }]))
+    const printed = runCli(['--print-config'], { HYPERTCP_BROKER_USERS_FILE: file })
+    expect(printed.status).to.equal(0)
+    expect(printed.stdout).to.not.contain('PlAiN-7q')
+    expect(JSON.parse(printed.stdout).brokerUsers).to.deep.equal([
+      { username: 'ops', password: '***', role: 'admin' },
+    ])
+    const { gw, mqttPort } = await CliProcess.standalone(['--broker-users-file', file])
+    try {
+      await gw.match(/broker user "ops" has a plain-text password/)
+      expect(
+        await connackCode(`mqtt://127.0.0.1:${mqttPort}`, { username: 'ops', password: 'PlAiN-7q' }),
+      ).to.equal(0)
+    } finally {
+      gw.kill()
+      await gw.exited
+    }
   })
 })
 

@@ -118,7 +118,7 @@ for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(c
 
     it('redirects a device to the other instance via the control topic [HT-5.5]', async () => {
       const c = await RawClient.connect(gw1.port)
-      const w = await MqttWatcher.connect(gw1.mqttUrl)
+      const w = await MqttWatcher.connect(gw1.mqttUrl, [], broker.admin)
       try {
         expect(await c.login('tok-4')).to.equal(200)
         await w.publish(

@@ -57,7 +57,7 @@ for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(c
       return c
     }
     async function watch(...topics: string[]): Promise<MqttWatcher> {
-      const w = await MqttWatcher.connect(gw.mqttUrl, topics)
+      const w = await MqttWatcher.connect(gw.mqttUrl, topics, broker.system)
       cleanups.push(() => w.end())
       return w
     }
@@ -108,7 +108,11 @@ for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(c
           })
           cleanups.push(() => qosGw.close())
           // Its own broker when standalone: watch that one.
-          const w = await MqttWatcher.connect(qosGw.mqttUrl, ['hypertcp/dev-1/up', 'hypertcp/dev-2/dn'])
+          const w = await MqttWatcher.connect(
+            qosGw.mqttUrl,
+            ['hypertcp/dev-1/up', 'hypertcp/dev-2/dn'],
+            broker.system,
+          )
           cleanups.push(() => w.end())
           const c = await raw(qosGw.port)
           expect(await c.login('tok-1')).to.equal(200)

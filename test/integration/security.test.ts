@@ -6,7 +6,7 @@ import { resolveConfig } from '../../src/config/resolve.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import { makePki, type Pki } from '../helpers/certs.js'
-import { DEVICES, startGateway } from '../helpers/gateway.js'
+import { DEVICES, PEER_GATEWAY, startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
 import { RawClient, trackRawClients } from '../helpers/raw-client.js'
@@ -119,19 +119,20 @@ describe('security: the embedded broker', () => {
 
   it('requires MQTT clients to log in, over TCP and TLS; the gateway itself is not subject to it', async () => {
     const gw = await startGateway({
-      brokerUsername: 'ops',
+      brokerUsername: 'legacy-ops',
       brokerPassword: 's3cret-pw',
+      anonymousRole: 'none',
       brokerTlsPort: 0,
       tlsCert: pki.server.cert,
       tlsKey: pki.server.key,
     })
     try {
       const url = `mqtt://127.0.0.1:${gw.brokerPort}`
-      for (const auth of [
-        {},
-        { username: 'ops', password: 'wrong' },
-        { username: 'x', password: 's3cret-pw' },
-      ]) {
+      for (const [auth, code] of [
+        [{}, 5], // not authorized: anonymous clients are refused
+        [{ username: 'legacy-ops', password: 'wrong' }, 4], // bad user name or password
+        [{ username: 'x', password: 's3cret-pw' }, 4],
+      ] as const) {
         let error: (Error & { code?: number }) | undefined
         await mqtt.connectAsync(url, { ...auth, reconnectPeriod: 0 }).then(
           (c) => c.endAsync(),
@@ -140,11 +141,11 @@ describe('security: the embedded broker', () => {
           },
         )
         expect(error, JSON.stringify(auth)).to.not.equal(undefined)
-        expect(error?.code, JSON.stringify(auth)).to.equal(4) // bad user name or password
+        expect(error?.code, JSON.stringify(auth)).to.equal(code)
       }
       const tlsUrl = `mqtts://localhost:${gw.brokerTlsPort}`
       const sub = await mqtt.connectAsync(tlsUrl, {
-        username: 'ops',
+        username: 'legacy-ops',
         password: 's3cret-pw',
         ca: pki.caPem,
         reconnectPeriod: 0,
@@ -166,11 +167,18 @@ describe('security: the embedded broker', () => {
 
   it('serves another gateway over TLS (mqttCa): its pipelined uplinks are acknowledged once accepted', async () => {
     // The first gateway's embedded broker, on TLS, is the second gateway's external broker.
-    const host = await startGateway({ brokerTlsPort: 0, tlsCert: pki.server.cert, tlsKey: pki.server.key })
+    const host = await startGateway({
+      brokerTlsPort: 0,
+      tlsCert: pki.server.cert,
+      tlsKey: pki.server.key,
+      brokerUsers: [{ ...PEER_GATEWAY, role: 'gateway' }],
+    })
     const gw = await startGateway({
       gatewayId: 'gw-tls',
       mqttUrl: `mqtts://localhost:${host.brokerTlsPort}`,
       mqttCa: pki.ca,
+      mqttUsername: PEER_GATEWAY.username,
+      mqttPassword: PEER_GATEWAY.password,
     })
     try {
       const w = await MqttWatcher.connect(host.mqttUrl, ['hypertcp/dev-1/up'])
