@@ -38,6 +38,8 @@ export interface GatewayStats {
   closes: Record<string, number>
   /** Connections refused on accept, before any byte was read, by reason. */
   refused: Record<string, number>
+  /** Control-topic commands not obeyed, by reason (`redirect_not_allowed`). */
+  controlRefused: Record<string, number>
   /** Uplinks answered QUOTA_LIMIT by the per-device message rate. */
   throttled: number
   /** Seconds from a device's frame to the broker's acknowledgement of its publish. */
@@ -100,6 +102,7 @@ export function createStats(): GatewayStats {
     deviceAcks: 0,
     closes: {},
     refused: {},
+    controlRefused: {},
     throttled: 0,
     publishAck: new BucketCounts(PUBLISH_ACK_BUCKETS),
   }

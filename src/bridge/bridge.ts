@@ -8,6 +8,7 @@
 import { performance } from 'node:perf_hooks'
 import type { ExternalAuth } from '../auth/external.js'
 import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
+import { parseHostPort } from '../config/kinds.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { GatewayError, PublishRefusedError } from '../errors.js'
 import { type Logger, LogThrottle } from '../log.js'
@@ -117,6 +118,8 @@ export class Bridge implements SessionHost {
   /** How this instance's takeover announcements begin ([HT-3.3]). */
   private readonly ownTakeoverText: string
   private readonly ownTakeover: Buffer
+  /** [HT-5.5] Where a control-topic redirect may send a device, from the list it was made of (a reload changes it). */
+  private redirectAllow: { readonly from: readonly string[]; readonly keys: ReadonlySet<string> } | undefined
   /** Publishes handed to the broker and not yet settled. */
   private pending = 0
   private drainWaiters: (() => void)[] = []
@@ -576,10 +579,21 @@ export class Bridge implements SessionHost {
         session.logger.info('kicked via control topic')
         session.close('kicked')
         return
-      case 'redirect':
-        session.logger.info('redirected via control topic', { server: control.server, port: control.port })
+      case 'redirect': {
+        const target = { server: control.server, port: control.port }
+        // A redirect sends the device, and its token, elsewhere: only to a known target.
+        if (!this.mayRedirect(control.server, control.port)) {
+          bump(this.stats.controlRefused, 'redirect_not_allowed')
+          this.throttle.warn('redirect_not_allowed', 'redirect refused: target not in redirectAllow', {
+            deviceId: session.deviceId,
+            ...target,
+          })
+          return
+        }
+        session.logger.info('redirected via control topic', target)
         session.redirect(control.server, control.port)
         return
+      }
       case 'takeover':
         if (control.gateway === this.gatewayId) return // our own announcement
         if (control.at < device.at) return // older than this login: the device has moved on since
@@ -594,6 +608,22 @@ export class Bridge implements SessionHost {
         throw new GatewayError('HT_ERR_INTERNAL', `unhandled control ${JSON.stringify(never)}`)
       }
     }
+  }
+
+  /** `redirectAllow`, else `overflowRedirect` (the peer logins overflow to), else nothing. */
+  private mayRedirect(host: string, port: number): boolean {
+    const list = this.config.redirectAllow
+    if (this.redirectAllow?.from !== list) {
+      const allowed = list.length > 0 ? list : [this.config.overflowRedirect ?? '']
+      const keys = new Set(
+        allowed.flatMap((v) => {
+          const hp = parseHostPort(v)
+          return hp === undefined ? [] : [hostPortKey(hp.host, hp.port)]
+        }),
+      )
+      this.redirectAllow = { from: list, keys }
+    }
+    return this.redirectAllow.keys.has(hostPortKey(host, port))
   }
 
   /** The sessions of the devices logged in here (for the admin API). */
@@ -660,4 +690,9 @@ function noop(): void {}
 
 function notConnected(): GatewayError {
   return new GatewayError('HT_ERR_BROKER_UNREACHABLE', 'not connected to the broker')
+}
+
+/** A redirect target as compared with `redirectAllow`: host names are case-insensitive. */
+function hostPortKey(host: string, port: number): string {
+  return `${host.toLowerCase()}:${port}`
 }

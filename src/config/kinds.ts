@@ -97,6 +97,24 @@ export function hostPort(): Kind<string> {
   }
 }
 
+/** A list of `host:port` (comma-separated in text). */
+export function hostPorts(): Kind<string[]> {
+  const item = 'host:port'
+  return {
+    schema: z.preprocess(
+      (v) => (typeof v === 'string' ? splitList(v) : v),
+      z.array(
+        z
+          .string({ error: item })
+          .refine((v) => parseHostPort(v) !== undefined, { error: item })
+          .transform((v) => v.trim()),
+        { error: 'a list of host:port such as ["gw2.example:8080"]' },
+      ),
+    ),
+    fromText: asIs,
+  }
+}
+
 /** Networks: a list of addresses or CIDRs (comma-separated in text). */
 export function cidrs(): Kind<string[]> {
   const item = 'an address or CIDR such as 10.0.0.0/8 or 2001:db8::/32'

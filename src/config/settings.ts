@@ -17,6 +17,7 @@ import {
   cidrs,
   decimal,
   hostPort,
+  hostPorts,
   integer,
   type Kind,
   nullable,
@@ -333,6 +334,13 @@ export const SETTINGS = {
     kind: nullable(hostPort()),
     default: null,
     doc: 'host:port LOGINs are redirected to at maxConnections or while draining',
+  },
+  redirectAllow: {
+    kind: hostPorts(),
+    default: [],
+    defaultText: 'overflowRedirect, if set',
+    reload: true,
+    doc: 'host:port a redirect on a control topic may send devices to; others are refused and logged',
   },
   maxConnectionRate: {
     kind: decimal(0, 10_000_000, 'number'),

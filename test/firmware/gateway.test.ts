@@ -196,6 +196,8 @@ describe('firmware library vs the gateway', function () {
   it('moves to a second gateway instance on a redirect sent through the control topic [HT-5.5, HT-2.8]', async () => {
     const gw1 = await startGateway()
     const gw2 = await startGateway({ mqttUrl: gw1.mqttUrl, ...peerLogin })
+    // Redirects go only where redirectAllow says (a reload, as SIGHUP would).
+    gw1.reload({ ...gw1.config, redirectAllow: [`${LOCAL}:${gw2.port}`] })
     const w = await watch(gw1, 'hypertcp/dev-1/status', 'hypertcp/dev-1/up')
     const dev = startDevice(gw1, 'tok-1')
     await dev.waitFor(new RegExp(`^LOGIN_OK i=0 host=127\\.0\\.0\\.1 port=${gw1.port}$`))

@@ -121,6 +121,7 @@ for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(c
       const w = await MqttWatcher.connect(gw1.mqttUrl, [], broker.admin)
       try {
         expect(await c.login('tok-4')).to.equal(200)
+        gw1.reload({ ...gw1.config, redirectAllow: [`127.0.0.1:${gw2.port}`] })
         await w.publish(
           'hypertcp/dev-4/ctl',
           JSON.stringify({ action: 'redirect', server: '127.0.0.1', port: gw2.port }),

@@ -24,7 +24,11 @@ for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(c
 
     before(async function () {
       await broker.setup(this)
-      gw = await startGateway({ ...broker.options(), customCommands: CUSTOM_COMMANDS })
+      gw = await startGateway({
+        ...broker.options(),
+        customCommands: CUSTOM_COMMANDS,
+        redirectAllow: ['gw2.example.net:8080'],
+      })
     })
     after(async () => {
       await gw?.close()
@@ -319,6 +323,26 @@ for (const broker of [aedesBroker(), mosquittoBroker((ctx) => requireMosquitto(c
         expect(await w.json<Presence>('hypertcp/dev-3/status', isOffline)).to.deep.include({
           reason: 'redirected',
         })
+      })
+
+      it('refuses a redirect to a target not in redirectAllow (logged, counted): the device stays, its token with it', async () => {
+        const c = await raw()
+        expect(await c.login('tok-3')).to.equal(200)
+        const before = gw.stats().controlRefused.redirect_not_allowed ?? 0
+        const w = await watch()
+        // The attack of issue 17: the device would have sent its token to the attacker's port.
+        await w.publish(
+          'hypertcp/dev-3/ctl',
+          '{"action":"redirect","server":"attacker.example","port":19999}',
+        )
+        await w.publish('hypertcp/dev-3/ctl', '{"action":"redirect","server":"gw2.example.net","port":8081}')
+        await waitUntil(
+          () => gw.stats().controlRefused.redirect_not_allowed === before + 2,
+          'both refusals counted',
+        )
+        c.sendFrame(Cmd.PING, 7)
+        expect(await c.response(7)).to.equal(0)
+        expect(c.frames.history.some((f) => f.type === Cmd.REDIRECT)).to.equal(false)
       })
 
       it('lets a second login of the same device take over; the retained state stays online [HT-3.3]', async () => {

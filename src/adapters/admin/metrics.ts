@@ -80,6 +80,12 @@ export class GatewayMetrics {
       'reason',
       (s) => s.refused,
     )
+    counter(
+      'hypertcp_control_refused_total',
+      'Control-topic commands not obeyed, by reason',
+      'reason',
+      (s) => s.controlRefused,
+    )
     new Gauge({
       name: 'hypertcp_broker_connected',
       help: 'Whether each broker connection is up (1) or not (0)',
