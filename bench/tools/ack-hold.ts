@@ -40,6 +40,7 @@ const session = new Session(
   {
     maxFrameSize: 4096,
     maxDownlinkSize: 1024,
+    idCharset: 'ascii',
     loginTimeoutMs: 60_000,
     keepaliveMs: 3_600_000,
     maxInflight: 16,

@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors.js'
+import { isAllowedId } from '../protocol/ids.js'
 import { compileTemplate, TemplateError } from '../protocol/topics.js'
 import type { BrokerUser } from './broker-users.js'
 import { checkBrokerUsers, readBrokerUsersFile } from './broker-users.js'
@@ -225,6 +226,15 @@ function checkCombinations(c: GatewayConfig): void {
         'or keep brokerHost 127.0.0.1',
     )
   }
+  c.devices.forEach((d, i) => {
+    for (const id of [d.id, ...(d.allowedIds ?? [])]) {
+      if (!isAllowedId(id, c.idCharset))
+        throw new ConfigError(
+          `devices[${i}]`,
+          `id ${JSON.stringify(id)} has characters idCharset '${c.idCharset}' does not allow`,
+        )
+    }
+  })
   if ((c.brokerUsername === null) !== (c.brokerPassword === null)) {
     throw new ConfigError(
       c.brokerUsername === null ? 'brokerUsername' : 'brokerPassword',

@@ -8,6 +8,7 @@
  */
 import { hostname } from 'node:os'
 import type { DeviceEntry } from '../auth/registry.js'
+import { ID_CHARSETS } from '../protocol/ids.js'
 import type { Placeholder } from '../protocol/topics.js'
 import type { BrokerUser } from './broker-users.js'
 import type { CustomCommand } from './collections.js'
@@ -278,6 +279,11 @@ export const SETTINGS = {
     kind: decimal(0.01, 86_400, 'seconds'),
     default: 45,
     doc: 'seconds of silence before the gateway pings; it closes after half as long again',
+  },
+  idCharset: {
+    kind: choice(ID_CHARSETS),
+    default: 'ascii',
+    doc: "characters device ids and targetIds may have: 'ascii' (printable ASCII) or 'unicode' (any that shows: no controls, invisible or bidi characters)",
   },
   maxFrameSize: {
     kind: integer(1, 65_535),

@@ -72,6 +72,7 @@ export class Gateway {
     this.sessionOptions = {
       maxFrameSize: c.maxFrameSize,
       maxDownlinkSize: c.maxDownlinkSize,
+      idCharset: c.idCharset,
       loginTimeoutMs: c.loginTimeout * 1000,
       keepaliveMs: c.keepalive * 1000,
       maxInflight: c.maxInflight,

@@ -14,3 +14,25 @@ export function isValidTopicLevel(id: string): boolean {
   }
   return true
 }
+
+/** What characters an id may have besides {@link isValidTopicLevel}'s rules (`idCharset`). */
+export const ID_CHARSETS = ['ascii', 'unicode'] as const
+export type IdCharset = (typeof ID_CHARSETS)[number]
+
+/** Controls, format characters (invisible, bidi overrides), private use, unassigned, line separators. */
+const UNSEEN = /[\p{C}\p{Zl}\p{Zp}]/u
+
+/**
+ * Whether `id` may be a device id or a `targetId`: one topic level, and `ascii`: printable ASCII
+ * only (0x20–0x7e), or `unicode`: any character that shows (no controls, no invisible or
+ * direction-changing ones). Either way an id cannot hide in a log line or pass for another.
+ */
+export function isAllowedId(id: string, charset: IdCharset): boolean {
+  if (!isValidTopicLevel(id)) return false
+  if (charset === 'unicode') return !UNSEEN.test(id)
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i)
+    if (c < 0x20 || c > 0x7e) return false
+  }
+  return true
+}

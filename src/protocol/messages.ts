@@ -12,6 +12,8 @@ export interface LoginRequest {
   readonly token: Buffer | string
   /** The JSON form's `device_id`, when present. */
   readonly deviceId: string | undefined
+  /** Why the JSON form is refused (a `device_id` that is not a string), when it is. */
+  readonly invalid?: string
 }
 
 const OPEN_BRACE = 0x7b
@@ -25,7 +27,9 @@ export function parseLogin(body: Buffer): LoginRequest {
   const json = body[skipSpace(body, 0)] === OPEN_BRACE ? parseJsonObject(body) : undefined
   if (json !== undefined && typeof json.token === 'string') {
     const id = json.device_id
-    return { token: json.token, deviceId: typeof id === 'string' ? id : undefined }
+    if (id !== undefined && typeof id !== 'string')
+      return { token: json.token, deviceId: undefined, invalid: 'device_id is not a string' }
+    return { token: json.token, deviceId: id }
   }
   return { token: body, deviceId: undefined }
 }

@@ -19,6 +19,7 @@ import {
   nextMsgId,
   writeHeader,
 } from '../protocol/encoder.js'
+import type { IdCharset } from '../protocol/ids.js'
 import { type LoginRequest, redirectBody } from '../protocol/messages.js'
 import { bump, type GatewayStats } from '../stats.js'
 import type { HandlerContext } from './handlers/context.js'
@@ -33,6 +34,8 @@ export interface SessionOptions {
   readonly maxFrameSize: number
   /** Largest body sent to the device, bytes ([HT-2.6]). */
   readonly maxDownlinkSize: number
+  /** The characters device ids and targetIds may have. */
+  readonly idCharset: IdCharset
   /** [HT-3.1] ms to log in before the connection is closed. */
   readonly loginTimeoutMs: number
   /** [HT-3.4] ms of silence before the gateway pings; it closes after a further half of it. */
@@ -326,6 +329,10 @@ export class Session implements HandlerContext, OutputOwner {
 
   get maxDownlinkSize(): number {
     return this.options.maxDownlinkSize
+  }
+
+  get idCharset(): IdCharset {
+    return this.options.idCharset
   }
 
   rejected(): void {

@@ -7,6 +7,7 @@ import { expect } from 'chai'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
 import { hashPassword } from '../../src/auth/passwords.js'
+import { resolveConfig } from '../../src/config/resolve.js'
 import type { Gateway } from '../../src/gateway/gateway.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
 import { CliProcess, requireBuild, runCli } from '../helpers/cli.js'
@@ -350,3 +351,64 @@ function varint(n: number): Buffer {
   } while (n > 0)
   return Buffer.from(out)
 }
+
+describe('broker security: hygiene', function () {
+  this.timeout(30_000)
+
+  it('refuses a non-string device_id (ILLEGAL_COMMAND_BODY) and ids with characters that do not show', async () => {
+    const gw = await startGateway()
+    try {
+      for (const body of [
+        { token: 'tok-2', device_id: 5 },
+        { token: 'tok-2', device_id: ['dev-2b'] },
+        { token: 'tok-2', device_id: 'dev-2b\u001b[2J' },
+        { token: 'tok-2', device_id: 'dev\u202e-2b' },
+      ]) {
+        const c = await track(RawClient.connect(gw.port!))
+        expect(await c.login(body), JSON.stringify(body)).to.equal(Status.ILLEGAL_COMMAND_BODY)
+      }
+      const c = await track(RawClient.connect(gw.port!))
+      expect(await c.login({ token: 'tok-2', device_id: 'dev-2b' })).to.equal(Status.SUCCESS)
+      c.sendFrame(Cmd.JSON_MESSAGE, 2, { targetId: 'dev-1\u200b', payload: {} })
+      expect(await c.response(2)).to.equal(Status.ILLEGAL_COMMAND_BODY)
+    } finally {
+      await gw.close()
+    }
+  })
+
+  it("takes ids beyond ASCII with idCharset unicode, never invisible ones; checks the registry's at start", async () => {
+    expect(() =>
+      resolveConfig([{ source: 't', values: { devices: [{ id: 'capteur-é', token: 'x' }] } }]),
+    ).to.throw(/idCharset 'ascii'/)
+    const gw = await startGateway({ idCharset: 'unicode', devices: [{ id: 'capteur-é', token: 'tok-é' }] })
+    try {
+      const c = await track(RawClient.connect(gw.port!))
+      expect(await c.login('tok-é')).to.equal(Status.SUCCESS)
+      c.sendFrame(Cmd.JSON_MESSAGE, 2, { targetId: 'x\u2066y', payload: {} })
+      expect(await c.response(2)).to.equal(Status.ILLEGAL_COMMAND_BODY)
+    } finally {
+      await gw.close()
+    }
+  })
+
+  it('escapes control characters from outside in log lines (pretty and JSON)', async () => {
+    requireBuild()
+    for (const format of ['pretty', 'json']) {
+      const { gw, mqttPort } = await CliProcess.standalone(['--log-format', format])
+      try {
+        const anonymous = await client(`mqtt://127.0.0.1:${mqttPort}`)
+        // Refused (an app may not publish uplinks), and logged with its topic.
+        expect(await published(anonymous, 'hypertcp/x\u001b[2J\u202e/up', '{}')).to.equal(false)
+        const line = (await gw.match(/.*mqtt publish refused.*/))[0]
+        expect(line, format).to.contain('\\u001b[2J\\u202e')
+        expect(
+          [...line].filter((ch) => ch < ' ' || ch === '\u202e'),
+          format,
+        ).to.deep.equal([])
+      } finally {
+        gw.kill()
+        await gw.exited
+      }
+    }
+  })
+})

@@ -49,6 +49,7 @@ const CUSTOM = 77
 const options: SessionOptions = {
   maxFrameSize: 4096,
   maxDownlinkSize: 1024,
+  idCharset: 'ascii',
   loginTimeoutMs: 5000,
   keepaliveMs: 60_000,
   maxInflight: 2,

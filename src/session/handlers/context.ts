@@ -1,5 +1,6 @@
 import type { AuthResult, Identity } from '../../auth/registry.js'
 import type { Logger, LogLevelName, LogThrottle } from '../../log.js'
+import type { IdCharset } from '../../protocol/ids.js'
 import type { LoginRequest } from '../../protocol/messages.js'
 import type { DeliverResult, SessionState } from '../session.js'
 import type { CloseReason, LoginGate, UplinkKind } from '../types.js'
@@ -17,6 +18,8 @@ export interface HandlerContext {
   readonly throttle: LogThrottle
   /** Largest body sent to the device, bytes ([HT-2.6]). */
   readonly maxDownlinkSize: number
+  /** The characters ids may have. */
+  readonly idCharset: IdCharset
   log(level: LogLevelName, message: string, meta?: Record<string, unknown>): void
   debug(message: string, meta?: Record<string, unknown>): void
 

@@ -1,6 +1,7 @@
 import type { AuthResult } from '../../auth/registry.js'
-import { Cmd } from '../../protocol/constants.js'
+import { Cmd, Status } from '../../protocol/constants.js'
 import { encodeTextFrame } from '../../protocol/encoder.js'
+import { isAllowedId } from '../../protocol/ids.js'
 import { type LoginRequest, parseLogin, redirectBody } from '../../protocol/messages.js'
 import type { HandlerContext } from './context.js'
 
@@ -22,6 +23,17 @@ export function handleLogin(ctx: HandlerContext, msgId: number, body: Buffer): v
       break
   }
   const request = parseLogin(body)
+  const invalid =
+    request.invalid ??
+    (request.deviceId !== undefined && !isAllowedId(request.deviceId, ctx.idCharset)
+      ? `device_id is not an id (idCharset ${ctx.idCharset})`
+      : undefined)
+  if (invalid !== undefined) {
+    ctx.throttle.warn('login_invalid_body', 'login refused', { reason: invalid, remote: ctx.remote })
+    ctx.loginFailed()
+    ctx.refuseLogin(msgId, Status.ILLEGAL_COMMAND_BODY, 'invalid_token')
+    return
+  }
   const result = ctx.authenticate(request)
   if (result instanceof Promise) {
     // The auth hook's answer: nothing more is read meanwhile, and a close (login timeout, the
@@ -45,6 +57,15 @@ function settle(ctx: HandlerContext, msgId: number, request: LoginRequest, resul
     // The device's fault only: a hook that could not answer says nothing about its token.
     if (result.reason !== 'auth_unavailable') ctx.loginFailed()
     ctx.refuseLogin(msgId, result.status, result.reason)
+    return
+  }
+  // An id from the auth hook is held to the same characters as a claimed one.
+  if (!isAllowedId(result.identity.deviceId, ctx.idCharset)) {
+    ctx.throttle.warn('login_bad_id', 'login refused: the granted device id is not an id', {
+      deviceId: result.identity.deviceId,
+      idCharset: ctx.idCharset,
+    })
+    ctx.refuseLogin(msgId, Status.NOT_ALLOWED, 'not_allowed')
     return
   }
   ctx.login(msgId, result.identity)

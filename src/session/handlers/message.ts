@@ -1,6 +1,6 @@
 import { Cmd, Status } from '../../protocol/constants.js'
 import { parseEnvelope } from '../../protocol/envelope.js'
-import { isValidTopicLevel } from '../../protocol/ids.js'
+import { isAllowedId } from '../../protocol/ids.js'
 import { isJsonPing, pongBody } from '../../protocol/messages.js'
 import type { HandlerContext } from './context.js'
 
@@ -35,8 +35,9 @@ export function handleMessage(ctx: HandlerContext, msgId: number, body: Buffer, 
     ctx.uplink(msgId, 'server', 'server', payloadJson)
     return
   }
-  // [HT-4.4] Device to device. The id becomes a topic level: no wildcards, '/' or NUL.
-  if (!isValidTopicLevel(targetId)) {
+  // [HT-4.4] Device to device. The id becomes a topic level: no wildcards, '/' or NUL; and only
+  // characters that show (idCharset).
+  if (!isAllowedId(targetId, ctx.idCharset)) {
     ctx.debug('bad targetId', { targetId })
     ctx.rejected()
     ctx.reply(msgId, Status.ILLEGAL_COMMAND_BODY)
