@@ -24,6 +24,11 @@ export interface EmbeddedBrokerOptions {
   readonly guard?: IpGuard
   /** Largest packet body a client may send, bytes: a client announcing more is closed unread. */
   readonly maxMessageSize: number
+  /**
+   * Origins whose pages may connect over WebSocket; a browser sends one, other clients none (and
+   * are let in). Anything else gets 403: a page elsewhere cannot use a LAN user's browser.
+   */
+  readonly wsOrigins: readonly string[]
   /** Ms a client has to send CONNECT. */
   readonly connectTimeoutMs: number
   readonly logger: Logger
@@ -104,7 +109,22 @@ export class EmbeddedBroker {
         })
         // One MQTT packet per WebSocket message, in practice: ws refuses (1009) a larger message
         // before buffering it, the guard any packet spread over several.
-        const wss = new WebSocketServer({ server: httpServer, maxPayload: options.maxMessageSize + 5 })
+        const allowed = new Set(options.wsOrigins)
+        const wss = new WebSocketServer({
+          server: httpServer,
+          maxPayload: options.maxMessageSize + 5,
+          verifyClient: (
+            { origin, req }: { origin: string | undefined; req: IncomingMessage },
+            done: (ok: boolean, code?: number, message?: string) => void,
+          ) => {
+            if (origin === undefined || allowed.has(origin)) return done(true)
+            throttle.warn('ws_origin', 'mqtt websocket refused: origin not in brokerWsOrigins', {
+              remote: req.socket.remoteAddress,
+              origin,
+            })
+            done(false, 403, 'Origin not allowed')
+          },
+        })
         wss.on('connection', (socket, req) =>
           handle(createWebSocketStream(socket), req.socket.remoteAddress, req),
         )

@@ -97,6 +97,36 @@ export function hostPort(): Kind<string> {
   }
 }
 
+/** Web origins, `scheme://host[:port]` (comma-separated in text), kept as browsers send them. */
+export function origins(): Kind<string[]> {
+  const item = 'an origin such as https://app.example or http://localhost:3000'
+  return {
+    schema: z.preprocess(
+      (v) => (typeof v === 'string' ? splitList(v) : v),
+      z.array(
+        z
+          .string({ error: item })
+          .refine((v) => originOf(v) !== undefined, { error: item })
+          .transform((v) => originOf(v)!),
+        { error: 'a list of origins such as ["https://app.example"]' },
+      ),
+    ),
+    fromText: asIs,
+  }
+}
+
+/** The origin a browser would send for `value` (`https://App.example:443/` → `https://app.example`), if it is one. */
+export function originOf(value: string): string | undefined {
+  try {
+    const u = new URL(value.trim())
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return undefined
+    if (u.pathname !== '/' || u.search !== '' || u.hash !== '' || u.username !== '') return undefined
+    return u.origin
+  } catch {
+    return undefined
+  }
+}
+
 /** A list of `host:port` (comma-separated in text). */
 export function hostPorts(): Kind<string[]> {
   const item = 'host:port'

@@ -22,6 +22,7 @@ import {
   integer,
   type Kind,
   nullable,
+  origins,
   port,
   portOrOff,
   qos,
@@ -187,6 +188,11 @@ export const SETTINGS = {
     kind: portOrOff(),
     default: 8083,
     doc: "embedded broker MQTT-over-WebSocket port (0 = any free port, 'off' = none)",
+  },
+  brokerWsOrigins: {
+    kind: origins(),
+    default: [],
+    doc: "web origins (https://app.example) whose pages may use the embedded broker's WebSocket; others are refused (403), clients sending no Origin (not browsers) are not",
   },
   brokerTlsPort: {
     kind: portOrOff(),

@@ -76,6 +76,7 @@ export class BrokerSide {
       }),
       ...(guard ? { guard } : {}),
       maxMessageSize: config.maxBrokerMessageSize,
+      wsOrigins: brokerWsOrigins(config),
       connectTimeoutMs: config.brokerConnectTimeout * 1000,
       logger: logger.child({ component: 'broker' }),
     })
@@ -157,4 +158,16 @@ function loopbackFor(host: string): string {
   if (host === '0.0.0.0') return '127.0.0.1'
   if (host === '::') return '::1'
   return host
+}
+
+/** `brokerWsOrigins`, and the admin listener's own, where the dashboard is served. */
+function brokerWsOrigins(config: GatewayConfig): string[] {
+  const own =
+    config.adminPort === 'off' || config.adminPort === 0
+      ? []
+      : [
+          `http://${formatAddress(config.adminHost, config.adminPort)}`,
+          `http://localhost:${config.adminPort}`,
+        ]
+  return [...config.brokerWsOrigins, ...own]
 }

@@ -6,6 +6,7 @@ import { performance } from 'node:perf_hooks'
 import { expect } from 'chai'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import mqttPacket from 'mqtt-packet'
+import { WebSocket } from 'ws'
 import { hashPassword } from '../../src/auth/passwords.js'
 import { resolveConfig } from '../../src/config/resolve.js'
 import type { Gateway } from '../../src/gateway/gateway.js'
@@ -200,6 +201,34 @@ describe('broker security: users and roles on the embedded broker', function () 
 
 describe('broker security: anonymous clients and the network', function () {
   this.timeout(30_000)
+
+  it("refuses WebSocket connections from other origins' pages (brokerWsOrigins), not from clients that send none", async () => {
+    const gw = await startGateway({ brokerWsPort: 0, brokerWsOrigins: ['https://app.example'] })
+    try {
+      const url = `ws://127.0.0.1:${gw.brokerWsPort}`
+      /** The handshake's answer: 101 (open) or the HTTP status of the refusal. */
+      const handshake = (headers: Record<string, string>) =>
+        new Promise<number>((resolve, reject) => {
+          const ws = new WebSocket(url, 'mqtt', { headers })
+          ws.on('open', () => {
+            ws.terminate()
+            resolve(101)
+          })
+          ws.on('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0))
+          ws.on('error', reject)
+        })
+      // A page on evil.example in a LAN user's browser: refused at the handshake.
+      expect(await handshake({ Origin: 'http://evil.example' })).to.equal(403)
+      expect(await handshake({ Origin: 'https://app.example' })).to.equal(101)
+      expect(await handshake({})).to.equal(101) // no Origin: not a browser
+      // And MQTT over it, from an allowed page.
+      expect(await connackCode(url, { wsOptions: { headers: { Origin: 'https://app.example' } } })).to.equal(
+        0,
+      )
+    } finally {
+      await gw.close()
+    }
+  })
 
   it('refuses anonymous clients from another address (CONNACK 5), and all of them with anonymousRole none', async () => {
     const lan = Object.values(networkInterfaces())
