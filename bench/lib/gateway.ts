@@ -187,6 +187,9 @@ export class GatewayProc {
       'gateway-id': 'bench',
       // Any free port: a gateway killed by a run may still hold the default for a moment.
       'admin-port': '0',
+      // Devices here send as fast as they can: the per-device and broadcast rates are off.
+      'message-rate': '0',
+      'broadcast-rate': '0',
       ...(spec.mqttUrl
         ? { 'mqtt-url': withoutCredentials(spec.mqttUrl) }
         : { 'broker-host': '127.0.0.1', 'broker-port': String(spec.brokerPort), 'broker-ws-port': 'off' }),

@@ -11,6 +11,7 @@ import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
 import { parseHostPort } from '../config/kinds.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { GatewayError, PublishRefusedError } from '../errors.js'
+import { TokenBucket } from '../limits/token-bucket.js'
 import { type Logger, LogThrottle } from '../log.js'
 import { Cmd, Status } from '../protocol/constants.js'
 import { envelopePrefix, type LoginRequest, parseControl, parseDownlink } from '../protocol/messages.js'
@@ -118,6 +119,9 @@ export class Bridge implements SessionHost {
   /** How this instance's takeover announcements begin ([HT-3.3]). */
   private readonly ownTakeoverText: string
   private readonly ownTakeover: Buffer
+  /** Broadcasts taken from devices here, and from the broker ([HT-5.3]): `broadcastRate`. */
+  private readonly broadcastsOut: RateBudget
+  private readonly broadcastsIn: RateBudget
   /** [HT-5.5] Where a control-topic redirect may send a device, from the list it was made of (a reload changes it). */
   private redirectAllow: { readonly from: readonly string[]; readonly keys: ReadonlySet<string> } | undefined
   /** Publishes handed to the broker and not yet settled. */
@@ -161,6 +165,8 @@ export class Bridge implements SessionHost {
     this.throttle = new LogThrottle(logger)
     this.ownTakeoverText = `{"action":"takeover","gateway":${JSON.stringify(this.gatewayId)},`
     this.ownTakeover = Buffer.from(this.ownTakeoverText)
+    this.broadcastsOut = rateBudget(config.broadcastRate, config.broadcastBurst)
+    this.broadcastsIn = rateBudget(config.broadcastRate, config.broadcastBurst)
     for (const port of mqtt) {
       port.onMessage((topic, payload, retained) => {
         // A retained message replayed at subscription time is not a command for now: replaying a
@@ -325,6 +331,16 @@ export class Bridge implements SessionHost {
       // Publish ACL: this device may not reach that topic.
       session.debug('uplink not allowed', { kind, targetId })
       done(Status.NOT_ALLOWED)
+      return
+    }
+    // One broadcast is a frame to every device: the instance takes broadcastRate of them.
+    if (kind === 'broadcast' && !this.broadcastsOut.take(Date.now())) {
+      this.stats.throttled++
+      this.throttle.warn('broadcast_rate_up', 'broadcast refused: over broadcastRate', {
+        deviceId: session.deviceId,
+        rate: this.config.broadcastRate,
+      })
+      done(Status.QUOTA_LIMIT)
       return
     }
     // [HT-5.1] The payload as is to the server; to devices, the envelope they read ([HT-2.6]).
@@ -528,6 +544,14 @@ export class Bridge implements SessionHost {
 
   /** [HT-5.3] To every device here except the sender. The body is shared, not copied per device. */
   private onBroadcast(message: Buffer): void {
+    if (!this.broadcastsIn.take(Date.now())) {
+      this.countDrop('broadcast_rate')
+      this.throttle.warn('broadcast_rate_down', 'broadcast from the broker dropped: over broadcastRate', {
+        rate: this.config.broadcastRate,
+        bytes: message.length,
+      })
+      return
+    }
     const downlink = parseDownlink(message)
     if (!downlink.ok) {
       this.countDrop('not_json')
@@ -695,4 +719,11 @@ function notConnected(): GatewayError {
 /** A redirect target as compared with `redirectAllow`: host names are case-insensitive. */
 function hostPortKey(host: string, port: number): string {
   return `${host.toLowerCase()}:${port}`
+}
+
+type RateBudget = { take(now: number): boolean }
+
+/** A token bucket, or no limit at rate 0. */
+function rateBudget(rate: number, burst: number): RateBudget {
+  return rate > 0 ? new TokenBucket(rate, burst, Date.now()) : { take: () => true }
 }

@@ -328,13 +328,25 @@ export const SETTINGS = {
   },
   messageRate: {
     kind: decimal(0, 1_000_000, 'number'),
-    default: 0,
-    doc: 'messages per second per device (0 = no limit)',
+    // Sensors send a few messages a minute; 50/s with a burst of 100 leaves any real device room
+    // and stops one looping device from taking the broker link from thousands of others.
+    default: 50,
+    doc: 'messages per second per device, past the burst answered QUOTA_LIMIT (0 = no limit)',
   },
   messageBurst: {
     kind: integer(1, 1_000_000),
     default: 100,
     doc: 'messages a device may send at once above the rate',
+  },
+  broadcastRate: {
+    kind: decimal(0, 1_000_000, 'number'),
+    default: 10,
+    doc: 'broadcasts per second this instance takes, from its devices (past it QUOTA_LIMIT) and from MQTT (past it dropped); 0 = no limit',
+  },
+  broadcastBurst: {
+    kind: integer(1, 1_000_000),
+    default: 20,
+    doc: 'broadcasts taken at once above broadcastRate',
   },
   maxConnections: {
     kind: nullable(integer(1, 10_000_000)),

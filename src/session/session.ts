@@ -476,7 +476,11 @@ export class Session implements HandlerContext, OutputOwner {
     if (this.state !== 'online') return 'not_online'
     const size = typeof body === 'string' ? Buffer.byteLength(body) : body.length
     if (size > this.options.maxDownlinkSize) return 'too_large'
-    if (this.socket.writableLength > this.options.maxWriteQueue) return 'queue_full'
+    const queued = this.socket.writableLength
+    if (queued > this.options.maxWriteQueue) return 'queue_full'
+    // Broadcasts get half the write queue: however many arrive, they never push out the
+    // device's own downlinks.
+    if (type === Cmd.BROADCAST && queued > this.options.maxWriteQueue / 2) return 'queue_full'
     const id = this.nextMsgId()
     if (typeof body === 'string') {
       this.write(encodeTextFrame(type, id, body))

@@ -441,3 +441,89 @@ describe('broker security: hygiene', function () {
     }
   })
 })
+
+describe('broker security: fan-out with a budget', function () {
+  this.timeout(30_000)
+
+  it('takes broadcasts from MQTT at broadcastRate (10/s, burst 20), drops and counts the rest; direct downlinks pass', async () => {
+    const gw = await startGateway()
+    try {
+      const device = await track(RawClient.connect(gw.port!))
+      expect(await device.login('tok-1')).to.equal(Status.SUCCESS)
+      const app = await client(gw.mqttUrl)
+      const started = performance.now()
+      await Promise.all(
+        Array.from({ length: 200 }, (_, i) =>
+          app.publishAsync('hypertcp/broadcast', `{"n":${i}}`, { qos: 1 }),
+        ),
+      )
+      await app.publishAsync('hypertcp/dev-1/dn', '{"direct":true}', { qos: 1 })
+      const direct = await device.frames.take((f) => f.type === Cmd.JSON_MESSAGE)
+      const seconds = (performance.now() - started) / 1000
+      expect(JSON.parse(direct.text).payload).to.deep.equal({ direct: true })
+      await waitUntil(
+        () =>
+          (gw.stats().droppedBy.broadcast_rate ?? 0) +
+            device.frames.history.filter((f) => f.type === Cmd.BROADCAST).length ===
+          200,
+        'every broadcast delivered or dropped',
+      )
+      const got = device.frames.history.filter((f) => f.type === Cmd.BROADCAST).length
+      expect(got)
+        .to.be.at.least(20)
+        .and.at.most(20 + Math.ceil(seconds * 10) + 1)
+    } finally {
+      await gw.close()
+    }
+  })
+
+  it("answers a device's broadcasts past broadcastRate with QUOTA_LIMIT, and its messages past messageRate (50/s, burst 100)", async () => {
+    const gw = await startGateway()
+    try {
+      const device = await track(RawClient.connect(gw.port!))
+      expect(await device.login('tok-1')).to.equal(Status.SUCCESS)
+      const started = performance.now()
+      for (let id = 2; id < 32; id++)
+        device.sendFrame(Cmd.BROADCAST, id, { targetId: 'broadcast', payload: { id } })
+      const statuses = await Promise.all(Array.from({ length: 30 }, (_, i) => device.response(i + 2)))
+      const seconds = (performance.now() - started) / 1000
+      const ok = statuses.filter((s) => s === 0).length
+      expect(ok)
+        .to.be.at.least(20)
+        .and.at.most(20 + Math.ceil(seconds * 10) + 1)
+      expect(statuses.filter((s) => s === Status.QUOTA_LIMIT).length).to.equal(30 - ok)
+      // Messages, broadcasts included: a burst of 100, then 50/s; 30 of the burst are spent above.
+      for (let id = 100; id < 250; id++)
+        device.sendFrame(Cmd.JSON_MESSAGE, id, { targetId: 'server', payload: { id } })
+      const answers = await Promise.all(Array.from({ length: 150 }, (_, i) => device.response(i + 100)))
+      const s = (performance.now() - started) / 1000
+      const accepted = answers.filter((a) => a === 0).length
+      expect(accepted)
+        .to.be.at.least(70)
+        .and.at.most(70 + Math.ceil(s * 50) + 1)
+      expect(answers.filter((a) => a === Status.QUOTA_LIMIT).length).to.equal(150 - accepted)
+    } finally {
+      await gw.close()
+    }
+  })
+
+  it("keeps half of a device's write queue from broadcasts: its direct downlinks still go when broadcasts are dropped", async () => {
+    const gw = await startGateway({ maxWriteQueue: 64 * 1024, broadcastRate: 0 })
+    try {
+      const stuck = await track(RawClient.connect(gw.port!))
+      expect(await stuck.login('tok-1')).to.equal(Status.SUCCESS)
+      stuck.socket.pause() // reads nothing more: the kernel's buffers fill, then the queue
+      const app = await client(gw.mqttUrl)
+      const blob = JSON.stringify({ blob: 'x'.repeat(900) })
+      for (let i = 0; (gw.stats().droppedBy.not_reading ?? 0) === 0; i++) {
+        await app.publishAsync('hypertcp/broadcast', blob, { qos: 1 })
+        expect(i, 'broadcasts before the first drop').to.be.below(10_000)
+      }
+      const delivered = gw.stats().delivered
+      for (let i = 0; i < 20; i++) await app.publishAsync('hypertcp/dev-1/dn', blob, { qos: 1 })
+      await waitUntil(() => gw.stats().delivered === delivered + 20, 'the direct downlinks queued')
+    } finally {
+      await gw.close()
+    }
+  })
+})

@@ -39,7 +39,8 @@ describe('a RabbitMQ cluster: two gateways on two nodes, and a node killed mid-s
       '{"ha-mode":"all","ha-sync-mode":"automatic"}',
     ])
     const [n1, n2] = cluster.nodes.map((n) => n.mqttUrl) as [string, string]
-    const common = { mqttConnections: 2, mqttReconnectPeriod: 0.1, mqttConnectTimeout: 5 }
+    // Devices stream as fast as they can here: no per-device rate.
+    const common = { mqttConnections: 2, mqttReconnectPeriod: 0.1, mqttConnectTimeout: 5, messageRate: 0 }
     a = await startGateway({ ...common, mqttUrl: [n1, n2], gatewayId: 'gw-a', logger: logA.logger })
     b = await startGateway({ ...common, mqttUrl: [n2, n1], gatewayId: 'gw-b' })
   })
