@@ -2,7 +2,7 @@ import { createServer as createHttpServer, type Server as HttpServer, type Incom
 import { type AddressInfo, createServer, type Server } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:tls'
-import { Aedes, type AedesOptions } from 'aedes'
+import { Aedes, type AedesOptions, type AedesPublishPacket } from 'aedes'
 import { createWebSocketStream, WebSocketServer } from 'ws'
 import type { IpGuard } from '../limits/ip-guard.js'
 import { type Logger, LogThrottle } from '../log.js'
@@ -10,6 +10,7 @@ import type { BrokerAuth } from './broker-auth.js'
 import { readTlsFiles, type TlsFiles } from './device-listener.js'
 import { formatAddress, listenOn } from './listen.js'
 import { guardPacketSize } from './packet-size-guard.js'
+import { RetainedBudget } from './retained-budget.js'
 
 export interface EmbeddedBrokerOptions {
   readonly host: string
@@ -29,6 +30,14 @@ export interface EmbeddedBrokerOptions {
    * are let in). Anything else gets 403: a page elsewhere cannot use a LAN user's browser.
    */
   readonly wsOrigins: readonly string[]
+  /** Bounds of the retained store (presence topics, `exempt`, aside). */
+  readonly retained: {
+    readonly maxMessages: number
+    readonly maxBytes: number
+    exempt(topic: string): boolean
+  }
+  /** Connections held at once, all listeners; past it new ones are closed on accept. */
+  readonly maxConnections: number
   /** Ms a client has to send CONNECT. */
   readonly connectTimeoutMs: number
   readonly logger: Logger
@@ -69,15 +78,49 @@ export class EmbeddedBroker {
     }
     const aedes = await Aedes.createBroker(brokerOptions)
     const throttle = new LogThrottle(logger)
+    const retained = new RetainedBudget(
+      options.retained.maxMessages,
+      options.retained.maxBytes,
+      options.retained.exempt,
+      (topic) => {
+        throttle.warn(
+          'retained_evicted',
+          'retained message cleared: over maxRetainedMessages/maxRetainedBytes',
+          {
+            topic,
+          },
+        )
+        aedes.publish(
+          {
+            cmd: 'publish',
+            topic,
+            payload: Buffer.alloc(0),
+            qos: 0,
+            retain: true,
+            dup: false,
+          } as AedesPublishPacket,
+          () => {},
+        )
+      },
+    )
+    aedes.on('publish', (packet) => {
+      if (packet.retain) retained.retained(packet.topic, (packet.payload as Buffer).length)
+    })
     // Every connection, whatever its listener, passes the address rules and is watched for
     // oversize packets from its first byte.
+    let open = 0
     const handle = (stream: Duplex, address = '', req?: IncomingMessage) => {
-      const verdict = options.guard?.admit(address, Date.now()) ?? 'ok'
+      const verdict =
+        open >= options.maxConnections
+          ? 'max_connections'
+          : (options.guard?.admit(address, Date.now()) ?? 'ok')
       if (verdict !== 'ok') {
         throttle.warn(`refused:${verdict}`, 'mqtt connection refused', { remote: address, reason: verdict })
         stream.destroy()
         return
       }
+      open++
+      stream.once('close', () => open--)
       options.auth.connected(aedes.handle(stream, req), address)
       guardPacketSize(stream, options.maxMessageSize, (announced) =>
         throttle.warn('oversize', 'mqtt client closed: packet over maxBrokerMessageSize', {

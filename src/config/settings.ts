@@ -199,6 +199,21 @@ export const SETTINGS = {
     default: 'off',
     doc: "embedded broker MQTT-over-TLS port ('off' = none)",
   },
+  maxBrokerConnections: {
+    kind: integer(1, 1_000_000),
+    default: 1000,
+    doc: "embedded-broker connections held at once (all its listeners); taken from maxConnections' default open-files budget",
+  },
+  maxRetainedMessages: {
+    kind: integer(1, 100_000_000),
+    default: 10_000,
+    doc: 'retained messages the embedded broker keeps, presence aside; past it the oldest is cleared',
+  },
+  maxRetainedBytes: {
+    kind: integer(1024, 68_719_476_736),
+    default: 67_108_864,
+    doc: 'bytes of retained messages the embedded broker keeps, presence aside; past it the oldest are cleared',
+  },
   maxBrokerMessageSize: {
     kind: integer(1024, 268_435_455),
     default: 262_144,

@@ -47,8 +47,10 @@ export class Admission implements Gatekeeper {
     this.sweeper = setInterval(() => this.guard.sweep(Date.now()), SWEEP_MS)
     this.sweeper.unref()
     const fdLimit = openFilesLimit()
+    // The embedded broker's connections come out of the same open files.
+    const brokerShare = config.mqttUrl === null ? config.maxBrokerConnections : 0
     this.maxConnections =
-      config.maxConnections ?? (fdLimit === undefined ? 50_000 : Math.max(100, fdLimit - 300))
+      config.maxConnections ?? (fdLimit === undefined ? 50_000 : Math.max(100, fdLimit - 300 - brokerShare))
     if (fdLimit !== undefined && this.maxConnections + 64 > fdLimit) {
       logger.warn(
         `maxConnections (${this.maxConnections}) is above what the open-files limit (${fdLimit}) allows: ` +

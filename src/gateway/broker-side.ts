@@ -60,6 +60,7 @@ export class BrokerSide {
         undefined,
       )
     }
+    const acl = new BrokerAcl(config.topics, config.customCommands)
     const embedded = await EmbeddedBroker.start({
       host: config.brokerHost,
       port: config.brokerPort,
@@ -69,13 +70,19 @@ export class BrokerSide {
       auth: new BrokerAuth({
         users: config.brokerUsers,
         anonymousRole: config.anonymousRole,
-        acl: new BrokerAcl(config.topics, config.customCommands),
+        acl,
         maxDownlinkSize: config.maxDownlinkSize,
         ...(guard ? { guard } : {}),
         logger: logger.child({ component: 'broker' }),
       }),
       ...(guard ? { guard } : {}),
       maxMessageSize: config.maxBrokerMessageSize,
+      maxConnections: config.maxBrokerConnections,
+      retained: {
+        maxMessages: config.maxRetainedMessages,
+        maxBytes: config.maxRetainedBytes,
+        exempt: (topic) => acl.is(topic, 'status') || acl.is(topic, 'gatewayStatus'),
+      },
       wsOrigins: brokerWsOrigins(config),
       connectTimeoutMs: config.brokerConnectTimeout * 1000,
       logger: logger.child({ component: 'broker' }),

@@ -57,14 +57,16 @@ async function client(url: string, options: IClientOptions = {}): Promise<MqttCl
   return c
 }
 
-/** The CONNACK return code a login gets (0 = accepted). */
-async function connackCode(url: string, options: IClientOptions = {}): Promise<number> {
-  try {
-    await client(url, options)
-    return 0
-  } catch (err) {
-    return (err as { code?: number }).code ?? -1
-  }
+/** The CONNACK return code a login gets (0 = accepted; -1: closed without one). */
+function connackCode(url: string, options: IClientOptions = {}): Promise<number> {
+  return new Promise((resolve) => {
+    const c = mqtt.connect(url, { reconnectPeriod: 0, connectTimeout: 5000, ...options })
+    clients.push(c)
+    c.once('connect', () => resolve(0))
+    c.once('error', (err) => resolve((err as { code?: number }).code ?? -1))
+    // MQTT.js's connectAsync never settles for a connection closed before CONNACK.
+    c.once('close', () => resolve(-1))
+  })
 }
 
 /** Publishes and tells whether the broker took it (PUBACK) or closed the client for it. */
@@ -522,6 +524,68 @@ describe('broker security: fan-out with a budget', function () {
       const delivered = gw.stats().delivered
       for (let i = 0; i < 20; i++) await app.publishAsync('hypertcp/dev-1/dn', blob, { qos: 1 })
       await waitUntil(() => gw.stats().delivered === delivered + 20, 'the direct downlinks queued')
+    } finally {
+      await gw.close()
+    }
+  })
+})
+
+describe('broker security: the broker port has limits too', function () {
+  this.timeout(30_000)
+
+  it('holds at most maxBrokerConnections (idle ones included); device logins are untouched', async () => {
+    const gw = await startGateway({ maxBrokerConnections: 5 })
+    const idle: Socket[] = []
+    try {
+      for (let i = 0; i < 5; i++) idle.push(await rawMqtt(gw.brokerPort!))
+      // The sixth is closed on accept, before a byte is read.
+      const sixth = await rawMqtt(gw.brokerPort!)
+      await new Promise((resolve) => sixth.once('close', resolve))
+      const device = await track(RawClient.connect(gw.port!))
+      expect(await device.login('tok-1')).to.equal(Status.SUCCESS)
+      // One freed: a client gets in once the broker has seen the close.
+      idle.pop()!.destroy()
+      let code = -1
+      for (let i = 0; i < 20 && code !== 0; i++)
+        code = await connackCode(gw.mqttUrl, { connectTimeout: 1000 })
+      expect(code).to.equal(0)
+    } finally {
+      for (const s of idle) s.destroy()
+      await gw.close()
+    }
+  })
+
+  it('bounds retained messages (count and bytes), clearing the oldest, never presence', async () => {
+    const gw = await startGateway({ maxRetainedMessages: 5, maxRetainedBytes: 8192 })
+    try {
+      const device = await track(RawClient.connect(gw.port!))
+      expect(await device.login('tok-1')).to.equal(Status.SUCCESS)
+      const app = await client(gw.mqttUrl)
+      for (let i = 1; i <= 10; i++) await app.publishAsync(`lab/${i}`, `{"i":${i}}`, { qos: 1, retain: true })
+      const retainedNow = async (): Promise<string[]> => {
+        const probe = await client(gw.mqttUrl)
+        const got: string[] = []
+        probe.on('message', (topic, _p, packet) => packet.retain && got.push(topic))
+        await probe.subscribeAsync(['lab/#', 'hypertcp/+/status'], { qos: 1 })
+        // Retained messages are sent with the subscription; a live marker comes after them.
+        await probe.subscribeAsync('probe/done', { qos: 1 })
+        const done = new Promise((resolve) => probe.on('message', (t) => t === 'probe/done' && resolve(t)))
+        await app.publishAsync('probe/done', '1', { qos: 1 })
+        await done
+        return got.sort()
+      }
+      expect(await retainedNow()).to.deep.equal([
+        'hypertcp/dev-1/status',
+        'lab/10',
+        'lab/6',
+        'lab/7',
+        'lab/8',
+        'lab/9',
+      ])
+      // 3 × 3000 bytes > 8192: the oldest go first.
+      for (let i = 1; i <= 3; i++)
+        await app.publishAsync(`lab/big${i}`, 'x'.repeat(3000), { qos: 1, retain: true })
+      expect(await retainedNow()).to.deep.equal(['hypertcp/dev-1/status', 'lab/big2', 'lab/big3'])
     } finally {
       await gw.close()
     }
