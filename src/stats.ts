@@ -40,6 +40,8 @@ export interface GatewayStats {
   refused: Record<string, number>
   /** Control-topic commands not obeyed, by reason (`redirect_not_allowed`). */
   controlRefused: Record<string, number>
+  /** Logins held back because their device id logged in too often (takeover flapping). */
+  loginsDelayed: number
   /** Uplinks answered QUOTA_LIMIT by the per-device message rate. */
   throttled: number
   /** Seconds from a device's frame to the broker's acknowledgement of its publish. */
@@ -103,6 +105,7 @@ export function createStats(): GatewayStats {
     closes: {},
     refused: {},
     controlRefused: {},
+    loginsDelayed: 0,
     throttled: 0,
     publishAck: new BucketCounts(PUBLISH_ACK_BUCKETS),
   }

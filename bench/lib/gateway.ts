@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { waitListening } from '../../test/helpers/net.js'
 import { type BrokerAddress, brokerAddress, withoutCredentials } from './mqtt-stream.js'
+import { openFilesLimit } from './options.js'
 import { type ProcSample, sampleProc, track } from './procs.js'
 
 /** Registry entries of the generated config: device `d<i>` logs in with token `bench-token-<i>`. */
@@ -187,12 +188,21 @@ export class GatewayProc {
       'gateway-id': 'bench',
       // Any free port: a gateway killed by a run may still hold the default for a moment.
       'admin-port': '0',
-      // Devices here send as fast as they can: the per-device and broadcast rates are off.
+      // Devices here send as fast as they can, and log in again at every restart: those limits are off.
       'message-rate': '0',
       'broadcast-rate': '0',
+      'login-flap-limit': '0',
       ...(spec.mqttUrl
         ? { 'mqtt-url': withoutCredentials(spec.mqttUrl) }
-        : { 'broker-host': '127.0.0.1', 'broker-port': String(spec.brokerPort), 'broker-ws-port': 'off' }),
+        : {
+            'broker-host': '127.0.0.1',
+            'broker-port': String(spec.brokerPort),
+            'broker-ws-port': 'off',
+            // The scale run's two sides come one after the other, each up to the open-files limit
+            // less 300 (the default maxConnections without an embedded broker's share).
+            'max-connections': String(Math.max(100, openFilesLimit() - 300)),
+            'max-broker-connections': String(Math.max(100, openFilesLimit() - 300)),
+          }),
       ...spec.flags,
     }
     return Object.entries(flags).flatMap(([k, v]) => [`--${k}`, v])

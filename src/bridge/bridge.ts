@@ -11,6 +11,7 @@ import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
 import { parseHostPort } from '../config/kinds.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { GatewayError, PublishRefusedError } from '../errors.js'
+import { FlapGuard } from '../limits/flap-guard.js'
 import { TokenBucket } from '../limits/token-bucket.js'
 import { type Logger, LogThrottle } from '../log.js'
 import { Cmd, Status } from '../protocol/constants.js'
@@ -122,6 +123,8 @@ export class Bridge implements SessionHost {
   /** Broadcasts taken from devices here, and from the broker ([HT-5.3]): `broadcastRate`. */
   private readonly broadcastsOut: RateBudget
   private readonly broadcastsIn: RateBudget
+  /** Logins of one id too often: delayed ({@link FlapGuard}). */
+  private readonly flaps: FlapGuard
   /** [HT-5.5] Where a control-topic redirect may send a device, from the list it was made of (a reload changes it). */
   private redirectAllow: { readonly from: readonly string[]; readonly keys: ReadonlySet<string> } | undefined
   /** Publishes handed to the broker and not yet settled. */
@@ -167,6 +170,11 @@ export class Bridge implements SessionHost {
     this.ownTakeover = Buffer.from(this.ownTakeoverText)
     this.broadcastsOut = rateBudget(config.broadcastRate, config.broadcastBurst)
     this.broadcastsIn = rateBudget(config.broadcastRate, config.broadcastBurst)
+    this.flaps = new FlapGuard(
+      config.loginFlapLimit,
+      config.loginFlapWindow * 1000,
+      config.loginTimeout * 500,
+    )
     for (const port of mqtt) {
       port.onMessage((topic, payload, retained) => {
         // A retained message replayed at subscription time is not a command for now: replaying a
@@ -244,6 +252,24 @@ export class Bridge implements SessionHost {
    * The broker work of logins close together is sent together ({@link BROKER_BATCH_MS}).
    */
   attach(session: Session): Promise<void> {
+    const wait = this.flaps.delay(session.identity!.deviceId, Date.now())
+    if (wait === 0) return this.attachNow(session)
+    this.stats.loginsDelayed++
+    this.throttle.warn(
+      'login_flapping',
+      'login delayed: the device id logs in too often (takeover flapping)',
+      {
+        deviceId: session.deviceId,
+        delayMs: wait,
+      },
+    )
+    return new Promise<void>((resolve) => setTimeout(resolve, wait).unref()).then(() =>
+      // Closed meanwhile (login timeout, the device left): nothing to attach.
+      session.state === 'authenticating' ? this.attachNow(session) : undefined,
+    )
+  }
+
+  private attachNow(session: Session): Promise<void> {
     const identity = session.identity!
     const lane = this.laneOf(identity.deviceId)
     if (!lane.mqtt.connected) return Promise.reject(notConnected())

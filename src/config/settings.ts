@@ -411,6 +411,16 @@ export const SETTINGS = {
     default: 300,
     doc: 'seconds a banned IP is refused',
   },
+  loginFlapLimit: {
+    kind: integer(0, 1_000_000),
+    default: 10,
+    doc: 'logins of one device id within loginFlapWindow before further ones are delayed, progressively (0 = never)',
+  },
+  loginFlapWindow: {
+    kind: decimal(0.01, 86_400, 'seconds'),
+    default: 60,
+    doc: "seconds over which a device id's logins count for loginFlapLimit",
+  },
   allowCidrs: {
     kind: cidrs(),
     default: [],

@@ -509,6 +509,28 @@ describe('broker security: fan-out with a budget', function () {
     }
   })
 
+  it('delays the logins of a device id that logs in too often (takeover flapping), progressively', async () => {
+    const gw = await startGateway({ loginFlapLimit: 3, loginFlapWindow: 60 })
+    try {
+      const times: number[] = []
+      for (let i = 0; i < 6; i++) {
+        const t = performance.now()
+        const c = await track(RawClient.connect(gw.port!))
+        expect(await c.login('tok-1')).to.equal(Status.SUCCESS)
+        times.push(performance.now() - t)
+      }
+      expect(gw.stats().loginsDelayed).to.equal(3)
+      // Held 250, 500, then 1000 ms (the least they can take): each takeover waits longer.
+      expect(times.slice(3).map((t, i) => t >= [250, 500, 1000][i]!)).to.deep.equal([true, true, true])
+      // Another id is not held.
+      const other = await track(RawClient.connect(gw.port!))
+      expect(await other.login('tok-3')).to.equal(Status.SUCCESS)
+      expect(gw.stats().loginsDelayed).to.equal(3)
+    } finally {
+      await gw.close()
+    }
+  })
+
   it("keeps half of a device's write queue from broadcasts: its direct downlinks still go when broadcasts are dropped", async () => {
     const gw = await startGateway({ maxWriteQueue: 64 * 1024, broadcastRate: 0 })
     try {

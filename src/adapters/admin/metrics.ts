@@ -86,6 +86,15 @@ export class GatewayMetrics {
       'reason',
       (s) => s.controlRefused,
     )
+    new Counter({
+      name: 'hypertcp_logins_delayed_total',
+      help: 'Logins delayed because their device id logged in too often (takeover flapping)',
+      registers,
+      collect() {
+        this.reset()
+        this.inc(source.stats().loginsDelayed)
+      },
+    })
     new Gauge({
       name: 'hypertcp_broker_connected',
       help: 'Whether each broker connection is up (1) or not (0)',
