@@ -4,7 +4,7 @@ import { hashPassword, samePassword, verifyPassword } from '../auth/passwords.js
 import type { BrokerUser } from '../config/broker-users.js'
 import type { IpGuard } from '../limits/ip-guard.js'
 import { type Logger, LogThrottle } from '../log.js'
-import { isPlainObject } from '../protocol/messages.js'
+import { parseJsonObject } from '../protocol/messages.js'
 
 export interface BrokerAuthOptions {
   readonly users: readonly BrokerUser[]
@@ -186,7 +186,7 @@ export class BrokerAuth {
 
   /** A larger control message is dropped by the gateway unread: it is no takeover. */
   private isTakeover(payload: Buffer): boolean {
-    return payload.length <= this.options.maxDownlinkSize && parseObject(payload)?.action === 'takeover'
+    return payload.length <= this.options.maxDownlinkSize && parseJsonObject(payload)?.action === 'takeover'
   }
 
   /**
@@ -195,19 +195,10 @@ export class BrokerAuth {
    */
   private ownFrom(payload: Buffer, sender: string): Buffer | undefined {
     if (payload.length > this.options.maxDownlinkSize) return undefined
-    const value = parseObject(payload)
+    const value = parseJsonObject(payload)
     if (value === undefined || !('payload' in value) || value.from === undefined || value.from === sender)
       return
     return Buffer.from(JSON.stringify({ ...value, from: sender }))
-  }
-}
-
-function parseObject(payload: Buffer): Record<string, unknown> | undefined {
-  try {
-    const value: unknown = JSON.parse(payload.toString('utf8'))
-    return isPlainObject(value) ? value : undefined
-  } catch {
-    return undefined
   }
 }
 

@@ -97,22 +97,33 @@ export function hostPort(): Kind<string> {
   }
 }
 
-/** Web origins, `scheme://host[:port]` (comma-separated in text), kept as browsers send them. */
-export function origins(): Kind<string[]> {
-  const item = 'an origin such as https://app.example or http://localhost:3000'
+/**
+ * A list of strings (comma-separated in text), each read by `read` (undefined: not one, and
+ * `item` says what was expected) and stored as it returns.
+ */
+function listOf(item: string, list: string, read: (v: string) => string | undefined): Kind<string[]> {
   return {
     schema: z.preprocess(
       (v) => (typeof v === 'string' ? splitList(v) : v),
       z.array(
         z
           .string({ error: item })
-          .refine((v) => originOf(v) !== undefined, { error: item })
-          .transform((v) => originOf(v)!),
-        { error: 'a list of origins such as ["https://app.example"]' },
+          .refine((v) => read(v) !== undefined, { error: item })
+          .transform((v) => read(v)!),
+        { error: list },
       ),
     ),
     fromText: asIs,
   }
+}
+
+/** Web origins, `scheme://host[:port]` (comma-separated in text), kept as browsers send them. */
+export function origins(): Kind<string[]> {
+  return listOf(
+    'an origin such as https://app.example or http://localhost:3000',
+    'a list of origins such as ["https://app.example"]',
+    originOf,
+  )
 }
 
 /** The origin a browser would send for `value` (`https://App.example:443/` → `https://app.example`), if it is one. */
@@ -129,38 +140,18 @@ export function originOf(value: string): string | undefined {
 
 /** A list of `host:port` (comma-separated in text). */
 export function hostPorts(): Kind<string[]> {
-  const item = 'host:port'
-  return {
-    schema: z.preprocess(
-      (v) => (typeof v === 'string' ? splitList(v) : v),
-      z.array(
-        z
-          .string({ error: item })
-          .refine((v) => parseHostPort(v) !== undefined, { error: item })
-          .transform((v) => v.trim()),
-        { error: 'a list of host:port such as ["gw2.example:8080"]' },
-      ),
-    ),
-    fromText: asIs,
-  }
+  return listOf('host:port', 'a list of host:port such as ["gw2.example:8080"]', (v) =>
+    parseHostPort(v) === undefined ? undefined : v.trim(),
+  )
 }
 
 /** Networks: a list of addresses or CIDRs (comma-separated in text). */
 export function cidrs(): Kind<string[]> {
-  const item = 'an address or CIDR such as 10.0.0.0/8 or 2001:db8::/32'
-  return {
-    schema: z.preprocess(
-      (v) => (typeof v === 'string' ? splitList(v) : v),
-      z.array(
-        z
-          .string({ error: item })
-          .refine((c) => parseCidr(c) !== undefined, { error: item })
-          .transform((c) => c.trim()),
-        { error: 'a list of networks such as ["10.0.0.0/8", "192.168.1.7"]' },
-      ),
-    ),
-    fromText: asIs,
-  }
+  return listOf(
+    'an address or CIDR such as 10.0.0.0/8 or 2001:db8::/32',
+    'a list of networks such as ["10.0.0.0/8", "192.168.1.7"]',
+    (c) => (parseCidr(c) === undefined ? undefined : c.trim()),
+  )
 }
 
 /** One URL or several (comma-separated in text, a string or a list in a file), each of `protocols`. */

@@ -129,7 +129,8 @@ export function isPlainObject(value: unknown): value is Record<string, unknown> 
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-function parseJsonObject(body: Buffer): Record<string, unknown> | undefined {
+/** The JSON object `body` holds, or undefined (not UTF-8 JSON, or not an object). */
+export function parseJsonObject(body: Buffer): Record<string, unknown> | undefined {
   try {
     const value: unknown = JSON.parse(body.toString('utf8'))
     return isPlainObject(value) ? value : undefined
