@@ -65,11 +65,6 @@ export class BrokerAuth {
     this.addresses.set(client, address)
   }
 
-  /** The role of a logged-in client. */
-  roleOf(client: Client): BrokerRole | undefined {
-    return this.identities.get(client)?.role
-  }
-
   hooks(): Hooks {
     return {
       authenticate: (client, username, password, done) => {
