@@ -577,6 +577,26 @@ describe('broker security: the broker port has limits too', function () {
     }
   })
 
+  it('bans an address after repeated wrong broker passwords, as for device tokens, on both ports', async () => {
+    // Loopback is exempt from bans by default; here it is not.
+    const gw = await startGateway({
+      brokerUsers: [{ ...APP, role: 'app' }],
+      rateLimitExempt: [],
+      loginFailureLimit: 3,
+    })
+    try {
+      for (let i = 0; i < 3; i++)
+        expect(await connackCode(gw.mqttUrl, { username: APP.username, password: `guess-${i}` })).to.equal(4)
+      // Banned: closed on accept, before a byte is read (-1: no CONNACK), the right password too.
+      expect(await connackCode(gw.mqttUrl, APP), 'the right password, once banned').to.equal(-1)
+      // Devices from that address are refused too: one ban for both doors.
+      const device = await track(RawClient.connect(gw.port!))
+      expect(await device.login('tok-1')).to.equal(Status.QUOTA_LIMIT)
+    } finally {
+      await gw.close()
+    }
+  })
+
   it('bounds retained messages (count and bytes), clearing the oldest, never presence', async () => {
     const gw = await startGateway({ maxRetainedMessages: 5, maxRetainedBytes: 8192 })
     try {
