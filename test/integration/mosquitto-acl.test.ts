@@ -1,5 +1,5 @@
-import { execFileSync } from 'node:child_process'
-import { chmodSync, mkdtempSync, readFileSync } from 'node:fs'
+import { execFileSync, spawn } from 'node:child_process'
+import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'chai'
@@ -9,7 +9,8 @@ import { Cmd, Status } from '../../src/protocol/constants.js'
 import { root } from '../helpers/cli.js'
 import { startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
-import { Mosquitto, requireMosquitto } from '../helpers/mosquitto.js'
+import { Mosquitto, mosquittoBin, requireMosquitto } from '../helpers/mosquitto.js'
+import { freePort, waitListening } from '../helpers/net.js'
 import { RawClient, trackRawClients } from '../helpers/raw-client.js'
 
 // The README's Mosquitto set-up (deploy/mosquitto/acl): the roles of the embedded broker, on Mosquitto.
@@ -23,6 +24,7 @@ describe('security with Mosquitto: the shipped acl_file', function () {
   let mosquitto: Mosquitto
   let gw: Gateway
   const clients: MqttClient[] = []
+  let passwdFile = ''
 
   before(async function () {
     requireMosquitto(this)
@@ -32,6 +34,7 @@ describe('security with Mosquitto: the shipped acl_file', function () {
     for (const [i, [user, pw]] of Object.entries(USERS).entries())
       execFileSync('mosquitto_passwd', [...(i === 0 ? ['-c'] : []), '-b', passwd, user, pw])
     chmodSync(passwd, 0o644) // mosquitto reads it as its own user
+    passwdFile = passwd
     const acl = readFileSync(join(root, 'deploy/mosquitto/acl'), 'utf8').split('\n')
     mosquitto = await Mosquitto.start({ settings: { allow_anonymous: false, password_file: passwd }, acl })
     gw = await startGateway({
@@ -114,5 +117,43 @@ describe('security with Mosquitto: the shipped acl_file', function () {
     expect(await device.response(5), 'still served').to.equal(0)
     await admin.publishAsync('hypertcp/dev-3/ctl', '{"action":"kick"}', { qos: 1 })
     await device.waitClosed()
+  })
+
+  it('starts from the shipped listener snippet (deploy/mosquitto/hypertcp.conf), its paths and port replaced', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'htgw-conf-'))
+    chmodSync(dir, 0o755)
+    const port = await freePort()
+    const acl = join(dir, 'acl')
+    writeFileSync(acl, readFileSync(join(root, 'deploy/mosquitto/acl')), { mode: 0o644 })
+    const conf = join(dir, 'mosquitto.conf')
+    const shipped = readFileSync(join(root, 'deploy/mosquitto/hypertcp.conf'), 'utf8')
+    const text = shipped
+      .replace(/^listener 1883$/m, `listener ${port} 127.0.0.1`)
+      .replaceAll('/etc/mosquitto/hypertcp.passwd', passwdFile)
+      .replaceAll('/etc/mosquitto/hypertcp.acl', acl)
+    expect(text, 'the snippet has the lines replaced here').to.not.equal(shipped)
+    writeFileSync(conf, text, { mode: 0o644 })
+    const child = spawn(mosquittoBin!, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let output = ''
+    child.stdout.on('data', (d) => (output += d))
+    child.stderr.on('data', (d) => (output += d))
+    try {
+      await waitListening(port, 10_000, () =>
+        child.exitCode !== null ? `mosquitto exited (${child.exitCode}): ${output}` : undefined,
+      )
+      const url = `mqtt://127.0.0.1:${port}`
+      const c = await mqtt.connectAsync(url, { username: 'app', password: USERS.app, reconnectPeriod: 0 })
+      await c.endAsync()
+      const refused = await mqtt.connectAsync(url, { reconnectPeriod: 0 }).then(
+        async (x) => {
+          await x.endAsync()
+          return 0
+        },
+        (e: { code?: number }) => e.code,
+      )
+      expect(refused, 'anonymous').to.equal(5)
+    } finally {
+      child.kill()
+    }
   })
 })
