@@ -2,6 +2,7 @@ import type { AedesOptions, Client } from 'aedes'
 import { type BrokerAcl, type BrokerRole, withoutShare } from '../auth/broker-acl.js'
 import { hashPassword, samePassword, verifyPassword } from '../auth/passwords.js'
 import type { BrokerUser } from '../config/broker-users.js'
+import { isLoopback } from '../config/resolve.js'
 import type { IpGuard } from '../limits/ip-guard.js'
 import { type Logger, LogThrottle } from '../log.js'
 import { parseJsonObject } from '../protocol/messages.js'
@@ -43,14 +44,12 @@ export class BrokerAuth {
   private readonly identities = new WeakMap<Client, Identity>()
   private readonly addresses = new WeakMap<Client, string>()
   private readonly throttle: LogThrottle
-  /** Checked for unknown usernames, so that they take as long as known ones. */
-  private readonly dummyHash: Promise<string>
+  /** Checked for unknown usernames, so that they take as long as known ones (made at the first). */
+  private dummyHash: Promise<string> | undefined
 
   constructor(private readonly options: BrokerAuthOptions) {
     this.users = new Map(options.users.map((u) => [u.username, u]))
     this.throttle = new LogThrottle(options.logger)
-    this.dummyHash = hashPassword('not a password')
-    this.dummyHash.catch(() => {})
     for (const u of options.users) {
       if (u.password !== undefined) {
         options.logger.warn(
@@ -140,8 +139,10 @@ export class BrokerAuth {
     const user = this.users.get(username)
     const given = password ?? Buffer.alloc(0)
     let ok: boolean
-    if (user === undefined) ok = (await verifyPassword(given, await this.dummyHash)) && false
-    else if (user.passwordHash !== undefined) ok = await verifyPassword(given, user.passwordHash)
+    if (user === undefined) {
+      this.dummyHash ??= hashPassword('not a password')
+      ok = (await verifyPassword(given, await this.dummyHash)) && false
+    } else if (user.passwordHash !== undefined) ok = await verifyPassword(given, user.passwordHash)
     else ok = samePassword(given, user.password!)
     if (ok) return { role: user!.role, username }
     this.refused(address, username, 'bad username or password')
@@ -197,8 +198,7 @@ export class BrokerAuth {
   }
 }
 
-/** 127.0.0.0/8 and ::1, also as IPv4-mapped IPv6 addresses. */
+/** A socket's peer address on loopback, IPv4-mapped IPv6 ones too. */
 export function isLoopbackAddress(address: string): boolean {
-  const ip = address.startsWith('::ffff:') ? address.slice(7) : address
-  return ip === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(ip)
+  return isLoopback(address.startsWith('::ffff:') ? address.slice(7) : address)
 }

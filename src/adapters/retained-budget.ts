@@ -37,12 +37,4 @@ export class RetainedBudget {
       this.clear(oldest)
     }
   }
-
-  get count(): number {
-    return this.sizes.size
-  }
-
-  get size(): number {
-    return this.bytes
-  }
 }

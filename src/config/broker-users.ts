@@ -3,10 +3,10 @@
  * `brokerUsersFile`): each a username, a password (an scrypt hash, or plain text with a warning)
  * and a role (src/auth/broker-acl.ts says what each role may do).
  */
-import { readFileSync } from 'node:fs'
 import { BROKER_ROLES, type BrokerRole } from '../auth/broker-acl.js'
 import { parseHash } from '../auth/passwords.js'
 import { ConfigError } from '../errors.js'
+import { readJsonFile } from './load.js'
 import { bad, isRecord, suggest } from './messages.js'
 
 export interface BrokerUser {
@@ -67,17 +67,6 @@ export function checkBrokerUsers(key: string, value: unknown): BrokerUser[] {
 /** `brokerUsersFile`: a JSON list of users, or an object with a `brokerUsers` list. */
 export function readBrokerUsersFile(path: string): BrokerUser[] {
   const source = `brokerUsersFile ${path}`
-  let text: string
-  try {
-    text = readFileSync(path, 'utf8')
-  } catch (err) {
-    throw new ConfigError(source, `cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
-  }
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch (err) {
-    throw new ConfigError(source, `is not valid JSON: ${(err as Error).message}`)
-  }
+  const value = readJsonFile(path, source)
   return checkBrokerUsers(source, isRecord(value) ? value.brokerUsers : value)
 }

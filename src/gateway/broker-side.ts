@@ -61,6 +61,7 @@ export class BrokerSide {
       )
     }
     const acl = new BrokerAcl(config.topics, config.customCommands)
+    const brokerLogger = logger.child({ component: 'broker' })
     const embedded = await EmbeddedBroker.start({
       host: config.brokerHost,
       port: config.brokerPort,
@@ -73,7 +74,7 @@ export class BrokerSide {
         acl,
         maxDownlinkSize: config.maxDownlinkSize,
         ...(guard ? { guard } : {}),
-        logger: logger.child({ component: 'broker' }),
+        logger: brokerLogger,
       }),
       ...(guard ? { guard } : {}),
       maxMessageSize: config.maxBrokerMessageSize,
@@ -85,7 +86,7 @@ export class BrokerSide {
       },
       wsOrigins: brokerWsOrigins(config),
       connectTimeoutMs: config.brokerConnectTimeout * 1000,
-      logger: logger.child({ component: 'broker' }),
+      logger: brokerLogger,
     })
     if (config.mqttConnections !== DEFAULT_MQTT_CONNECTIONS)
       logger.warn('mqttConnections applies to an external broker: the embedded one is used in-process')
