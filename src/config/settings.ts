@@ -319,7 +319,7 @@ export const SETTINGS = {
   maxInflight: {
     kind: integer(1, 65_535),
     default: 16,
-    doc: 'uplinks per device awaiting the broker; at the bound its socket is not read',
+    doc: 'answers per device still owed (uplinks awaiting the broker, and the answers queued behind them); at the bound its socket is not read',
   },
   ackHoldMs: {
     kind: integer(0, 1_000),

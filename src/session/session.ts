@@ -22,6 +22,7 @@ import {
 import type { IdCharset } from '../protocol/ids.js'
 import { type LoginRequest, redirectBody } from '../protocol/messages.js'
 import { bump, type GatewayStats } from '../stats.js'
+import { AnswerQueue } from './answers.js'
 import type { HandlerContext } from './handlers/context.js'
 import { dispatch } from './handlers/index.js'
 import { Output, type OutputOwner } from './output.js'
@@ -123,6 +124,13 @@ export class Session implements HandlerContext, OutputOwner {
   private discarded = 0
   /** Per-device message rate, when limited. */
   private bucket: TokenBucket | undefined
+  /** The answers owed to the device, sent in the order of its requests (decision 22). */
+  private readonly answers = new AnswerQueue()
+  /** Writes one answer (the AnswerQueue's sink), bound once. */
+  private readonly sendAnswer = (msgId: number, status: number, pong: string | undefined): void => {
+    this.output.write(encodeResponse(msgId, status), false)
+    if (pong !== undefined) this.deliver(Cmd.JSON_MESSAGE, pong)
+  }
 
   constructor(
     id: string,
@@ -262,20 +270,21 @@ export class Session implements HandlerContext, OutputOwner {
       length: err.length,
       limit: this.options.maxFrameSize,
     })
-    this.reply(err.msgId, Status.ILLEGAL_COMMAND_BODY)
+    this.finalReply(err.msgId, Status.ILLEGAL_COMMAND_BODY)
     this.close('frame_too_large')
   }
 
   /**
    * Whether the decoder may deliver the next frame; pauses the socket if not. Reading stops while
-   * the login is being settled and while `maxInflight` uplinks await the broker (backpressure
-   * reaches the device through TCP flow control instead of a growing buffer here).
+   * the login is being settled and while `maxInflight` answers are owed — uplinks awaiting the
+   * broker, and the answers queued behind them (backpressure reaches the device through TCP flow
+   * control instead of a growing buffer here).
    */
   private keepReading(): boolean {
     const ok =
       this.input !== 'stopped' &&
       (this._state === 'awaiting-login' ||
-        (this._state === 'online' && this._inflight < this.options.maxInflight))
+        (this._state === 'online' && this.answers.length < this.options.maxInflight))
     if (!ok && this.input === 'reading' && this._state !== 'closed') {
       this.input = 'paused'
       this.socket.pause()
@@ -285,7 +294,11 @@ export class Session implements HandlerContext, OutputOwner {
 
   /** Resumes reading once what paused it has cleared. */
   private resumeReading(): void {
-    if (this.input !== 'paused' || this._state !== 'online' || this._inflight >= this.options.maxInflight)
+    if (
+      this.input !== 'paused' ||
+      this._state !== 'online' ||
+      this.answers.length >= this.options.maxInflight
+    )
       return
     this.input = 'reading'
     this.lastActivity = Date.now() // the device was not heard while unread (see keepaliveCheck)
@@ -393,10 +406,26 @@ export class Session implements HandlerContext, OutputOwner {
 
   /**
    * Answers a frame of the device: RESPONSE with no body, `status` 0 = success, else the status in
-   * the length field ([HT-2.7]). It may wait for the answers still to come (see Output.uncork).
+   * the length field ([HT-2.7]). It goes after the answers owed for earlier requests (decision
+   * 22), and may wait for the answers still to come (see Output.uncork).
    */
   reply(msgId: number, status: number): void {
-    this.output.write(encodeResponse(msgId, status), false)
+    this.answers.answer(msgId, status, undefined, this.sendAnswer)
+  }
+
+  /** [HT-3.5] Acks a JSON ping and sends its pong, both in their turn among the answers. */
+  pong(msgId: number, body: string): void {
+    this.answers.answer(msgId, 0, body, this.sendAnswer)
+  }
+
+  /**
+   * The last answer before the connection is closed: the answers ready before it are written,
+   * then it; those still awaiting the broker are never sent (the device can only take their
+   * uplinks as lost, as on any connection loss).
+   */
+  private finalReply(msgId: number, status: number): void {
+    this.answers.flushReady(this.sendAnswer)
+    this.sendAnswer(msgId, status, undefined)
   }
 
   /** Begins authentication; reading stays paused until the host settles the login. */
@@ -447,23 +476,25 @@ export class Session implements HandlerContext, OutputOwner {
     payloadJson: string,
   ): void {
     this._inflight++
-    this.host.uplink(this, kind, targetId, payloadJson, (status) => this.uplinkDone(msgId, status))
+    const ticket = this.answers.reserve(msgId)
+    this.host.uplink(this, kind, targetId, payloadJson, (status) => this.uplinkDone(ticket, status))
   }
 
   /** [HT-5.6] The same for a frame of a custom command type; `body` is the caller's own copy. */
   uplinkRaw(msgId: number, type: number, body: Buffer): void {
     this._inflight++
-    this.host.uplinkRaw(this, type, body, (status) => this.uplinkDone(msgId, status))
+    const ticket = this.answers.reserve(msgId)
+    this.host.uplinkRaw(this, type, body, (status) => this.uplinkDone(ticket, status))
   }
 
-  private uplinkDone(msgId: number, status: number): void {
+  private uplinkDone(ticket: number, status: number): void {
     this._inflight--
     if (status === 0) {
       this.stats.published++
       this._uplinks++
     } else this.stats.rejected++
     if (this.state !== 'online') return
-    this.reply(msgId, status)
+    this.answers.settle(ticket, status, this.sendAnswer)
     this.resumeReading()
   }
 
@@ -553,6 +584,7 @@ export class Session implements HandlerContext, OutputOwner {
     this._closeReason = reason
     clearTimeout(this.timer)
     this.output.close()
+    this.answers.clear()
     if (wasOnline) this.stats.online--
     this.stats.closes[reason] = (this.stats.closes[reason] ?? 0) + 1
     if (wasOnline || this.identity !== undefined) this.log('info', 'connection closed', { reason })

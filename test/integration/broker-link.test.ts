@@ -1,11 +1,10 @@
 import { writeFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Aedes } from 'aedes'
 import { expect } from 'chai'
 import { BrokerLink, type BrokerLinkOptions } from '../../src/adapters/broker-link/link.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
+import { externalAedes } from '../helpers/aedes.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import { CliProcess, requireBuild } from '../helpers/cli.js'
 import { FakeBroker } from '../helpers/fake-broker.js'
@@ -40,22 +39,6 @@ function link(urls: string[], options: Partial<BrokerLinkOptions> = {}) {
 /** Publishes through the link and resolves to the error it was answered with, or undefined. */
 function publish(l: BrokerLink, topic: string, payload: string, qos: 0 | 1 = 1): Promise<Error | undefined> {
   return new Promise((resolve) => l.publish(topic, payload, { qos }, resolve))
-}
-
-/** An Aedes broker on a free port, for the MQTT 3.1.1-only broker case (Aedes 1.2 answers MQTT 5 with return code 1). */
-async function externalAedes(
-  options: Parameters<typeof Aedes.createBroker>[0] = {},
-): Promise<{ url: string; close(): Promise<void> }> {
-  const aedes = await Aedes.createBroker(options)
-  const server: Server = createServer(aedes.handle)
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  return {
-    url: `mqtt://127.0.0.1:${(server.address() as { port: number }).port}`,
-    async close() {
-      await new Promise<void>((resolve) => aedes.close(() => resolve()))
-      await new Promise<void>((resolve) => server.close(() => resolve()))
-    },
-  }
 }
 
 /** `New client connected from … as <id> (p5, c1, k30).` lines of Mosquitto's log, by client id. */

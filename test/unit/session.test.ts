@@ -124,8 +124,109 @@ describe('session over a duplex pair', () => {
     open()
     expect(await replies.next()).to.deep.include({ type: Cmd.RESPONSE, msgId: 1, length: 1 }) // login reply
     await waitUntil(() => host.uplinks.length === 1, 'the pipelined message reaches the host')
+    await turns(5)
+    expect(replies.pending()).to.have.length(0) // the PING's answer waits for the message's
+    host.uplinks[0]!.done(0)
+    expect(await replies.next()).to.deep.include({ msgId: 1, length: 0 })
     expect(await replies.next()).to.deep.include({ msgId: 2, length: 0 }) // the PING, answered after
     session.close('shutdown')
+  })
+
+  describe('answers in the order of the requests, whatever order the broker confirms in [decision 22]', () => {
+    it('queues immediate answers (PING, refused frames, quota, JSON ping) behind uplinks awaiting the broker', async () => {
+      const { session, host, replies, send, deviceSide } = setup(new ScriptedHost(), {
+        maxInflight: 16,
+        messageRate: 1,
+        messageBurst: 3,
+      })
+      send(Cmd.LOGIN, 1, { token: 't' })
+      await replies.next()
+      send(Cmd.JSON_MESSAGE, 1, msg(1)) // uplink (token 1 of 3)
+      send(Cmd.PING, 2) // answered at once... once 1 is
+      deviceSide.write(encodeFrame(Cmd.JSON_MESSAGE, 3, Buffer.from('not json'))) // refused (token 2)
+      send(Cmd.JSON_MESSAGE, 4, msg(4)) // uplink (token 3)
+      send(Cmd.JSON_MESSAGE, 5, { targetId: 'server', payload: { command: 'ping', n: 5 } }) // over the rate
+      send(Cmd.JSON_MESSAGE, 6, msg(6)) // over the rate too
+      send(99, 7) // an unknown command
+      await waitUntil(() => host.uplinks.length === 2, 'two uplinks in flight')
+      await turns(5)
+      expect(replies.pending()).to.have.length(0)
+      host.uplinks[1]!.done(0) // the broker confirms 4 first: nothing may leave yet
+      await turns(5)
+      expect(replies.pending()).to.have.length(0)
+      host.uplinks[0]!.done(Status.SERVER_ERROR)
+      const got = []
+      for (let i = 0; i < 7; i++) got.push(await replies.next())
+      expect(got.map((r) => [r.msgId, r.length])).to.deep.equal([
+        [1, Status.SERVER_ERROR],
+        [2, 0],
+        [3, Status.ILLEGAL_COMMAND_BODY],
+        [4, 0],
+        [5, Status.QUOTA_LIMIT],
+        [6, Status.QUOTA_LIMIT],
+        [7, Status.ILLEGAL_COMMAND],
+      ])
+      session.close('shutdown')
+    })
+
+    it("sends a JSON ping's pong right after its ack, in its turn", async () => {
+      const { session, host, replies, send } = setup(new ScriptedHost(), { maxInflight: 16 })
+      send(Cmd.LOGIN, 1, { token: 't' })
+      await replies.next()
+      send(Cmd.JSON_MESSAGE, 1, msg(1))
+      send(Cmd.JSON_MESSAGE, 2, { targetId: 'server', payload: { command: 'ping' } })
+      send(Cmd.JSON_MESSAGE, 3, msg(3))
+      await waitUntil(() => host.uplinks.length === 2, 'two uplinks in flight')
+      host.uplinks[1]!.done(0)
+      await turns(5)
+      expect(replies.pending()).to.have.length(0)
+      host.uplinks[0]!.done(0)
+      const got = []
+      for (let i = 0; i < 4; i++) got.push(await replies.next())
+      expect(got.map((r) => [r.type, r.msgId])).to.deep.equal([
+        [Cmd.RESPONSE, 1],
+        [Cmd.RESPONSE, 2],
+        [Cmd.JSON_MESSAGE, 1], // the pong: the gateway's own msg_id 1
+        [Cmd.RESPONSE, 3],
+      ])
+      session.close('shutdown')
+    })
+
+    it('counts the answers queued behind an uplink towards maxInflight: a PING flood stops being read', async () => {
+      const { session, host, replies, send } = setup() // maxInflight 2
+      send(Cmd.LOGIN, 1, { token: 't' })
+      await replies.next()
+      send(Cmd.JSON_MESSAGE, 1, msg(1))
+      for (let i = 2; i <= 10; i++) send(Cmd.PING, i)
+      send(Cmd.JSON_MESSAGE, 11, msg(11))
+      await waitUntil(() => host.uplinks.length === 1, 'one uplink in flight')
+      await turns(5)
+      expect(replies.pending()).to.have.length(0)
+      host.uplinks[0]!.done(0)
+      await waitUntil(() => host.uplinks.length === 2, 'the frames behind the PINGs are read')
+      const ids = []
+      for (let i = 0; i < 10; i++) ids.push((await replies.next()).msgId)
+      expect(ids).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+      session.close('shutdown')
+    })
+
+    it('on a frame too large, sends the answers ready before it, then its refusal, and closes', async () => {
+      const { session, host, replies, send, deviceSide } = setup(new ScriptedHost(), { maxInflight: 16 })
+      send(Cmd.LOGIN, 1, { token: 't' })
+      await replies.next()
+      send(Cmd.JSON_MESSAGE, 1, msg(1))
+      send(Cmd.PING, 2)
+      await waitUntil(() => host.uplinks.length === 1, 'one uplink in flight')
+      const header = Buffer.alloc(5)
+      header.writeUInt8(Cmd.JSON_MESSAGE, 0)
+      header.writeUInt16BE(3, 1)
+      header.writeUInt16BE(5000, 3) // over maxFrameSize (4096)
+      deviceSide.write(header)
+      expect(await replies.next()).to.deep.include({ msgId: 3, length: Status.ILLEGAL_COMMAND_BODY })
+      await waitUntil(() => session.closed, 'the session closes')
+      expect(session.closeReason).to.equal('frame_too_large')
+      host.uplinks[0]!.done(0) // too late: the device was told it is closed
+    })
   })
 
   it('stops reading at maxInflight uplinks and resumes as the broker confirms them [backpressure]', async () => {

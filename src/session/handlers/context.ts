@@ -23,8 +23,10 @@ export interface HandlerContext {
   log(level: LogLevelName, message: string, meta?: Record<string, unknown>): void
   debug(message: string, meta?: Record<string, unknown>): void
 
-  /** RESPONSE with `status` in the length field ([HT-2.7]). */
+  /** RESPONSE with `status` in the length field ([HT-2.7]), after the answers owed before it. */
   reply(msgId: number, status: number): void
+  /** [HT-3.5] The ack of a JSON ping and its pong (a JSON_MESSAGE), in their turn. */
+  pong(msgId: number, body: string): void
   /** A frame to the device (JSON_MESSAGE, BROADCAST, custom), refused if too large or not read. */
   deliver(type: number, body: Buffer | string): DeliverResult
   /** A frame the gateway originates, already encoded. */

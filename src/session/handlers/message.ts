@@ -1,4 +1,4 @@
-import { Cmd, Status } from '../../protocol/constants.js'
+import { Status } from '../../protocol/constants.js'
 import { parseEnvelope } from '../../protocol/envelope.js'
 import { isAllowedId } from '../../protocol/ids.js'
 import { isJsonPing, pongBody } from '../../protocol/messages.js'
@@ -56,6 +56,5 @@ function answerPing(ctx: HandlerContext, msgId: number, ping: Record<string, unk
     ctx.reply(msgId, Status.ILLEGAL_COMMAND_BODY)
     return
   }
-  ctx.reply(msgId, 0)
-  ctx.deliver(Cmd.JSON_MESSAGE, pong)
+  ctx.pong(msgId, pong)
 }
