@@ -92,6 +92,13 @@ async function turns(n: number): Promise<void> {
   for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r))
 }
 
+/** The next `n` frames the device got, in order. */
+async function nextReplies<T>(replies: Inbox<T>, n: number): Promise<T[]> {
+  const out: T[] = []
+  for (let i = 0; i < n; i++) out.push(await replies.next())
+  return out
+}
+
 /** A hold no test outlasts: what ends a hold early is then what the test did. */
 const LONG_HOLD_MS = 60_000
 
@@ -155,9 +162,7 @@ describe('session over a duplex pair', () => {
       await turns(5)
       expect(replies.pending()).to.have.length(0)
       host.uplinks[0]!.done(Status.SERVER_ERROR)
-      const got = []
-      for (let i = 0; i < 7; i++) got.push(await replies.next())
-      expect(got.map((r) => [r.msgId, r.length])).to.deep.equal([
+      expect((await nextReplies(replies, 7)).map((r) => [r.msgId, r.length])).to.deep.equal([
         [1, Status.SERVER_ERROR],
         [2, 0],
         [3, Status.ILLEGAL_COMMAND_BODY],
@@ -181,9 +186,7 @@ describe('session over a duplex pair', () => {
       await turns(5)
       expect(replies.pending()).to.have.length(0)
       host.uplinks[0]!.done(0)
-      const got = []
-      for (let i = 0; i < 4; i++) got.push(await replies.next())
-      expect(got.map((r) => [r.type, r.msgId])).to.deep.equal([
+      expect((await nextReplies(replies, 4)).map((r) => [r.type, r.msgId])).to.deep.equal([
         [Cmd.RESPONSE, 1],
         [Cmd.RESPONSE, 2],
         [Cmd.JSON_MESSAGE, 1], // the pong: the gateway's own msg_id 1
@@ -204,9 +207,9 @@ describe('session over a duplex pair', () => {
       expect(replies.pending()).to.have.length(0)
       host.uplinks[0]!.done(0)
       await waitUntil(() => host.uplinks.length === 2, 'the frames behind the PINGs are read')
-      const ids = []
-      for (let i = 0; i < 10; i++) ids.push((await replies.next()).msgId)
-      expect(ids).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+      expect((await nextReplies(replies, 10)).map((r) => r.msgId)).to.deep.equal([
+        1, 2, 3, 4, 5, 6, 7, 8, 9, 10,
+      ])
       session.close('shutdown')
     })
 
