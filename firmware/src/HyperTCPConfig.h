@@ -48,10 +48,12 @@
 #define HYPERTCP_MAX_DEVICE_ID 63
 #endif
 
-/** Deepest JSON nesting the built-in scanner (and the ArduinoJson layer)
- *  accepts; bounds the scanner's recursion and so its stack use. */
+/** Deepest nesting of objects/arrays accepted in a payload, sent or
+ *  received: ArduinoJson's default nesting limit (10), so that the built-in
+ *  scanner and ArduinoJson accept the same payloads. Also bounds the
+ *  scanner's recursion, and so its stack use. */
 #ifndef HYPERTCP_JSON_MAX_DEPTH
-#define HYPERTCP_JSON_MAX_DEPTH 16
+#define HYPERTCP_JSON_MAX_DEPTH 10
 #endif
 
 /** Bytes read from the socket per run() call at most, so one huge frame

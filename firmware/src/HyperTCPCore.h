@@ -127,6 +127,14 @@ class HyperTCPCore {
   /** Like connect() but returns at once; run() opens the connection. */
   bool connectAsync(const char* token, const char* server, uint16_t port) {
     if (!token || !server) return false;
+    if (_want && port == _homePort && strcmp(token, _token) == 0 && strcmp(server, _home) == 0) {
+      // The same arguments while logged in or (re)connecting: carry on where
+      // we are, a REDIRECT target included. A sketch written for the original
+      // calls connect() whenever run() returns false, which during a redirect
+      // would otherwise send the device back to the server it was sent away from.
+      if (_state == STATE_DISCONNECTED) _nextAttemptAt = millis();  // asked for now: no backoff wait
+      return true;
+    }
     if (_state == STATE_CONNECTED || _state == STATE_AUTHENTICATED) closeConnection(HYPERTCP_REASON_USER);
     if (!copyString(_token, sizeof _token, token) || !copyString(_home, sizeof _home, server)) {
       _want = false;
@@ -592,7 +600,7 @@ class HyperTCPCore {
     const char* obj = js::skipWs(body, end);
     js::Span from, payload;
     // [HT-2.6] ignored unless `from` is a string and `payload` an object.
-    if (obj >= end || *obj != '{' || !js::isValue(body, len) || !js::findMember(obj, end, "from", from) ||
+    if (obj >= end || *obj != '{' || !js::isValue(body, len, kEnvelopeLevels) || !js::findMember(obj, end, "from", from) ||
         from.p[0] != '"' || !js::findMember(obj, end, "payload", payload) || payload.p[0] != '{') {
       reportDrop(HYPERTCP_DROP_MALFORMED);
       return;
@@ -630,7 +638,7 @@ class HyperTCPCore {
       const char* end = body + len;
       const char* obj = js::skipWs(body, end);
       js::Span server, portValue;
-      if (obj < end && *obj == '{' && js::isValue(body, len) && js::findMember(obj, end, "server", server) &&
+      if (obj < end && *obj == '{' && js::isValue(body, len, kEnvelopeLevels) && js::findMember(obj, end, "server", server) &&
           server.p[0] == '"') {
         bool portOk = true;
         if (js::findMember(obj, end, "port", portValue)) {
@@ -739,6 +747,10 @@ class HyperTCPCore {
   }
 
   // --- members -----------------------------------------------------------
+
+  /** An envelope (`{"from":…,"payload":…}`, a REDIRECT object) is one level
+   *  above the payload, which may nest HYPERTCP_JSON_MAX_DEPTH levels. */
+  static constexpr unsigned kEnvelopeLevels = HYPERTCP_JSON_MAX_DEPTH + 1;
 
   Transport& _transport;
   ProtocolState _state = STATE_DISCONNECTED;

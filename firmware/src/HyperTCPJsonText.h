@@ -113,8 +113,10 @@ inline const char* skipLiteral(const char* p, const char* e, const char* lit) {
 }
 
 /** `p` at the first byte of a value (no leading whitespace); returns the byte
- *  after it, or nullptr if it is not one well-formed JSON value. */
-inline const char* skipValue(const char* p, const char* e, unsigned depth = 0) {
+ *  after it, or nullptr if it is not one well-formed JSON value with at most
+ *  `levels` nested objects/arrays (ArduinoJson's nesting limit counts the
+ *  same way: 0 admits only a scalar, 1 a flat object). */
+inline const char* skipValue(const char* p, const char* e, unsigned levels = HYPERTCP_JSON_MAX_DEPTH) {
   if (p >= e) return nullptr;
   switch (*p) {
     case '"':
@@ -122,7 +124,7 @@ inline const char* skipValue(const char* p, const char* e, unsigned depth = 0) {
     case '{':
     case '[': {
       // Bounded recursion: a hostile body cannot exhaust the stack.
-      if (depth >= HYPERTCP_JSON_MAX_DEPTH) return nullptr;
+      if (levels == 0) return nullptr;
       const bool object = *p == '{';
       const char close = object ? '}' : ']';
       p = skipWs(p + 1, e);
@@ -135,7 +137,7 @@ inline const char* skipValue(const char* p, const char* e, unsigned depth = 0) {
           if (p >= e || *p != ':') return nullptr;
           p = skipWs(p + 1, e);
         }
-        p = skipValue(p, e, depth + 1);
+        p = skipValue(p, e, levels - 1);
         if (!p) return nullptr;
         p = skipWs(p, e);
         if (p >= e) return nullptr;
@@ -156,10 +158,10 @@ inline const char* skipValue(const char* p, const char* e, unsigned depth = 0) {
 }
 
 /** True when [p, p+n) is exactly one JSON value, optionally surrounded by
- *  whitespace. */
-inline bool isValue(const char* p, size_t n) {
+ *  whitespace, nested at most `levels` deep. */
+inline bool isValue(const char* p, size_t n, unsigned levels = HYPERTCP_JSON_MAX_DEPTH) {
   const char* e = p + n;
-  const char* q = skipValue(skipWs(p, e), e);
+  const char* q = skipValue(skipWs(p, e), e, levels);
   return q && skipWs(q, e) == e;
 }
 
@@ -286,7 +288,7 @@ inline bool findMember(const char* obj, const char* e, const char* key, Span& va
     p = skipWs(keyEnd, e);
     if (p >= e || *p != ':') return false;
     p = skipWs(p + 1, e);
-    const char* v = skipValue(p, e, 1);
+    const char* v = skipValue(p, e);
     if (!v) return false;
     if (stringEquals(k, key)) {
       value.p = p;

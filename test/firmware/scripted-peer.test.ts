@@ -378,6 +378,26 @@ describe('firmware library vs a scripted peer', function () {
       await dev.waitFor(new RegExp(`^LOGIN_OK i=0 host=127\\.0\\.0\\.1 port=${a.port}$`))
     })
 
+    it('keeps to the REDIRECT target when the sketch calls connect() again with the same arguments', async () => {
+      // The original's example calls connect(token, home, port) whenever run() returns false, which
+      // it does while the device moves to the new server.
+      const a = await startPeer()
+      const b = await startPeer()
+      const dev = startDevice({ connect: [`${LOCAL}:${a.port}:tok-1`] })
+      const a1 = await a.nextConnection()
+      await a1.acceptLogin()
+      await dev.waitFor(/^LOGIN_OK i=0/)
+      a1.write(frame(Cmd.REDIRECT, 3, JSON.stringify({ server: LOCAL, port: b.port })))
+      const b1 = await b.nextConnection()
+      await b1.nextOfType(Cmd.LOGIN)
+      const result = dev.command('connect 0', /^CONNECT_RESULT i=0 ok=(\d)$/)
+      b1.write(frame(Cmd.RESPONSE, 1, Buffer.from([200])))
+      expect((await result)[1]).to.equal('1')
+      await dev.command('state 0', new RegExp(`^STATE i=0 state=authenticated .* port=${b.port}$`))
+      await dev.command('server 0 {"at":"b"}', /^SENT i=0 id=1$/)
+      expect((await b1.nextOfType(Cmd.JSON_MESSAGE)).body.toString()).to.contain('"at":"b"')
+    })
+
     it('follows a REDIRECT sent instead of a login reply [HT-6.4], and ignores a malformed one', async () => {
       const a = await startPeer()
       const b = await startPeer()

@@ -104,7 +104,8 @@ void loop() {
     lastReading = millis();
 
     // Method 1: using JsonObject
-    DynamicJsonDocument doc(256);  // with ArduinoJson 7 you may write: JsonDocument doc;
+    // StaticJsonDocument<256> with ArduinoJson 6, JsonDocument with 7.
+    HyperTCPJsonDocument<256> doc;
     doc["temperature"] = 25.6;
     doc["uptime"] = millis() / 1000;
     myProtocol.sendMessage("server", doc.as<JsonObject>());
@@ -119,12 +120,12 @@ void loop() {
     lastBroadcast = millis();
 
     // Method 3: broadcast to all devices
-    DynamicJsonDocument broadcastDoc(256);
+    HyperTCPJsonDocument<256> broadcastDoc;
     broadcastDoc["notification"] = "System update available";
     myProtocol.broadcastMessage(broadcastDoc.as<JsonObject>());
 
     // Method 4: send directly to the server
-    DynamicJsonDocument serverDoc(256);
+    HyperTCPJsonDocument<256> serverDoc;
     serverDoc["status"] = "online";
     myProtocol.sendToServer(serverDoc.as<JsonObject>());
   }

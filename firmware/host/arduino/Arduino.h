@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <arpa/inet.h>  // htons() and friends, as lwip/def.h gives them on an ESP
+
 #include <chrono>
 #include <thread>
 
@@ -38,6 +40,29 @@ inline uint32_t micros() {
 
 inline void delay(uint32_t ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
 inline void yield() {}
+
+// GPIO, for sketches: a pin reads back what was last written to it; inputs
+// read HIGH (as with INPUT_PULLUP and nothing pressed); analog inputs read 0.
+constexpr uint8_t LOW = 0, HIGH = 1;
+constexpr uint8_t INPUT = 0, OUTPUT = 1, INPUT_PULLUP = 2;
+inline uint8_t* hostPins() {
+  static uint8_t pins[64];
+  return pins;
+}
+inline void pinMode(uint8_t pin, uint8_t mode) {
+  if (pin < 64 && mode != OUTPUT) hostPins()[pin] = HIGH;
+}
+inline void digitalWrite(uint8_t pin, uint8_t value) {
+  if (pin < 64) hostPins()[pin] = value ? HIGH : LOW;
+}
+inline int digitalRead(uint8_t pin) { return pin < 64 ? hostPins()[pin] : LOW; }
+inline uint16_t analogRead(uint8_t) { return 0; }
+
+/** Arduino's random(min, max): a value in [min, max). */
+inline long random(long howsmall, long howbig) {
+  return howsmall >= howbig ? howsmall : howsmall + static_cast<long>(rand() % (howbig - howsmall));
+}
+inline long random(long howbig) { return random(0, howbig); }
 
 /** Serial goes to stdout. */
 class HostSerial : public Print {

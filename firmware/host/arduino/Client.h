@@ -3,6 +3,7 @@
 #ifndef HYPERTCP_HOST_CLIENT_H
 #define HYPERTCP_HOST_CLIENT_H
 
+#include "Arduino.h"
 #include "IPAddress.h"
 #include "Print.h"
 
@@ -13,7 +14,30 @@ class Stream : public Print {
   virtual int peek() = 0;
   void setTimeout(unsigned long ms) { _timeout = ms; }
 
+  /** Like Arduino's: reads until `length` bytes or until no byte has come for
+   *  the timeout (1 s by default); returns how many were read. */
+  size_t readBytes(char* buffer, size_t length) {
+    size_t count = 0;
+    while (count < length) {
+      int c = timedRead();
+      if (c < 0) break;
+      buffer[count++] = static_cast<char>(c);
+    }
+    return count;
+  }
+  size_t readBytes(uint8_t* buffer, size_t length) { return readBytes(reinterpret_cast<char*>(buffer), length); }
+
  protected:
+  int timedRead() {
+    const uint32_t start = millis();
+    do {
+      int c = read();
+      if (c >= 0) return c;
+      delay(1);
+    } while (millis() - start < _timeout);
+    return -1;
+  }
+
   unsigned long _timeout = 1000;
 };
 

@@ -3,9 +3,12 @@
 #define HYPERTCP_HOST_IPADDRESS_H
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
-class IPAddress {
+#include "Print.h"
+
+class IPAddress : public Printable {
  public:
   IPAddress() : _b{0, 0, 0, 0} {}
   IPAddress(uint8_t a, uint8_t b, uint8_t c, uint8_t d) : _b{a, b, c, d} {}
@@ -23,6 +26,12 @@ class IPAddress {
       s = end + 1;
     }
     return true;
+  }
+
+ size_t printTo(Print& p) const override {
+    char text[16];
+    int n = snprintf(text, sizeof text, "%u.%u.%u.%u", _b[0], _b[1], _b[2], _b[3]);
+    return p.write(text, static_cast<size_t>(n));
   }
 
  private:

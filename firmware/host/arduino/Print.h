@@ -8,6 +8,15 @@
 #include <stdio.h>
 #include <string.h>
 
+class Print;
+
+/** Arduino's Printable: what Print::print() can print by itself (IPAddress). */
+class Printable {
+ public:
+  virtual ~Printable() {}
+  virtual size_t printTo(Print& p) const = 0;
+};
+
 class Print {
  public:
   virtual ~Print() {}
@@ -27,10 +36,11 @@ class Print {
   size_t print(long v) { return printf_("%ld", v); }
   size_t print(unsigned long v) { return printf_("%lu", v); }
   size_t print(double v, int digits = 2) { return printf_("%.*f", digits, v); }
+  size_t print(const Printable& v) { return v.printTo(*this); }
 
   size_t println() { return write("\r\n"); }
   template <typename T>
-  size_t println(T v) {
+  size_t println(const T& v) {
     size_t n = print(v);
     return n + println();
   }

@@ -36,18 +36,20 @@
  *   connect I              -> CONNECT_RESULT i=I ok=0|1  (blocking connect(), same arguments)
  *   quit                   -> BYE, then exit
  * End of stdin also ends the program, so it never outlives its test.
+ *
+ * Built with ArduinoJson on the include path, messages arrive through the
+ * JsonObject callbacks and what is sent goes through the JsonVariant
+ * overloads (text that does not parse still goes to the text ones).
  */
 #include <Arduino.h>
 #include <WiFiClient.h>
-#include <poll.h>
-#include <stdarg.h>
-#include <unistd.h>
 
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "HyperTCPProtocol.h"
+#include "line_io.h"
 
 // The names and numbers of the original header [HT-1.2].
 static_assert(HYPER_TCP_CMD_RESPONSE == 0 && HYPER_TCP_CMD_PING == 6 && HYPER_TCP_CMD_LOGIN == 29 &&
@@ -62,24 +64,6 @@ static_assert(HYPER_TCP_STATUS_SUCCESS == 200 && HYPER_TCP_STATUS_INVALID_TOKEN 
               "status numbers");
 
 namespace {
-
-__attribute__((format(printf, 1, 2))) void emit(const char* fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vprintf(fmt, ap);
-  va_end(ap);
-  fputc('\n', stdout);
-  fflush(stdout);  // the test reads line by line through a pipe
-}
-
-/** Text for one line: raw newlines/tabs (only ever whitespace between JSON
- *  tokens, since JSON strings cannot hold them raw) become spaces. */
-std::string oneLine(const char* s, size_t n) {
-  std::string out(s, n);
-  for (char& c : out)
-    if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-  return out;
-}
 
 const char* stateName(int s) {
   switch (s) {
@@ -127,6 +111,18 @@ class Device : public HyperTCPProtocol<Transport> {
     }
     emit("FRAME i=%d type=%u id=%u len=%u hex=%s", _index, type, msgId, length, hex.c_str());
   }
+#if defined(ARDUINOJSON_VERSION_MAJOR)
+  // Built with ArduinoJson: messages come through the JsonObject callbacks,
+  // shown as ArduinoJson serialises them.
+  void onMessageReceived(const char* from, JsonObject& payload) override { show("MSG", from, payload); }
+  void onBroadcastMessage(const char* from, JsonObject& payload) override { show("BCAST", from, payload); }
+
+  void show(const char* event, const char* from, JsonObject payload) {
+    std::string text(measureJson(payload) + 1, '\0');
+    const size_t n = serializeJson(payload, &text[0], text.size());
+    emit("%s i=%d from=%s payload=%s", event, _index, oneLine(from, strlen(from)).c_str(), oneLine(text.c_str(), n).c_str());
+  }
+#else
   void onMessageText(const char* from, const char* payload, size_t length) override {
     emit("MSG i=%d from=%s payload=%s", _index, oneLine(from, strlen(from)).c_str(),
          oneLine(payload, length).c_str());
@@ -135,6 +131,7 @@ class Device : public HyperTCPProtocol<Transport> {
     emit("BCAST i=%d from=%s payload=%s", _index, oneLine(from, strlen(from)).c_str(),
          oneLine(payload, length).c_str());
   }
+#endif
 
  private:
   int _index;
@@ -221,13 +218,21 @@ bool command(std::string line) {
   }
   const int i = atoi(indexWord.c_str());
   Device& d = slot->device;
-  if (cmd == "send") {
-    std::string target = word(rest);
-    reportSend(i, d.sendMessage(target.c_str(), rest.c_str()), d);
-  } else if (cmd == "server") {
-    reportSend(i, d.sendToServer(rest.c_str()), d);
-  } else if (cmd == "bcast") {
-    reportSend(i, d.broadcastMessage(rest.c_str()), d);
+  if (cmd == "send" || cmd == "server" || cmd == "bcast") {
+    std::string target = cmd == "send" ? word(rest) : std::string("server");
+#if defined(ARDUINOJSON_VERSION_MAJOR)
+    // What parses is sent through the ArduinoJson API, as a JsonVariant;
+    // the rest as text (which the library refuses if it is not JSON).
+    HyperTCPJsonDocument<4096> doc;
+    if (!deserializeJson(doc, rest)) {
+      JsonVariant value = doc.as<JsonVariant>();
+      const bool ok = cmd == "bcast" ? d.broadcastMessage(value) : d.sendMessage(target.c_str(), value);
+      reportSend(i, ok, d);
+      return true;
+    }
+#endif
+    const bool ok = cmd == "bcast" ? d.broadcastMessage(rest.c_str()) : d.sendMessage(target.c_str(), rest.c_str());
+    reportSend(i, ok, d);
   } else if (cmd == "raw") {
     uint32_t type = number(word(rest).c_str());
     std::vector<uint8_t> body;
@@ -328,23 +333,9 @@ int main(int argc, char** argv) {
 
   // The sketch's loop(): run every instance, then wait up to 2 ms for a
   // command (this wait is the loop's delay()).
-  std::string pending;
+  LineReader input;
   for (;;) {
     for (auto& s : slots) s->device.run();
-    pollfd p = {0, POLLIN, 0};
-    if (poll(&p, 1, 2) <= 0) continue;
-    char buf[4096];
-    ssize_t n = read(0, buf, sizeof buf);
-    if (n <= 0) break;  // stdin closed: the test is gone
-    pending.append(buf, static_cast<size_t>(n));
-    size_t nl;
-    while ((nl = pending.find('\n')) != std::string::npos) {
-      std::string line = pending.substr(0, nl);
-      pending.erase(0, nl + 1);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (line.empty()) continue;
-      if (!command(line)) return 0;
-    }
+    if (!input.poll(2, command)) return 0;
   }
-  return 0;
 }

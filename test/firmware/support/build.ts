@@ -69,8 +69,22 @@ async function build(): Promise<FirmwareBuild> {
 }
 
 function compile(source: string, output: string, extra: string[]): Promise<void> {
+  return gxx([...CXXFLAGS, ...extra, source, '-o', output]).then(() => undefined)
+}
+
+/** One diagnostic g++ printed: where it points, and what it says. */
+export interface Diagnostic {
+  file: string
+  line: number
+  kind: 'warning' | 'error'
+  text: string
+}
+
+const DIAGNOSTIC = /^(.+?):(\d+):\d+: (warning|error): (.*)$/gm
+
+/** Runs g++; resolves with the diagnostics it printed, rejects (with them) if it fails. */
+export function gxx(args: string[]): Promise<Diagnostic[]> {
   return new Promise((resolve, reject) => {
-    const args = [...CXXFLAGS, ...extra, source, '-o', output]
     const child = spawn('g++', args, { stdio: ['ignore', 'ignore', 'pipe'] })
     let stderr = ''
     child.stderr.setEncoding('utf8')
@@ -79,8 +93,19 @@ function compile(source: string, output: string, extra: string[]): Promise<void>
     })
     child.on('error', reject)
     child.on('close', (code) => {
-      if (code === 0) resolve()
-      else reject(new Error(`g++ ${args.join(' ')}\nexited with ${code}:\n${stderr}`))
+      if (code !== 0) {
+        reject(new Error(`g++ ${args.join(' ')}\nexited with ${code}:\n${stderr}`))
+        return
+      }
+      const found: Diagnostic[] = []
+      for (const m of stderr.matchAll(DIAGNOSTIC))
+        found.push({
+          file: path.resolve(m[1]!),
+          line: Number(m[2]),
+          kind: m[3] as Diagnostic['kind'],
+          text: m[4]!,
+        })
+      resolve(found)
     })
   })
 }

@@ -109,6 +109,12 @@ export class DeviceProcess {
     clearTimeout(timer)
   }
 
+  /** Waits for the program to end by itself; resolves with every line it printed. */
+  async finish(): Promise<string[]> {
+    await this.exited
+    return [...this.lines.history]
+  }
+
   /** True if the program is still running. */
   get running(): boolean {
     return this.exitInfo === undefined
