@@ -30,7 +30,7 @@ export interface GatewayStats {
   delivered: number
   /** MQTT messages not delivered to a device: not JSON, over the device's limit, or queue full. */
   dropped: number
-  /** The same by why: `not_json`, `too_large`, `not_reading`, `oversize` (refused unread from the broker). */
+  /** The same by why: `not_json`, `too_large`, `too_many_members`, `not_reading`, `oversize` (refused unread from the broker). */
   droppedBy: Record<string, number>
   /** RESPONSE frames the devices sent to acknowledge the gateway's frames ([HT-3.6]). */
   deviceAcks: number

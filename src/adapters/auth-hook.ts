@@ -1,5 +1,6 @@
 import type { ExternalAuth } from '../auth/external.js'
 import { type AuthResult, digest, type ExternalGrant, externalIdentity } from '../auth/registry.js'
+import { isIntegerIn } from '../config/messages.js'
 import { type Logger, LogThrottle } from '../log.js'
 import { Status } from '../protocol/constants.js'
 import { isValidTopicLevel } from '../protocol/ids.js'
@@ -147,7 +148,10 @@ export class AuthHook implements ExternalAuth {
   }
 }
 
-/** `{"allow": true, "deviceId", "username"?, "allowTargets"?, "allowBroadcast"?}` or `{"allow": false}`. */
+/**
+ * `{"allow": true, "deviceId", "username"?, "allowTargets"?, "allowBroadcast"?, "maxDownlinkSize"?,
+ * "maxDownlinkMembers"?}` or `{"allow": false}`.
+ */
 function readAnswer(answer: unknown): ExternalGrant | 'refused' | undefined {
   if (typeof answer !== 'object' || answer === null) return undefined
   const a = answer as Record<string, unknown>
@@ -158,11 +162,16 @@ function readAnswer(answer: unknown): ExternalGrant | 'refused' | undefined {
   if (targets !== undefined && !(Array.isArray(targets) && targets.every((t) => typeof t === 'string')))
     return undefined
   if (a.allowBroadcast !== undefined && typeof a.allowBroadcast !== 'boolean') return undefined
+  const { maxDownlinkSize: size, maxDownlinkMembers: members } = a
+  if (size !== undefined && !isIntegerIn(size, 16, 65_535)) return undefined
+  if (members !== undefined && !isIntegerIn(members, 0, 65_535)) return undefined
   return {
     deviceId: a.deviceId,
     ...(a.username === undefined ? {} : { username: a.username as string }),
     ...(targets === undefined ? {} : { allowTargets: targets as string[] }),
     ...(a.allowBroadcast === undefined ? {} : { allowBroadcast: a.allowBroadcast }),
+    ...(size === undefined ? {} : { maxDownlinkSize: size }),
+    ...(members === undefined ? {} : { maxDownlinkMembers: members }),
   }
 }
 

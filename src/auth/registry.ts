@@ -18,6 +18,16 @@ export interface DeviceEntry {
   readonly allowTargets?: readonly string[]
   /** Whether it may broadcast. Default true. */
   readonly allowBroadcast?: boolean
+  /** Largest frame body sent to it, bytes (at most the gateway's `maxDownlinkSize`). */
+  readonly maxDownlinkSize?: number
+  /** Most members and elements a downlink's payload may hold, counted at every depth. */
+  readonly maxDownlinkMembers?: number
+}
+
+/** What a device can take, where its registry entry or the auth hook says (else the gateway's limits). */
+export interface DownlinkLimits {
+  readonly maxDownlinkSize?: number
+  readonly maxDownlinkMembers?: number
 }
 
 /** Who a logged-in connection is, and what it may reach. */
@@ -31,6 +41,8 @@ export interface Identity {
   readonly mayBroadcast: boolean
   /** Granted by the external auth hook (`authUrl`), not by the registry: a registry reload leaves it be. */
   readonly external?: boolean
+  /** Its own downlink limits, if it has any. */
+  readonly downlink?: DownlinkLimits
 }
 
 export type AuthResult =
@@ -48,6 +60,17 @@ interface Grant {
   readonly ids: ReadonlySet<string>
   readonly mayMessage: (targetId: string) => boolean
   readonly mayBroadcast: boolean
+  readonly downlink: DownlinkLimits | undefined
+}
+
+/** The limits an entry or a grant sets, or undefined when it sets none. */
+function downlinkLimits(from: DownlinkLimits): DownlinkLimits | undefined {
+  const { maxDownlinkSize, maxDownlinkMembers } = from
+  if (maxDownlinkSize === undefined && maxDownlinkMembers === undefined) return undefined
+  return {
+    ...(maxDownlinkSize === undefined ? {} : { maxDownlinkSize }),
+    ...(maxDownlinkMembers === undefined ? {} : { maxDownlinkMembers }),
+  }
 }
 
 const ANY = () => true
@@ -58,6 +81,10 @@ function targetMatcher(patterns: readonly string[] | undefined): (targetId: stri
   const exact = new Set(patterns.filter((p) => !p.endsWith('*')))
   const prefixes = patterns.filter((p) => p.endsWith('*')).map((p) => p.slice(0, -1))
   return (id) => exact.has(id) || prefixes.some((p) => id.startsWith(p))
+}
+
+function withDownlink(downlink: DownlinkLimits | undefined): { downlink?: DownlinkLimits } {
+  return downlink === undefined ? {} : { downlink }
 }
 
 /** A token's SHA-256 digest: what the gateway keeps instead of the token. */
@@ -71,6 +98,8 @@ export interface ExternalGrant {
   readonly username?: string
   readonly allowTargets?: readonly string[]
   readonly allowBroadcast?: boolean
+  readonly maxDownlinkSize?: number
+  readonly maxDownlinkMembers?: number
 }
 
 /** The identity of a device the external auth hook let in. */
@@ -82,6 +111,7 @@ export function externalIdentity(grant: ExternalGrant, tokenDigest: string): Ide
     mayMessage: targetMatcher(grant.allowTargets),
     mayBroadcast: grant.allowBroadcast ?? true,
     external: true,
+    ...withDownlink(downlinkLimits(grant)),
   }
 }
 
@@ -101,6 +131,7 @@ export class DeviceRegistry {
         ids: new Set([d.id, ...(d.allowedIds ?? [])]),
         mayMessage: targetMatcher(d.allowTargets),
         mayBroadcast: d.allowBroadcast ?? true,
+        downlink: downlinkLimits(d),
       }
       this.byDigest.set(digest(d.token), grant)
       for (const id of grant.ids) this.usernames.set(id, grant.username)
@@ -127,7 +158,17 @@ export class DeviceRegistry {
     const deviceId = claimedId ?? grant.id
     if (!grant.ids.has(deviceId)) return { ok: false, status: Status.NOT_ALLOWED, reason: 'not_allowed' }
     const { username, mayMessage, mayBroadcast } = grant
-    return { ok: true, identity: { deviceId, username, tokenDigest, mayMessage, mayBroadcast } }
+    return {
+      ok: true,
+      identity: {
+        deviceId,
+        username,
+        tokenDigest,
+        mayMessage,
+        mayBroadcast,
+        ...withDownlink(grant.downlink),
+      },
+    }
   }
 
   /**

@@ -15,7 +15,13 @@ import { FlapGuard } from '../limits/flap-guard.js'
 import { TokenBucket } from '../limits/token-bucket.js'
 import { type Logger, LogThrottle } from '../log.js'
 import { Cmd, Status } from '../protocol/constants.js'
-import { envelopePrefix, type LoginRequest, parseControl, parseDownlink } from '../protocol/messages.js'
+import {
+  countMembers,
+  envelopePrefix,
+  type LoginRequest,
+  parseControl,
+  parseDownlink,
+} from '../protocol/messages.js'
 import { compileTemplate, gatewayStatusTopic, type TopicTemplate } from '../protocol/topics.js'
 import type { Session } from '../session/session.js'
 import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../session/types.js'
@@ -565,7 +571,7 @@ export class Bridge implements SessionHost {
       })
       return
     }
-    this.deliver(device.session, Cmd.JSON_MESSAGE, downlink.body)
+    this.deliver(device.session, Cmd.JSON_MESSAGE, downlink.body, downlink.payload)
   }
 
   /** [HT-5.3] To every device here except the sender. The body is shared, not copied per device. */
@@ -589,11 +595,24 @@ export class Bridge implements SessionHost {
     }
     const body = typeof downlink.body === 'string' ? Buffer.from(downlink.body) : downlink.body
     for (const [id, device] of this.devices) {
-      if (id !== downlink.from) this.deliver(device.session, Cmd.BROADCAST, body)
+      if (id !== downlink.from) this.deliver(device.session, Cmd.BROADCAST, body, downlink.payload)
     }
   }
 
-  private deliver(session: Session, type: number, body: Buffer | string): void {
+  /** `payload`: the parsed payload of a JSON message, counted against the device's member limit. */
+  private deliver(session: Session, type: number, body: Buffer | string, payload?: unknown): void {
+    const maxMembers = session.maxDownlinkMembers
+    if (maxMembers !== undefined && payload !== undefined && session.state === 'online') {
+      const members = countMembers(payload, maxMembers)
+      if (members > maxMembers) {
+        this.countDrop('too_many_members')
+        this.throttle.warn('deliver_too_many_members', 'message to device dropped', {
+          deviceId: session.deviceId,
+          reason: `more than ${maxMembers} members and elements (the device's maxDownlinkMembers)`,
+        })
+        return
+      }
+    }
     const result = session.deliver(type, body)
     if (result === 'ok') {
       this.stats.delivered++
@@ -606,7 +625,7 @@ export class Bridge implements SessionHost {
       deviceId: session.deviceId,
       reason:
         result === 'too_large'
-          ? `over the ${this.config.maxDownlinkSize}-byte downlink limit`
+          ? `over the ${session.maxDownlinkSize}-byte downlink limit`
           : 'device is not reading',
     })
   }

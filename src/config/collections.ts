@@ -9,7 +9,7 @@ import { ConfigError } from '../errors.js'
 import { Cmd } from '../protocol/constants.js'
 import { isValidTopicLevel } from '../protocol/ids.js'
 import { compileTemplate, TemplateError } from '../protocol/topics.js'
-import { bad, isRecord, suggest } from './messages.js'
+import { bad, isIntegerIn, isRecord, suggest } from './messages.js'
 import type { TopicsConfig } from './settings.js'
 
 /** The fields of a `devices` entry. */
@@ -20,6 +20,10 @@ export const DEVICE_FIELDS = {
   allowedIds: 'further ids the JSON login form may claim with this token',
   allowTargets: 'devices it may message directly: ids, or prefixes ending in `*`; default: any',
   allowBroadcast: 'whether it may broadcast; default true',
+  maxDownlinkSize:
+    "largest frame body sent to it, bytes (16 to the gateway's maxDownlinkSize); a larger message is dropped, counted and logged; default: maxDownlinkSize",
+  maxDownlinkMembers:
+    'most members and elements a downlink payload may hold, counted at every depth (0 to 65535); a message with more is dropped, counted and logged; default: no limit. For the original header on ArduinoJson 6, see the README',
 } as const
 
 /** [HT-5.6] A command type the protocol does not define, carried raw between devices and MQTT. */
@@ -75,6 +79,11 @@ export function checkDevices(key: string, value: unknown): DeviceEntry[] {
     if (allowBroadcast !== undefined && typeof allowBroadcast !== 'boolean') {
       throw bad(`${at}.allowBroadcast`, 'true or false', allowBroadcast)
     }
+    const { maxDownlinkSize, maxDownlinkMembers } = entry
+    if (maxDownlinkSize !== undefined && !isIntegerIn(maxDownlinkSize, 16, 65_535))
+      throw bad(`${at}.maxDownlinkSize`, 'a whole number of bytes from 16 to 65535', maxDownlinkSize)
+    if (maxDownlinkMembers !== undefined && !isIntegerIn(maxDownlinkMembers, 0, 65_535))
+      throw bad(`${at}.maxDownlinkMembers`, 'a whole number from 0 to 65535', maxDownlinkMembers)
     const dup = ids.get(id)
     if (dup !== undefined) throw new ConfigError(`${at}.id`, `"${id}" is already the id of ${key}[${dup}]`)
     const dupToken = tokens.get(token)
@@ -88,6 +97,8 @@ export function checkDevices(key: string, value: unknown): DeviceEntry[] {
       ...(extra.length === 0 ? {} : { allowedIds: extra }),
       ...(allowTargets === undefined ? {} : { allowTargets: targets }),
       ...(allowBroadcast === undefined ? {} : { allowBroadcast }),
+      ...(maxDownlinkSize === undefined ? {} : { maxDownlinkSize: maxDownlinkSize as number }),
+      ...(maxDownlinkMembers === undefined ? {} : { maxDownlinkMembers: maxDownlinkMembers as number }),
     }
   })
 }

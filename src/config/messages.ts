@@ -17,6 +17,11 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
 }
 
 /** ` (did you mean "port"?)` for a near miss, else ''. */
+/** A whole number from `min` to `max`. */
+export function isIntegerIn(value: unknown, min: number, max: number): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max
+}
+
 export function suggest(key: string, known: readonly string[]): string {
   const lower = key.toLowerCase()
   let best: string | undefined

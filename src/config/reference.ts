@@ -96,7 +96,7 @@ export function renderReference(): string {
     '',
     '| The hook answers | The device gets |',
     '| --- | --- |',
-    '| 200 `{"allow": true, "deviceId": "…", "username"?: "…", "allowTargets"?: […], "allowBroadcast"?: bool}` | logged in with that identity (the fields mean what they mean in `devices`) |',
+    '| 200 `{"allow": true, "deviceId": "…", "username"?: "…", "allowTargets"?: […], "allowBroadcast"?: bool, "maxDownlinkSize"?: n, "maxDownlinkMembers"?: n}` | logged in with that identity (the fields mean what they mean in `devices`) |',
     '| 200 `{"allow": false}`, or 401, or 403 | INVALID_TOKEN (9), closed (`invalid_token`); counts towards the address\'s ban |',
     '| no answer within `authTimeout`, a connection error, a 5xx, anything else | SERVER_ERROR (19), closed (`auth_unavailable`): the device tries again |',
     '',

@@ -58,7 +58,13 @@ export function redirectBody(server: string, port: number): string {
 
 /** A message from MQTT made ready for a device, or why it cannot be delivered. */
 export type Downlink =
-  | { readonly ok: true; readonly from: string; readonly body: Buffer | string }
+  | {
+      readonly ok: true
+      readonly from: string
+      readonly body: Buffer | string
+      /** The parsed payload (to count its members against a device's limit). */
+      readonly payload: unknown
+    }
   | { readonly ok: false; readonly reason: string }
 
 /**
@@ -79,14 +85,34 @@ export function parseDownlink(message: Buffer): Downlink {
     return { ok: false, reason: 'message is not JSON' }
   }
   if (isPlainObject(value) && 'payload' in value) {
-    if (typeof value.from === 'string') return { ok: true, from: value.from, body: message }
+    const payload = value.payload
+    if (typeof value.from === 'string') return { ok: true, from: value.from, body: message, payload }
     if (value.from === undefined) {
       // Keep the sender's bytes; only the `from` member is new.
       const brace = text.indexOf('{')
-      return { ok: true, from: 'server', body: `{"from":"server",${text.slice(brace + 1)}` }
+      return { ok: true, from: 'server', body: `{"from":"server",${text.slice(brace + 1)}`, payload }
     }
   }
-  return { ok: true, from: 'server', body: `{"from":"server","payload":${text.trim()}}` }
+  return { ok: true, from: 'server', body: `{"from":"server","payload":${text.trim()}}`, payload: value }
+}
+
+/**
+ * Object members and array elements of a parsed JSON value, at every depth — the slots an
+ * ArduinoJson 6 document spends on it. Counting stops past `limit` (the answer is then some
+ * number above it). Iterative: a deeply nested value cannot exhaust the stack.
+ */
+export function countMembers(value: unknown, limit = Number.POSITIVE_INFINITY): number {
+  let count = 0
+  const pending: unknown[] = [value]
+  while (pending.length > 0) {
+    const v = pending.pop()
+    if (v === null || typeof v !== 'object') continue
+    const children = Array.isArray(v) ? v : Object.values(v)
+    count += children.length
+    if (count > limit) return count
+    for (const child of children) if (child !== null && typeof child === 'object') pending.push(child)
+  }
+  return count
 }
 
 /** A ctl-topic command ([HT-5.5]). */

@@ -340,8 +340,15 @@ export class Session implements HandlerContext, OutputOwner {
     return this.options.throttle
   }
 
+  /** Largest body sent to this device: the gateway's limit, or its own if it has a smaller one. */
   get maxDownlinkSize(): number {
-    return this.options.maxDownlinkSize
+    const own = this._identity?.downlink?.maxDownlinkSize
+    return own !== undefined && own < this.options.maxDownlinkSize ? own : this.options.maxDownlinkSize
+  }
+
+  /** Most members and elements a payload sent to this device may hold, if it has a limit. */
+  get maxDownlinkMembers(): number | undefined {
+    return this._identity?.downlink?.maxDownlinkMembers
   }
 
   get idCharset(): IdCharset {
@@ -506,7 +513,7 @@ export class Session implements HandlerContext, OutputOwner {
   deliver(type: number, body: Buffer | string): DeliverResult {
     if (this.state !== 'online') return 'not_online'
     const size = typeof body === 'string' ? Buffer.byteLength(body) : body.length
-    if (size > this.options.maxDownlinkSize) return 'too_large'
+    if (size > this.maxDownlinkSize) return 'too_large'
     const queued = this.socket.writableLength
     if (queued > this.options.maxWriteQueue) return 'queue_full'
     // Broadcasts get half the write queue: however many arrive, they never push out the

@@ -6,11 +6,18 @@
  */
 import { expect } from 'chai'
 import type { Gateway, GatewayOptions } from '../../src/index.js'
-import { BROKER_ADMIN, PEER_GATEWAY, startGateway } from '../helpers/gateway.js'
+import { BROKER_ADMIN, DEVICES, PEER_GATEWAY, startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
 import { DeviceProcess } from './support/device.js'
-import { ARDUINOJSON, requireVendor, type VendorPrograms, vendorPrograms } from './support/vendor.js'
+import {
+  ARDUINOJSON,
+  missing32,
+  originalDevice32,
+  requireVendor,
+  type VendorPrograms,
+  vendorPrograms,
+} from './support/vendor.js'
 
 const LOCAL = '127.0.0.1'
 
@@ -188,4 +195,66 @@ describe('the original header, unchanged, against the gateway', function () {
       })
     })
   }
+
+  describe('with ArduinoJson 6 on a 32-bit build (the slots of an ESP32/ESP8266)', () => {
+    // The README's table (bench/tools/original-limits.ts measures it): the original parses every
+    // message into a 512-byte document, 16 bytes a slot, two of them for the envelope.
+    const ACCEPTED = 30
+    let binary: string
+    before(async function () {
+      this.timeout(120000)
+      const missing = await missing32()
+      if (missing) {
+        if (process.env.HTGW_REQUIRE_TOOLS) throw new Error(`required: ${missing}`)
+        console.log(`    32-bit tests skipped: ${missing}`)
+        this.skip()
+      }
+      binary = (await originalDevice32()).output
+    })
+    const cleanups: Array<() => Promise<unknown>> = []
+    afterEach(async () => {
+      for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+    })
+
+    const members = (n: number) =>
+      JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, k) => [`k${k}`, k])))
+
+    it(`takes ${ACCEPTED} members and silently drops ${ACCEPTED + 1}; with maxDownlinkMembers the gateway drops it instead, counted`, async () => {
+      const gw = await startGateway({
+        devices: [...DEVICES, { id: 'aj6-1', token: 'tok-aj6', maxDownlinkMembers: ACCEPTED }],
+      })
+      cleanups.push(() => gw.close())
+      const w = await MqttWatcher.connect(gw.mqttUrl, [], PEER_GATEWAY)
+      cleanups.push(() => w.end())
+      const start = (token: string) => {
+        const d = DeviceProcess.run(binary, [LOCAL, String(gw.port), token])
+        cleanups.push(() => d.stop())
+        return d
+      }
+      const plain = start('tok-1')
+      const limited = start('tok-aj6')
+      await Promise.all([plain.waitFor(/^CONNECT_RESULT ok=1$/), limited.waitFor(/^CONNECT_RESULT ok=1$/)])
+      await waitUntil(() => gw.stats().online === 2, 'both online')
+      const next = async (d: DeviceProcess) =>
+        JSON.parse((await d.waitFor(/^MSG from=server payload=(.*)$/))[1]!)
+
+      // Without a limit: the gateway sends both, the device gets one (and acknowledges both).
+      await w.publish('hypertcp/dev-1/dn', members(ACCEPTED))
+      expect(Object.keys(await next(plain))).to.have.length(ACCEPTED)
+      const delivered = gw.stats().delivered
+      await w.publish('hypertcp/dev-1/dn', members(ACCEPTED + 1))
+      await w.publish('hypertcp/dev-1/dn', '{"after":1}')
+      expect(await next(plain)).to.deep.equal({ after: 1 })
+      expect(gw.stats().delivered).to.equal(delivered + 2)
+
+      // With maxDownlinkMembers: what the device would drop is not sent, and counted as dropped.
+      const dropped = gw.stats().droppedBy.too_many_members ?? 0
+      await w.publish('hypertcp/aj6-1/dn', members(ACCEPTED))
+      expect(Object.keys(await next(limited))).to.have.length(ACCEPTED)
+      await w.publish('hypertcp/aj6-1/dn', members(ACCEPTED + 1))
+      await w.publish('hypertcp/aj6-1/dn', '{"after":2}')
+      expect(await next(limited)).to.deep.equal({ after: 2 })
+      expect(gw.stats().droppedBy.too_many_members).to.equal(dropped + 1)
+    })
+  })
 })

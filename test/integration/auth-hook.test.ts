@@ -3,7 +3,7 @@ import { expect } from 'chai'
 import type { Gateway } from '../../src/gateway/gateway.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
 import { captureLogger } from '../helpers/capture-logger.js'
-import { startGateway } from '../helpers/gateway.js'
+import { BROKER_ADMIN, startGateway } from '../helpers/gateway.js'
 import { Inbox, waitUntil } from '../helpers/inbox.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
 import { freePort } from '../helpers/net.js'
@@ -127,6 +127,32 @@ describe("external auth hook (authUrl): what the user's service answers decides 
     } finally {
       await watcher.end()
     }
+  })
+
+  it('applies the downlink limits the hook gives (maxDownlinkMembers, maxDownlinkSize)', async () => {
+    hook.answer = () => ({
+      status: 200,
+      body: { allow: true, deviceId: 'hook-small', maxDownlinkMembers: 2, maxDownlinkSize: 100 },
+    })
+    const watcher = await MqttWatcher.connect(gw.mqttUrl, [], BROKER_ADMIN)
+    try {
+      const { client, status } = await login('hook-limits-1')
+      expect(status).to.equal(Status.SUCCESS)
+      await watcher.publish('hypertcp/hook-small/dn', '{"a":1,"b":2,"c":3}')
+      await watcher.publish('hypertcp/hook-small/dn', JSON.stringify({ s: 'x'.repeat(100) }))
+      await watcher.publish('hypertcp/hook-small/dn', '{"a":1,"b":2}')
+      const f = await client.frames.take((x) => x.type === Cmd.JSON_MESSAGE)
+      expect(JSON.parse(f.text)).to.deep.equal({ from: 'server', payload: { a: 1, b: 2 } })
+      expect(gw.stats().droppedBy).to.deep.include({ too_many_members: 1, too_large: 1 })
+    } finally {
+      await watcher.end()
+    }
+  })
+
+  it('refuses a hook answer with a bad downlink limit as a bad answer (SERVER_ERROR)', async () => {
+    hook.answer = () => ({ status: 200, body: { allow: true, deviceId: 'hook-bad', maxDownlinkMembers: -1 } })
+    const { status } = await login('hook-limits-bad')
+    expect(status).to.equal(Status.SERVER_ERROR)
   })
 
   it('refuses what the hook refuses (allow false, 401, 403) with INVALID_TOKEN', async () => {

@@ -124,6 +124,16 @@ describe('config: errors name the key and what was expected', () => {
       { devices: [{ id: 'a', token: 't', allowTargets: ['x/y'] }] },
       'test: devices[0].allowTargets[0]',
     ],
+    [
+      'a device maxDownlinkSize under 16',
+      { devices: [{ id: 'a', token: 't', maxDownlinkSize: 8 }] },
+      'test: devices[0].maxDownlinkSize',
+    ],
+    [
+      'a fractional maxDownlinkMembers',
+      { devices: [{ id: 'a', token: 't', maxDownlinkMembers: 2.5 }] },
+      'test: devices[0].maxDownlinkMembers',
+    ],
     ['bad CIDR', { denyCidrs: ['10.0.0.0/8', '300.1.1.1'] }, 'test: denyCidrs[1]'],
     ['CIDRs not a list', { allowCidrs: 7 }, 'test: allowCidrs'],
     ['bad overflowRedirect', { overflowRedirect: 'gw2' }, 'test: overflowRedirect'],
@@ -206,6 +216,7 @@ describe('device registry [HT-3.2] [HT-3.3]', () => {
     { id: 'dev-1', token: 'tok-1' },
     { id: 'dev-2', token: 'tok-2', username: 'owner', allowedIds: ['dev-2b'] },
     { id: 'dev-3', token: 'tok-3', allowTargets: ['relay-1', 'sensor-*'], allowBroadcast: false },
+    { id: 'dev-4', token: 'tok-4', maxDownlinkMembers: 30 },
   ])
   const who = (r: ReturnType<DeviceRegistry['authenticate']>) =>
     r.ok ? { deviceId: r.identity.deviceId, username: r.identity.username } : r
@@ -219,6 +230,15 @@ describe('device registry [HT-3.2] [HT-3.3]', () => {
       deviceId: 'dev-2',
       username: 'owner',
     })
+  })
+
+  it("gives a device its entry's downlink limits, and none to a device without", () => {
+    const limits = (token: string) => {
+      const r = registry.authenticate(token, undefined)
+      return r.ok ? r.identity.downlink : 'refused'
+    }
+    expect(limits('tok-4')).to.deep.equal({ maxDownlinkMembers: 30 })
+    expect(limits('tok-1')).to.equal(undefined)
   })
 
   it('honours a claimed id only when the token allows it', () => {

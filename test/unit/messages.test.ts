@@ -4,6 +4,7 @@ import { Status } from '../../src/protocol/constants.js'
 import { parseEnvelope } from '../../src/protocol/envelope.js'
 import { isValidTopicLevel } from '../../src/protocol/ids.js'
 import {
+  countMembers,
   envelopePrefix,
   isJsonPing,
   parseControl,
@@ -168,5 +169,34 @@ describe('messages: no input makes a parser throw (property)', () => {
       }),
       { numRuns: 2000 },
     )
+  })
+})
+
+describe('messages: countMembers (the slots an ArduinoJson 6 document spends)', () => {
+  it('counts object members and array elements at every depth, scalars as nothing', () => {
+    expect(countMembers(7)).to.equal(0)
+    expect(countMembers({})).to.equal(0)
+    expect(countMembers({ a: 1, b: 'x', c: null })).to.equal(3)
+    expect(countMembers({ v: [0, 0, 0] })).to.equal(4)
+    expect(countMembers({ a: { b: { c: [1, { d: 2 }] } } })).to.equal(6)
+  })
+
+  it('stops past the limit, and copes with nesting that would exhaust a recursive walk', () => {
+    const wide = Array.from({ length: 10_000 }, () => 1)
+    expect(countMembers(wide, 30)).to.be.above(30)
+    let deep: unknown = 1
+    for (let k = 0; k < 100_000; k++) deep = [deep]
+    expect(countMembers(deep)).to.equal(100_000)
+  })
+
+  it('is given the payload by parseDownlink, whichever form the message has', () => {
+    const payload = (text: string) => {
+      const d = parseDownlink(Buffer.from(text))
+      return d.ok ? d.payload : d.reason
+    }
+    expect(payload('{"k":1}')).to.deep.equal({ k: 1 })
+    expect(payload('{"from":"app","payload":{"k":2}}')).to.deep.equal({ k: 2 })
+    expect(payload('{"payload":[3]}')).to.deep.equal([3])
+    expect(payload('[4]')).to.deep.equal([4])
   })
 })

@@ -44,6 +44,8 @@ export interface HostBuild {
   /** Compile only (-c): for examples, which have no main(). */
   objectOnly?: boolean
   sanitize?: boolean
+  /** A 32-bit build (-m32), whose ArduinoJson slots have the size they have on an ESP32/ESP8266. */
+  m32?: boolean
   defines?: string[]
 }
 
@@ -95,12 +97,33 @@ export async function hostBuild(build: HostBuild): Promise<Built> {
     '-DARDUINOJSON_ENABLE_ARDUINO_PRINT=1',
     ...(build.defines ?? []).map((d) => `-D${d}`),
     ...(build.sanitize ? SANITIZE : []),
+    ...(build.m32 ? ['-m32'] : []),
     ...(build.objectOnly ? ['-c'] : []),
     source,
     '-o',
     output,
   ]
   return { output, diagnostics: await gxx(args) }
+}
+
+let m32: Promise<string | undefined> | undefined
+
+/** Why g++ cannot build 32-bit programs here (-m32 needs g++-multilib), or undefined if it can. */
+export function missing32(): Promise<string | undefined> {
+  m32 ??= (async () => {
+    const source = path.join(buildDir(), 'm32-check.cpp')
+    fs.writeFileSync(
+      source,
+      '#include <string>\nint main() { return std::string("ok").size() == 2 ? 0 : 1; }\n',
+    )
+    try {
+      await gxx(['-m32', source, '-o', path.join(buildDir(), 'm32-check')])
+      return undefined
+    } catch {
+      return 'g++ cannot build 32-bit programs (apt-get install g++-multilib)'
+    }
+  })()
+  return m32
 }
 
 /** Diagnostics that point into firmware/ (those of the vendored code are not ours to fix). */
@@ -224,4 +247,17 @@ async function buildAll(aj: ArduinoJsonVersion): Promise<VendorPrograms> {
     specs.map((spec) => () => hostBuild({ ...spec, arduinoJson: aj })),
   )
   return Object.fromEntries(names.map((name, k) => [name, built[k]!])) as unknown as VendorPrograms
+}
+
+let original32: Promise<Built> | undefined
+
+/** The original header as a test device, 32-bit, with ArduinoJson 6: the slots of an ESP32's. */
+export function originalDevice32(): Promise<Built> {
+  original32 ??= hostBuild({
+    source: path.join(firmware, 'host', 'original', 'original_device.cpp'),
+    header: 'original',
+    arduinoJson: '6.21.5',
+    m32: true,
+  })
+  return original32
 }
