@@ -10,6 +10,8 @@ export type GatewayErrorCode =
   | 'HT_ERR_PUBLISH_REFUSED'
   | 'HT_ERR_CLOSED'
   | 'HT_ERR_TOPIC_TEMPLATE'
+  /** The downlink store (dataDir) cannot be opened or written. */
+  | 'HT_ERR_STORE'
   /** A state the code rules out was reached: a bug, not bad input. */
   | 'HT_ERR_INTERNAL'
 

@@ -46,6 +46,15 @@ export interface GatewayStats {
   throttled: number
   /** Seconds from a device's frame to the broker's acknowledgement of its publish. */
   publishAck: BucketCounts
+  /** Downlinks put in the store (store-and-forward, at-least-once). */
+  kept: number
+  /** Kept downlinks the device acknowledged (and so left the store). */
+  keptAcknowledged: number
+  /** Messages in the store, and their bytes, as of the last `gateway.stats()`. */
+  keptNow: number
+  keptBytes: number
+  /** Kept messages handed over to the instance a device moved to. */
+  handedOver: number
 }
 
 /** Upper bounds of {@link GatewayStats.publishAck}'s buckets, seconds. */
@@ -108,5 +117,10 @@ export function createStats(): GatewayStats {
     loginsDelayed: 0,
     throttled: 0,
     publishAck: new BucketCounts(PUBLISH_ACK_BUCKETS),
+    kept: 0,
+    keptAcknowledged: 0,
+    keptNow: 0,
+    keptBytes: 0,
+    handedOver: 0,
   }
 }

@@ -161,6 +161,9 @@ export class GatewayProc {
       cli,
       '--config',
       config,
+      // The downlink store in the run's own directory (removed with it), not the repository's ./data.
+      '--data-dir',
+      join(dir, 'data'),
       ...GatewayProc.flags(spec),
     ]
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] })

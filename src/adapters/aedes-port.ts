@@ -1,5 +1,5 @@
 import type { Aedes, AedesPublishPacket } from 'aedes'
-import type { MqttPort, PublishOptions, QoS, SubscribeDone } from '../bridge/port.js'
+import type { MessageHandler, MqttPort, PublishOptions, QoS, SubscribeDone } from '../bridge/port.js'
 
 type Deliver = (packet: AedesPublishPacket, callback: () => void) => void
 
@@ -24,11 +24,13 @@ export class AedesPort implements MqttPort {
    * of their own: within a path they arrive in the order they are numbered.
    */
   private readonly paths: { readonly brokerId: string; counter: number }[]
-  private handler: (topic: string, payload: Buffer, retained: boolean) => void = () => {}
+  private handler: MessageHandler = () => undefined
   private readonly deliver: Deliver = (packet, callback) => {
-    // Every delivery here matches a live route: never a replay of a retained message.
-    this.handler(packet.topic, packet.payload as Buffer, false)
-    callback()
+    // Every delivery here matches a live route: never a replay of a retained message. Aedes
+    // acknowledges the publisher once every route has called back: a kept message, once written.
+    const later = this.handler(packet.topic, packet.payload as Buffer, false)
+    if (later === undefined) callback()
+    else later(callback)
   }
 
   constructor(private readonly aedes: Aedes) {
@@ -73,7 +75,7 @@ export class AedesPort implements MqttPort {
     this.each(topics, (topic, cb) => this.aedes.unsubscribe(topic, this.deliver, cb), done)
   }
 
-  onMessage(handler: (topic: string, payload: Buffer, retained: boolean) => void): void {
+  onMessage(handler: MessageHandler): void {
     this.handler = handler
   }
 

@@ -142,6 +142,11 @@ export class DeviceRegistry {
     return this.byDigest.size
   }
 
+  /** Every device id the registry lets in (entries' ids and their allowedIds). */
+  ids(): IterableIterator<string> {
+    return this.usernames.keys()
+  }
+
   /** The `%u` of a device id: its entry's username, or the id itself for a device not listed here. */
   usernameOf(deviceId: string): string {
     return this.usernames.get(deviceId) ?? deviceId

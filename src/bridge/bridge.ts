@@ -21,14 +21,16 @@ import {
   type LoginRequest,
   parseControl,
   parseDownlink,
+  parseJsonObject,
 } from '../protocol/messages.js'
 import { compileTemplate, gatewayStatusTopic, type TopicTemplate } from '../protocol/topics.js'
-import type { Session } from '../session/session.js'
+import type { DeliverResult, Session } from '../session/session.js'
 import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../session/types.js'
 import { bump, type GatewayStats } from '../stats.js'
+import type { Downlinks } from './downlinks.js'
 import { laneIndex } from './lanes.js'
 import { Pacer } from './pacer.js'
-import type { MqttPort } from './port.js'
+import type { AckLater, MqttPort } from './port.js'
 import { Subscriptions } from './subscriptions.js'
 
 /** A logged-in (or logging-in) device as the bridge tracks it. */
@@ -54,10 +56,21 @@ interface Lane {
   readonly subscriptions: Subscriptions
 }
 
+/** A device whose messages this instance keeps while it is away (store-and-forward). */
+interface Held {
+  readonly deviceId: string
+  readonly username: string
+  readonly down: string
+  readonly status: string
+  readonly lane: Lane
+}
+
 type Route =
   | { readonly kind: 'down' | 'control'; readonly device: Attached }
   /** [HT-5.6] Messages sent to the device as frames of `type`. */
   | { readonly kind: 'raw'; readonly device: Attached; readonly type: number }
+  /** A held device's down topic while it is not here: kept. Its status topic: where it went. */
+  | { readonly kind: 'held' | 'presence'; readonly held: Held }
 
 /** A login waiting for the next flush of broker work. */
 interface PendingLogin {
@@ -90,6 +103,8 @@ export interface BridgeOptions {
   readonly stats: GatewayStats
   /** Asked about tokens the registry does not know (`authUrl`), if any. */
   readonly externalAuth?: ExternalAuth
+  /** Store-and-forward and at-least-once delivery, unless `offlineQueueMessages` is 0. */
+  readonly downlinks?: Downlinks
 }
 
 /**
@@ -116,6 +131,9 @@ export class Bridge implements SessionHost {
 
   /** Devices on this instance, by id. */
   private readonly devices = new Map<string, Attached>()
+  /** Devices whose messages are kept here while they are away, by id. */
+  private readonly held = new Map<string, Held>()
+  private readonly downlinks: Downlinks | undefined
   /** Subscribed topic → what it is for. */
   private readonly routes = new Map<string, Route>()
   /** Logins since the last flush, in order. */
@@ -139,9 +157,10 @@ export class Bridge implements SessionHost {
   /** Set when shutting down: skips per-device unsubscribes (the connection is about to go). */
   private closing = false
 
-  constructor({ config, mqtt, registry, logger, stats, externalAuth }: BridgeOptions) {
+  constructor({ config, mqtt, registry, logger, stats, externalAuth, downlinks }: BridgeOptions) {
     this.config = config
     this.externalAuth = externalAuth
+    this.downlinks = downlinks
     if (mqtt.length === 0) throw new GatewayError('HT_ERR_INTERNAL', 'the bridge needs a broker connection')
     this.lanes = mqtt.map((port) => ({
       mqtt: port,
@@ -184,8 +203,12 @@ export class Bridge implements SessionHost {
     for (const port of mqtt) {
       port.onMessage((topic, payload, retained) => {
         // A retained message replayed at subscription time is not a command for now: replaying a
-        // retained kick, toggle or broadcast at every login would be a hazard, not a feature.
-        if (!retained) this.onMessage(topic, payload)
+        // retained kick, toggle or broadcast at every login would be a hazard, not a feature. Only
+        // a held device's retained presence is read: it says where the device is.
+        if (!retained) return this.onMessage(topic, payload)
+        const route = this.routes.get(topic)
+        if (route?.kind === 'presence') this.onPresence(route.held, payload)
+        return undefined
       })
     }
   }
@@ -195,7 +218,66 @@ export class Bridge implements SessionHost {
    * first connection's {@link restore}. Resolves once the broker confirmed them.
    */
   start(): Promise<void> {
-    return this.lanes[0]!.subscriptions.add([this.broadcastTopic]).then(() => undefined)
+    const waits = [this.lanes[0]!.subscriptions.add([this.broadcastTopic])]
+    if (this.downlinks !== undefined) {
+      // Store-and-forward: every device of the registry, and the auth hook's devices served here
+      // before, whether they ever log in or not.
+      const devices = new Map<string, string>()
+      for (const id of this.registry.ids()) devices.set(id, this.registry.usernameOf(id))
+      for (const d of this.downlinks.store.load()) devices.set(d.deviceId, d.username)
+      for (const [id, username] of devices) waits.push(this.hold(id, username))
+    }
+    return Promise.all(waits).then(() => undefined)
+  }
+
+  /** Keeps the device's messages while it is away: its down and status topics stay subscribed. */
+  private hold(deviceId: string, username: string): Promise<readonly string[]> {
+    if (this.held.has(deviceId)) return Promise.resolve(NONE)
+    const values = { c: deviceId, u: username }
+    const held: Held = {
+      deviceId,
+      username,
+      down: this.templates.down.render(values),
+      status: this.templates.status.render(values),
+      lane: this.laneOf(deviceId),
+    }
+    this.held.set(deviceId, held)
+    if (!this.devices.has(deviceId)) this.routes.set(held.down, { kind: 'held', held })
+    this.routes.set(held.status, { kind: 'presence', held })
+    return held.lane.subscriptions.add([held.down, held.status])
+  }
+
+  /**
+   * [HT-6.3] The device logged in on another instance: what is kept for it here is published to its
+   * down topic, in order, where that instance takes it; this one keeps nothing more for it.
+   */
+  private onPresence(held: Held, message: Buffer): void {
+    if (this.devices.has(held.deviceId)) return // here: its own presence, or a stale one
+    const presence = parseJsonObject(message)
+    if (
+      presence?.online !== true ||
+      typeof presence.gateway !== 'string' ||
+      presence.gateway === this.gatewayId
+    )
+      return
+    this.held.delete(held.deviceId)
+    this.routes.delete(held.down)
+    this.routes.delete(held.status)
+    held.lane.subscriptions.remove([held.down, held.status])
+    this.pacer.request()
+    const kept = this.downlinks!.handOver(held.deviceId)
+    if (kept.length === 0) return
+    this.stats.handedOver += kept.length
+    this.logger.info('kept downlinks handed over: the device logged in on another instance', {
+      deviceId: held.deviceId,
+      gateway: presence.gateway,
+      messages: kept.length,
+    })
+    for (const k of kept)
+      this.publish(held.lane.mqtt, held.down, k.body, 1, false, (err) => {
+        if (err)
+          this.logger.warn('kept downlink not handed over', { deviceId: held.deviceId, error: err.message })
+      })
   }
 
   /**
@@ -239,6 +321,12 @@ export class Bridge implements SessionHost {
    */
   replaceRegistry(registry: DeviceRegistry): number {
     this.registry = registry
+    if (this.downlinks !== undefined) {
+      // New devices are kept for from now on (removed ones keep what was kept for them).
+      for (const id of registry.ids())
+        if (!this.held.has(id)) this.hold(id, registry.usernameOf(id)).catch(noop)
+      this.pacer.request()
+    }
     let kicked = 0
     for (const device of [...this.devices.values()]) {
       const session = device.session
@@ -293,6 +381,12 @@ export class Bridge implements SessionHost {
     }
     const previous = this.devices.get(identity.deviceId)
     this.devices.set(identity.deviceId, device)
+    if (this.downlinks !== undefined) {
+      // Served here: kept for from now on (an auth hook device, across restarts too).
+      if (identity.external && !this.held.has(identity.deviceId))
+        this.downlinks.store.remember({ deviceId: identity.deviceId, username: identity.username })
+      this.hold(identity.deviceId, identity.username).catch(noop)
+    }
     this.routes.set(device.down, { kind: 'down', device })
     this.routes.set(device.control, { kind: 'control', device })
     for (let i = 0; i < device.rawDown.length; i++) {
@@ -470,8 +564,15 @@ export class Bridge implements SessionHost {
       this.routes.delete(device.down)
       this.routes.delete(device.control)
       for (const topic of device.rawDown) this.routes.delete(topic)
+      const held = this.held.get(id)
+      // Held: its down topic stays subscribed, and what comes is kept.
+      if (held !== undefined) this.routes.set(held.down, { kind: 'held', held })
       if (!this.closing) {
-        device.lane.subscriptions.remove([device.down, device.control, ...device.rawDown])
+        device.lane.subscriptions.remove(
+          held !== undefined
+            ? [device.control, ...device.rawDown]
+            : [device.down, device.control, ...device.rawDown],
+        )
         this.pacer.request()
       }
     }
@@ -530,7 +631,7 @@ export class Bridge implements SessionHost {
     return new Promise((resolve, reject) => fn((err) => (err ? reject(err) : resolve())))
   }
 
-  private onMessage(topic: string, message: Buffer): void {
+  private onMessage(topic: string, message: Buffer): AckLater | undefined {
     // Size before parse: a message no device could be sent is dropped before a byte of it is read
     // (a raw custom-command message, never parsed, is checked by the session as it is delivered).
     if (message.length > this.config.maxDownlinkSize && !this.rawTopic(topic)) {
@@ -542,16 +643,26 @@ export class Bridge implements SessionHost {
       })
       return
     }
-    if (topic === this.broadcastTopic) return this.onBroadcast(message)
+    if (topic === this.broadcastTopic) {
+      this.onBroadcast(message)
+      return undefined
+    }
     const route = this.routes.get(topic)
-    if (route === undefined) return // a late message for a device that has left
+    if (route === undefined) return undefined // a late message for a device that has left
     switch (route.kind) {
       case 'down':
         return this.onDownlink(route.device, message)
+      case 'held':
+        return this.keepFor(route.held, message)
+      case 'presence':
+        this.onPresence(route.held, message)
+        return undefined
       case 'control':
-        return this.onControl(route.device, message)
+        this.onControl(route.device, message)
+        return undefined
       case 'raw': // [HT-5.6] the message's bytes are the frame's body
-        return this.deliver(route.device.session, route.type, message)
+        this.deliver(route.device.session, route.type, message)
+        return undefined
     }
   }
 
@@ -560,18 +671,59 @@ export class Bridge implements SessionHost {
   }
 
   /** [HT-5.2] A message on a device's down topic. */
-  private onDownlink(device: Attached, message: Buffer): void {
-    const downlink = parseDownlink(message)
-    if (!downlink.ok) {
-      this.countDrop('not_json')
-      this.throttle.warn('downlink_invalid', 'downlink dropped', {
-        deviceId: device.session.deviceId,
-        reason: downlink.reason,
-        bytes: message.length,
-      })
-      return
+  private onDownlink(device: Attached, message: Buffer): AckLater | undefined {
+    const downlink = this.readDownlink(device.session.deviceId!, message)
+    if (downlink === undefined) return undefined
+    const session = device.session
+    if (this.downlinks === undefined || !this.held.has(session.deviceId!)) {
+      this.deliver(session, Cmd.JSON_MESSAGE, downlink.body, downlink.payload)
+      return undefined
     }
-    this.deliver(device.session, Cmd.JSON_MESSAGE, downlink.body, downlink.payload)
+    // Kept first, so that nothing is lost if it cannot be sent (or acknowledged) now.
+    if (!this.withinLimits(session, downlink.body, downlink.payload)) return undefined
+    const kept = this.downlinks.keep(session.deviceId!, toBuffer(downlink.body))
+    this.countKept(session, this.downlinks.send(session, kept))
+    return this.downlinks.ackLater
+  }
+
+  /** A message for a held device that is not here: kept for its next login. */
+  private keepFor(held: Held, message: Buffer): AckLater | undefined {
+    const downlink = this.readDownlink(held.deviceId, message)
+    if (downlink === undefined) return undefined
+    this.downlinks!.keep(held.deviceId, toBuffer(downlink.body))
+    return this.downlinks!.ackLater
+  }
+
+  /** A down-topic message made ready for the device, or undefined (dropped: not JSON). */
+  private readDownlink(
+    deviceId: string,
+    message: Buffer,
+  ): { body: Buffer | string; payload: unknown } | undefined {
+    const downlink = parseDownlink(message)
+    if (downlink.ok) return downlink
+    this.countDrop('not_json')
+    this.throttle.warn('downlink_invalid', 'downlink dropped', {
+      deviceId,
+      reason: downlink.reason,
+      bytes: message.length,
+    })
+    return undefined
+  }
+
+  /** [HT-3.6] The device acknowledged a frame: a kept message it carried leaves the store. */
+  acknowledged(session: Session, msgId: number): void {
+    this.downlinks?.acknowledged(session, msgId)
+  }
+
+  /** Logged in: what was kept for the device goes first, in order. */
+  loggedIn(session: Session): void {
+    if (this.downlinks === undefined || this.attached(session) === undefined) return
+    this.downlinks.replay(session, session.deviceId!, (result) => this.countKept(session, result))
+  }
+
+  /** A kept message sent, or not: one not written now (not reading, not online yet) stays kept. */
+  private countKept(session: Session, result: DeliverResult): void {
+    if (result === 'ok' || result === 'too_large') this.countDelivery(session, result)
   }
 
   /** [HT-5.3] To every device here except the sender. The body is shared, not copied per device. */
@@ -601,19 +753,29 @@ export class Bridge implements SessionHost {
 
   /** `payload`: the parsed payload of a JSON message, counted against the device's member limit. */
   private deliver(session: Session, type: number, body: Buffer | string, payload?: unknown): void {
+    if (payload !== undefined && !this.withinLimits(session, body, payload)) return
+    this.countDelivery(session, session.deliver(type, body))
+  }
+
+  /**
+   * Whether a JSON message fits the device's own limits (its member limit; the size is the
+   * session's to check as it sends). One that does not is dropped, counted and logged.
+   */
+  private withinLimits(session: Session, body: Buffer | string, payload: unknown): boolean {
     const maxMembers = session.maxDownlinkMembers
-    if (maxMembers !== undefined && payload !== undefined && session.state === 'online') {
-      const members = countMembers(payload, maxMembers)
-      if (members > maxMembers) {
-        this.countDrop('too_many_members')
-        this.throttle.warn('deliver_too_many_members', 'message to device dropped', {
-          deviceId: session.deviceId,
-          reason: `more than ${maxMembers} members and elements (the device's maxDownlinkMembers)`,
-        })
-        return
-      }
-    }
-    const result = session.deliver(type, body)
+    if (maxMembers === undefined || session.state !== 'online') return true
+    const members = countMembers(payload, maxMembers)
+    if (members <= maxMembers) return true
+    this.countDrop('too_many_members')
+    this.throttle.warn('deliver_too_many_members', 'message to device dropped', {
+      deviceId: session.deviceId,
+      reason: `more than ${maxMembers} members and elements (the device's maxDownlinkMembers)`,
+      bytes: typeof body === 'string' ? Buffer.byteLength(body) : body.length,
+    })
+    return false
+  }
+
+  private countDelivery(session: Session, result: DeliverResult): void {
     if (result === 'ok') {
       this.stats.delivered++
       return
@@ -756,6 +918,10 @@ export class Bridge implements SessionHost {
 }
 
 function noop(): void {}
+
+function toBuffer(body: Buffer | string): Buffer {
+  return typeof body === 'string' ? Buffer.from(body) : body
+}
 
 function notConnected(): GatewayError {
   return new GatewayError('HT_ERR_BROKER_UNREACHABLE', 'not connected to the broker')

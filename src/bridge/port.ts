@@ -16,6 +16,20 @@ export interface PublishOptions {
  */
 export type SubscribeDone = (err?: Error, codes?: readonly number[]) => void
 
+/**
+ * Returned by a message handler when the message must be made durable (the downlink store) before
+ * the broker is told it has been received: the port acknowledges it (PUBACK, Aedes' callback) only
+ * once `ack` is called. Acknowledgements still leave in the order the messages came.
+ */
+export type AckLater = (ack: () => void) => void
+
+/**
+ * Every message of every subscription. `payload` is never written to afterwards, so it may be
+ * kept, read-only. `retained` is true for a retained message replayed because a subscription was
+ * made, false for a live one.
+ */
+export type MessageHandler = (topic: string, payload: Buffer, retained: boolean) => AckLater | undefined
+
 export interface MqttPort {
   /** Whether the connection to the broker is up right now. */
   readonly connected: boolean
@@ -27,12 +41,8 @@ export interface MqttPort {
   publish(topic: string, payload: string | Buffer, options: PublishOptions, done: (err?: Error) => void): void
   subscribe(topics: readonly string[], qos: QoS, done: SubscribeDone): void
   unsubscribe(topics: readonly string[], done: (err?: Error) => void): void
-  /**
-   * Every message of every subscription. `payload` is never written to afterwards, so it may be
-   * kept, read-only. `retained` is true for a retained message
-   * replayed because a subscription was made, false for a live one.
-   */
-  onMessage(handler: (topic: string, payload: Buffer, retained: boolean) => void): void
+  /** See {@link MessageHandler}. */
+  onMessage(handler: MessageHandler): void
   /** Each (re)connection to the broker. */
   onConnect(handler: () => void): void
 }

@@ -331,6 +331,36 @@ export const SETTINGS = {
     default: 65_536,
     doc: 'bytes queued to a device before drops',
   },
+  dataDir: {
+    kind: text(),
+    default: './data',
+    doc: "directory of the gateway's own data (the downlink store), created at start; 'off' keeps the store in memory only",
+  },
+  downlinkDelivery: {
+    kind: choice(['at-least-once', 'at-most-once']),
+    default: 'at-least-once',
+    doc: "'at-least-once': a downlink leaves the store when the device acknowledges it, and is sent again after a connection loss; 'at-most-once': sent once",
+  },
+  offlineQueueMessages: {
+    kind: integer(0, 1_000_000),
+    default: 100,
+    doc: 'messages kept per device while it is not connected (store-and-forward; 0 = off): past it the oldest goes',
+  },
+  offlineQueueBytes: {
+    kind: integer(1024, 1_073_741_824),
+    default: 65_536,
+    doc: 'bytes kept per device while it is not connected: past it the oldest message goes',
+  },
+  offlineQueueTtl: {
+    kind: integer(1, 31_536_000),
+    default: 86_400,
+    doc: 'seconds a kept message waits for its device before it expires',
+  },
+  offlineStoreBytes: {
+    kind: integer(65_536, 1_099_511_627_776),
+    default: 268_435_456,
+    doc: 'bytes kept for all devices together: past it the oldest message of all goes',
+  },
   maxPendingPublishes: {
     kind: integer(1, 10_000_000),
     default: 10_000,

@@ -16,6 +16,7 @@ import { createStats, type GatewayStats } from '../stats.js'
 import { adminBackend } from './admin-backend.js'
 import { Admission } from './admission.js'
 import { BrokerSide, tlsFiles } from './broker-side.js'
+import { type Delivery, openDelivery } from './store.js'
 
 /** Options of a {@link Gateway}: any setting (docs/CONFIGURATION.md), plus an injected logger. */
 export type GatewayOptions = ConfigInput & {
@@ -58,6 +59,7 @@ export class Gateway {
   private bridge: Bridge | undefined
   private listener: DeviceListener | undefined
   private admin: AdminServer | undefined
+  private delivery: Delivery | undefined
   private nextSession = 0
   private closing: Promise<ShutdownResult> | undefined
 
@@ -97,6 +99,9 @@ export class Gateway {
     const { config, logger } = this
     if (this.registry.size === 0 && config.authUrl === null)
       logger.warn('the device registry is empty and there is no authUrl: every login will be refused')
+    // The store first: what it kept is loaded before any message can come.
+    const delivery = openDelivery(config, logger, this.counters)
+    this.delivery = delivery
     const broker = await BrokerSide.open(config, logger, this.counters, this.admission.guard)
     this.broker = broker
     const externalAuth =
@@ -117,6 +122,7 @@ export class Gateway {
       logger,
       stats: this.counters,
       ...(externalAuth ? { externalAuth } : {}),
+      ...(delivery ? { downlinks: delivery.downlinks } : {}),
     })
     this.bridge = bridge
     broker.onConnect((i) => bridge.restore(i))
@@ -157,6 +163,7 @@ export class Gateway {
       this.admission.drain()
       await listener.close()
       await broker.close(0)
+      delivery?.close()
       throw err
     }
     logger.info('gateway started', {
@@ -218,6 +225,7 @@ export class Gateway {
 
   stats(): GatewayStats {
     this.counters.open = this.sessions.size
+    this.delivery?.gauge(this.counters)
     return this.counters
   }
 
@@ -272,6 +280,7 @@ export class Gateway {
     await bridge.drain(left()) // offline presence
     await broker.announceStop(left())
     await broker.close(left())
+    this.delivery?.close() // after the broker: nothing more can be kept
     for (const session of sessions) session.socket.destroy()
     await listenersClosed
     await this.admin?.close()

@@ -359,8 +359,9 @@ export class Session implements HandlerContext, OutputOwner {
     this.stats.rejected++
   }
 
-  acknowledged(): void {
+  acknowledged(msgId: number): void {
     this.stats.deviceAcks++
+    this.host.acknowledged?.(this, msgId)
   }
 
   checkLogin(): LoginGate {
@@ -384,6 +385,11 @@ export class Session implements HandlerContext, OutputOwner {
   }
 
   /** [HT-1.5] The gateway's own ids: from 1, per connection, skipping 0 on wrap. */
+  /** The msg_id of the last frame the gateway sent (a downlink just delivered). */
+  get lastSentId(): number {
+    return this.lastMsgId
+  }
+
   nextMsgId(): number {
     this.lastMsgId = nextMsgId(this.lastMsgId)
     return this.lastMsgId
@@ -461,6 +467,7 @@ export class Session implements HandlerContext, OutputOwner {
     this.stats.online++
     this.write(encodeLoginReply(msgId, Status.SUCCESS))
     this.log('info', 'device online')
+    this.host.loggedIn?.(this) // what was kept for it follows the login reply
     clearTimeout(this.timer)
     this.lastActivity = Date.now()
     this.armKeepalive(this.options.keepaliveMs)

@@ -55,6 +55,10 @@ export interface SessionHost {
   uplinkRaw(session: Session, type: number, body: Buffer, done: UplinkDone): void
   /** The session ended (after `attach` or not). Called exactly once per session. */
   detach(session: Session, reason: CloseReason): void
+  /** The login reply has been written: what waited for the device may follow. */
+  loggedIn?(session: Session): void
+  /** [HT-3.6] The device acknowledged the gateway's frame `msgId`. */
+  acknowledged?(session: Session, msgId: number): void
 }
 
 export type { Identity }

@@ -20,7 +20,7 @@ export function runCli(
 ): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [bin, ...args], {
     cwd: root,
-    env: { ...process.env, ...env },
+    env: { HYPERTCP_DATA_DIR: 'off', ...process.env, ...env },
     encoding: 'utf8',
     timeout: 15_000,
   })
@@ -60,7 +60,9 @@ export class CliProcess {
         cwd: root,
         // The admin listener on any free port unless a test says otherwise: gateways of several
         // tests (or one restarted at once) must not fight for 8090.
-        env: { HYPERTCP_ADMIN_PORT: '0', ...process.env, ...env },
+        // The downlink store in memory unless a test gives a directory: the repository's ./data
+        // is not the tests' to share.
+        env: { HYPERTCP_ADMIN_PORT: '0', HYPERTCP_DATA_DIR: 'off', ...process.env, ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
       }),
     )

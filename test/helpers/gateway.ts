@@ -32,6 +32,11 @@ export function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
     brokerUsers: TEST_BROKER_USERS.map((u) => ({ ...u })),
     // The suites log the same few ids in hundreds of times a minute: no flapping delay.
     loginFlapLimit: 0,
+    // No store-and-forward unless a test asks: suites share a gateway (and a broker) between
+    // tests, and a message kept in one would be delivered in the next. test/integration/
+    // store-and-forward.test.ts turns it on.
+    offlineQueueMessages: 0,
+    dataDir: 'off',
     logger,
     ...options,
   })

@@ -342,7 +342,10 @@ describe('broker link: bad input from the broker gets a log line and a reconnect
       onDropped: (t) => dropped.push(t),
     })
     const got = new Inbox<string>('messages')
-    l.onMessage((topic) => got.push(topic))
+    l.onMessage((topic) => {
+      got.push(topic)
+      return undefined
+    })
     try {
       const c = await fake.next()
       await c.accept()

@@ -18,6 +18,7 @@ const RANK: Record<string, number> = {
   auth: 2,
   config: 2,
   session: 3,
+  delivery: 3,
   bridge: 4,
   adapters: 5,
   gateway: 6,

@@ -49,7 +49,7 @@ export function linksFromConfig(
         clientId: `${stem}-${i}`,
         protocol: config.mqttProtocolVersion,
         keepalive: config.mqttKeepalive,
-        sessionExpiry: config.mqttSessionExpiry,
+        sessionExpiry: sessionExpiry(config),
         tls,
         reconnectMs: config.mqttReconnectPeriod * 1000,
         reconnectCapMs: RECONNECT_CAP_MS,
@@ -60,6 +60,16 @@ export function linksFromConfig(
         logger: logger.child(count === 1 ? { component: 'mqtt' } : { component: 'mqtt', connection: i }),
       }),
   )
+}
+
+/**
+ * With store-and-forward on, a session the broker keeps at least as long as a kept message lives:
+ * what is published while the gateway restarts waits at the broker (stable client ids, QoS 1
+ * subscriptions).
+ */
+function sessionExpiry(config: GatewayConfig): number {
+  if (config.offlineQueueMessages === 0) return config.mqttSessionExpiry
+  return Math.max(config.mqttSessionExpiry, config.offlineQueueTtl)
 }
 
 function readPem(key: string, path: string | null): Buffer | undefined {

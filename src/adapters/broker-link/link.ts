@@ -14,10 +14,17 @@
 import { performance } from 'node:perf_hooks'
 import type { Duplex } from 'node:stream'
 import mqttPacket, { type IConnackPacket, type Packet, type Parser } from 'mqtt-packet'
-import type { BrokerConnection, PublishOptions, QoS, SubscribeDone } from '../../bridge/port.js'
+import type {
+  BrokerConnection,
+  MessageHandler,
+  PublishOptions,
+  QoS,
+  SubscribeDone,
+} from '../../bridge/port.js'
 import { redactUrl } from '../../config/redact.js'
 import { ConfigError, GatewayError } from '../../errors.js'
 import { type Logger, LogThrottle } from '../../log.js'
+import { InboundAcks } from './acks.js'
 import { Backoff } from './backoff.js'
 import { connectPacket, readConnack } from './handshake.js'
 import { LinkHealth } from './health.js'
@@ -66,6 +73,7 @@ interface PendingAck {
   readonly done: SubscribeDone
 }
 
+const noop = (): void => {}
 /** A connection that lasted this long resets the reconnection backoff. */
 const STABLE_MS = 10_000
 /** How long a closing connection may take to close once DISCONNECT is sent. */
@@ -104,7 +112,9 @@ export class BrokerLink implements BrokerConnection {
   private readonly health: LinkHealth
 
   private readonly connectHandlers: (() => void)[] = []
-  private messageHandler: (topic: string, payload: Buffer, retained: boolean) => void = () => {}
+  private messageHandler: MessageHandler = () => undefined
+  /** PUBACKs in order, some waiting for their message to be kept ({@link AckLater}). */
+  private readonly acks: InboundAcks
   private readonly waiters = new Set<(ok: boolean) => void>()
   private ending: Promise<void> | undefined
 
@@ -125,6 +135,7 @@ export class BrokerLink implements BrokerConnection {
       this.keepalive.written()
       this.outbox.flushed()
     })
+    this.acks = new InboundAcks((id) => this.writer.puback(id))
     this.outbox = new Outbox(this.writer, this.ids, (id) =>
       mqttPacket.generate({ cmd: 'pubrel', messageId: id }, { protocolVersion: this.level }),
     )
@@ -162,7 +173,7 @@ export class BrokerLink implements BrokerConnection {
     this.connectHandlers.push(handler)
   }
 
-  onMessage(handler: (topic: string, payload: Buffer, retained: boolean) => void): void {
+  onMessage(handler: MessageHandler): void {
     this.messageHandler = handler
   }
 
@@ -398,6 +409,7 @@ export class BrokerLink implements BrokerConnection {
     this.parser?.removeAllListeners().on('error', () => {})
     this.parser = undefined
     this.writer.detach()
+    this.acks.reset()
     this.outbox.disconnected()
     if (stream !== undefined && !stream.destroyed) stream.destroy()
     const pending = [...this.pending]
@@ -438,9 +450,12 @@ export class BrokerLink implements BrokerConnection {
       )
       if (again) return // delivered already: the broker missed our PUBREC
     } else if (m.qos === 1) {
-      this.writer.puback(m.id)
+      this.acks.received(m.id, this.messageHandler(m.topic, m.payload, m.retained))
+      return
     }
-    this.messageHandler(m.topic, m.payload, m.retained)
+    // QoS 0 has nothing to acknowledge; QoS 2's PUBREC is out already (the broker holds the
+    // message until our PUBCOMP, not until it is kept).
+    this.messageHandler(m.topic, m.payload, m.retained)?.(noop)
   }
 
   /**

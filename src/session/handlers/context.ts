@@ -38,8 +38,8 @@ export interface HandlerContext {
   allowMessage(): boolean
   /** A frame refused for its body (counted). */
   rejected(): void
-  /** A device's RESPONSE to a frame of the gateway's (counted). */
-  acknowledged(): void
+  /** A device's RESPONSE to the gateway's frame `msgId` (counted; a kept downlink can go). */
+  acknowledged(msgId: number): void
 
   /** Admission's word on a LOGIN, before its token is looked at. */
   checkLogin(): LoginGate

@@ -2,6 +2,6 @@ import type { HandlerContext } from './context.js'
 
 /** [HT-3.6] A device's RESPONSE acknowledges a gateway frame with that msg_id. */
 export function handleResponse(ctx: HandlerContext, msgId: number): void {
-  ctx.acknowledged()
+  ctx.acknowledged(msgId)
   ctx.debug('device ack', { msgId })
 }

@@ -1,0 +1,241 @@
+/**
+ * Store-and-forward and at-least-once delivery (issue 19.1, 19.2): messages for a device that is
+ * not connected are kept and delivered in order at its login; a downlink leaves the store when the
+ * device acknowledges it, and what a closed connection had not acknowledged is sent again.
+ */
+import fs from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { expect } from 'chai'
+import mqtt from 'mqtt'
+import { STORE_FILE } from '../../src/adapters/sqlite-store.js'
+import type { Gateway, GatewayOptions } from '../../src/gateway/gateway.js'
+import { Cmd, Status } from '../../src/protocol/constants.js'
+import { captureLogger } from '../helpers/capture-logger.js'
+import { CliProcess, requireBuild } from '../helpers/cli.js'
+import { BROKER_ADMIN, PEER_GATEWAY, startGateway } from '../helpers/gateway.js'
+import { waitUntil } from '../helpers/inbox.js'
+import { Mosquitto, requireMosquitto } from '../helpers/mosquitto.js'
+import { MqttWatcher } from '../helpers/mqtt.js'
+import { type Frame, RawClient, trackRawClients } from '../helpers/raw-client.js'
+
+describe('store-and-forward downlinks, at least once to the device', function () {
+  this.timeout(20_000)
+  const { track } = trackRawClients()
+  const cleanups: Array<() => Promise<unknown>> = []
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
+  })
+
+  async function gateway(options: GatewayOptions = {}): Promise<Gateway> {
+    const gw = await startGateway({ offlineQueueMessages: 100, ...options })
+    let closed = false
+    cleanups.push(async () => {
+      if (!closed) await gw.close()
+      closed = true
+    })
+    return gw
+  }
+
+  async function app(gw: Gateway): Promise<MqttWatcher> {
+    const w = await MqttWatcher.connect(gw.mqttUrl, [], BROKER_ADMIN)
+    cleanups.push(() => w.end())
+    return w
+  }
+
+  async function device(gw: Gateway, token: string): Promise<RawClient> {
+    const c = await track(RawClient.connect(gw.port))
+    expect(await c.login(token)).to.equal(Status.SUCCESS)
+    return c
+  }
+
+  /** The next `n` downlinks' payloads, and their frames (to acknowledge). */
+  async function downlinks(c: RawClient, n: number): Promise<{ payloads: unknown[]; frames: Frame[] }> {
+    const frames: Frame[] = []
+    for (let k = 0; k < n; k++) frames.push(await c.frames.take((f) => f.type === Cmd.JSON_MESSAGE))
+    return { payloads: frames.map((f) => (JSON.parse(f.text) as { payload: unknown }).payload), frames }
+  }
+
+  const ack = (c: RawClient, f: Frame) => c.sendFrame(Cmd.RESPONSE, f.msgId)
+
+  it('keeps messages for a registry device that never logged in, and delivers them in order at its login', async () => {
+    const gw = await gateway()
+    const w = await app(gw)
+    for (let n = 1; n <= 3; n++) await w.publish('hypertcp/dev-3/dn', JSON.stringify({ n }))
+    expect(gw.stats().keptNow).to.equal(3)
+    const c = await device(gw, 'tok-3')
+    const got = await downlinks(c, 3)
+    expect(got.payloads).to.deep.equal([{ n: 1 }, { n: 2 }, { n: 3 }])
+    // Live messages follow, after the kept ones.
+    await w.publish('hypertcp/dev-3/dn', '{"n":4}')
+    expect((await downlinks(c, 1)).payloads).to.deep.equal([{ n: 4 }])
+    // Acknowledged, they leave the store.
+    for (const f of got.frames) ack(c, f)
+    await waitUntil(() => gw.stats().keptNow === 1, 'three acknowledged, one left')
+    expect(gw.stats().keptAcknowledged).to.equal(3)
+  })
+
+  it('sends again, in order, what a closed connection had not acknowledged; never what it had', async () => {
+    const gw = await gateway()
+    const w = await app(gw)
+    const first = await device(gw, 'tok-3')
+    for (let n = 1; n <= 3; n++) await w.publish('hypertcp/dev-3/dn', JSON.stringify({ n }))
+    const got = await downlinks(first, 3)
+    ack(first, got.frames[0]!)
+    await waitUntil(() => gw.stats().keptAcknowledged === 1, 'the first acknowledged')
+    first.destroy()
+    await waitUntil(() => gw.stats().online === 0, 'the device is gone')
+    const again = await device(gw, 'tok-3')
+    expect((await downlinks(again, 2)).payloads).to.deep.equal([{ n: 2 }, { n: 3 }])
+  })
+
+  it('with downlinkDelivery at-most-once, sends once: nothing again after a connection loss', async () => {
+    const gw = await gateway({ downlinkDelivery: 'at-most-once' })
+    const w = await app(gw)
+    await w.publish('hypertcp/dev-3/dn', '{"offline":1}')
+    const first = await device(gw, 'tok-3')
+    expect((await downlinks(first, 1)).payloads).to.deep.equal([{ offline: 1 }])
+    await w.publish('hypertcp/dev-3/dn', '{"online":2}')
+    expect((await downlinks(first, 1)).payloads).to.deep.equal([{ online: 2 }])
+    expect(gw.stats().keptNow).to.equal(0)
+    first.destroy()
+    await waitUntil(() => gw.stats().online === 0, 'the device is gone')
+    const again = await device(gw, 'tok-3')
+    await w.publish('hypertcp/dev-3/dn', '{"sentinel":3}')
+    expect((await downlinks(again, 1)).payloads).to.deep.equal([{ sentinel: 3 }])
+  })
+
+  it('drops the oldest past offlineQueueMessages, counted and logged, and refuses what is not JSON before storing it', async () => {
+    const log = captureLogger()
+    const gw = await gateway({ offlineQueueMessages: 3, logger: log.logger })
+    const w = await app(gw)
+    for (let n = 1; n <= 5; n++) await w.publish('hypertcp/dev-3/dn', JSON.stringify({ n }))
+    await w.publish('hypertcp/dev-3/dn', 'not json')
+    expect(gw.stats().droppedBy).to.deep.include({ kept_queue_full: 2, not_json: 1 })
+    expect(log.lines.some((l) => l.includes('kept downlink dropped') && l.includes('dev-3'))).to.equal(true)
+    const c = await device(gw, 'tok-3')
+    expect((await downlinks(c, 3)).payloads).to.deep.equal([{ n: 3 }, { n: 4 }, { n: 5 }])
+  })
+
+  it('keeps nothing for a device it does not know (neither in the registry nor served here)', async () => {
+    const gw = await gateway()
+    const w = await app(gw)
+    await w.publish('hypertcp/stranger/dn', '{"lost":1}')
+    await w.publish('hypertcp/dev-3/dn', '{"kept":1}')
+    await waitUntil(() => gw.stats().kept === 1, 'the registry device message kept')
+    expect(gw.stats().keptNow).to.equal(1)
+  })
+
+  describe('on disk (dataDir)', () => {
+    let dir: string
+    beforeEach(() => {
+      dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hypertcp-store-'))
+    })
+    afterEach(() => fs.rmSync(dir, { recursive: true, force: true }))
+
+    it('keeps what was kept across a restart', async () => {
+      const gw = await gateway({ dataDir: dir })
+      const w = await MqttWatcher.connect(gw.mqttUrl, [], BROKER_ADMIN)
+      for (let n = 1; n <= 2; n++) await w.publish('hypertcp/dev-3/dn', JSON.stringify({ n }))
+      await w.end()
+      await gw.close()
+      expect(fs.existsSync(path.join(dir, STORE_FILE))).to.equal(true)
+      const next = await gateway({ dataDir: dir })
+      expect(next.stats().keptNow).to.equal(2)
+      const c = await device(next, 'tok-3')
+      expect((await downlinks(c, 2)).payloads).to.deep.equal([{ n: 1 }, { n: 2 }])
+    })
+
+    it('moves a corrupt store aside, says so with its path, and starts with an empty one that works', async () => {
+      const file = path.join(dir, STORE_FILE)
+      fs.writeFileSync(file, 'this is not SQLite'.repeat(100))
+      const log = captureLogger()
+      const gw = await gateway({ dataDir: dir, logger: log.logger })
+      const line = log.lines.find((l) => l.includes('downlink store unreadable'))
+      expect(line).to.contain(file)
+      const aside = fs.readdirSync(dir).filter((f) => f.startsWith(`${STORE_FILE}.bad-`))
+      expect(aside).to.have.length(1)
+      expect(fs.readFileSync(path.join(dir, aside[0]!), 'utf8')).to.contain('this is not SQLite')
+      const w = await app(gw)
+      await w.publish('hypertcp/dev-3/dn', '{"fresh":true}')
+      const c = await device(gw, 'tok-3')
+      expect((await downlinks(c, 1)).payloads).to.deep.equal([{ fresh: true }])
+    })
+
+    it('survives a SIGKILL: what the publisher was acknowledged is delivered after a restart', async () => {
+      requireBuild()
+      const config = path.join(dir, 'gateway.json')
+      fs.writeFileSync(config, JSON.stringify({ devices: [{ id: 'dev-9', token: 'tok-9' }] }))
+      const args = ['--config', config, '--data-dir', path.join(dir, 'data')]
+      const first = await CliProcess.standalone(args)
+      try {
+        const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${first.mqttPort}`, { reconnectPeriod: 0 })
+        // QoS 1: each resolves on the PUBACK, which the gateway lets go once the message is on disk.
+        for (let n = 1; n <= 3; n++)
+          await client.publishAsync('hypertcp/dev-9/dn', JSON.stringify({ n }), { qos: 1 })
+        first.gw.kill('SIGKILL')
+        await first.gw.exited
+        client.end(true)
+      } finally {
+        if (first.gw.child.exitCode === null) first.gw.kill('SIGKILL')
+      }
+      const second = await CliProcess.standalone(args)
+      try {
+        const c = await device({ port: second.port } as Gateway, 'tok-9')
+        expect((await downlinks(c, 3)).payloads).to.deep.equal([{ n: 1 }, { n: 2 }, { n: 3 }])
+      } finally {
+        second.gw.kill('SIGTERM')
+        await second.gw.exited
+      }
+    })
+  })
+
+  it('hands the queue over when the device logs in on another instance, in order, through the broker', async () => {
+    // Instance A with the embedded broker, instance B on it as an external one.
+    const a = await gateway()
+    const w = await app(a)
+    const d1 = await device(a, 'tok-3')
+    d1.destroy()
+    await waitUntil(() => a.stats().online === 0, 'the device left A')
+    for (let n = 1; n <= 3; n++) await w.publish('hypertcp/dev-3/dn', JSON.stringify({ n }))
+    expect(a.stats().keptNow).to.equal(3)
+    const b = await gateway({
+      mqttUrl: [a.mqttUrl],
+      mqttUsername: PEER_GATEWAY.username,
+      mqttPassword: PEER_GATEWAY.password,
+      mqttConnections: 1,
+    })
+    expect(b.stats().keptNow).to.equal(0) // it was not there when they were published
+    const d2 = await device(b, 'tok-3')
+    expect((await downlinks(d2, 3)).payloads).to.deep.equal([{ n: 1 }, { n: 2 }, { n: 3 }])
+    expect(a.stats()).to.deep.include({ keptNow: 0, handedOver: 3 })
+  })
+
+  describe('with an external broker (Mosquitto)', () => {
+    let mosquitto: Mosquitto
+    before(async function () {
+      requireMosquitto(this)
+      mosquitto = await Mosquitto.start()
+    })
+    after(() => mosquitto?.dispose())
+
+    it('keeps its MQTT session: what is published while the gateway is down waits at the broker', async () => {
+      const options = { mqttUrl: [mosquitto.url], gatewayId: 'sf-persistent', mqttConnections: 1 }
+      const first = await gateway(options)
+      await first.close()
+      const w = await MqttWatcher.connect(mosquitto.url)
+      cleanups.push(() => w.end())
+      for (let n = 1; n <= 2; n++) await w.publish('hypertcp/dev-3/dn', JSON.stringify({ while: 'down', n }))
+      const second = await gateway(options)
+      await waitUntil(
+        () => second.stats().keptNow === 2,
+        'the broker delivered what it held, and it was kept',
+      )
+      const c = await device(second, 'tok-3')
+      expect((await downlinks(c, 2)).payloads).to.deep.equal([
+        { while: 'down', n: 1 },
+        { while: 'down', n: 2 },
+      ])
+    })
+  })
+})
