@@ -679,8 +679,16 @@ export class Bridge implements SessionHost {
       this.deliver(session, Cmd.JSON_MESSAGE, downlink.body, downlink.payload)
       return undefined
     }
-    // Kept first, so that nothing is lost if it cannot be sent (or acknowledged) now.
     if (!this.withinLimits(session, downlink.body, downlink.payload)) return undefined
+    if (!this.downlinks.atLeastOnce) {
+      // At most once: kept only when it cannot be sent now (not reading, not online yet).
+      const result = session.deliver(Cmd.JSON_MESSAGE, downlink.body)
+      if (result === 'ok' || result === 'too_large') {
+        this.countDelivery(session, result)
+        return undefined
+      }
+    }
+    // At least once: kept first, so that nothing is lost if it is not acknowledged.
     const kept = this.downlinks.keep(session.deviceId!, toBuffer(downlink.body))
     this.countKept(session, this.downlinks.send(session, kept))
     return this.downlinks.ackLater

@@ -17,7 +17,7 @@ export type DownlinkDelivery = 'at-least-once' | 'at-most-once'
 export class Downlinks {
   /** Per connection: msg_id of a frame sent → the kept message it carried. */
   private readonly inFlight = new WeakMap<Session, Map<number, Kept>>()
-  private readonly atLeastOnce: boolean
+  readonly atLeastOnce: boolean
   /** Handed to the port when a message was kept: its PUBACK waits for the disk. */
   readonly ackLater: AckLater | undefined
 

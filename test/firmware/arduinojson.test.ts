@@ -8,6 +8,7 @@
  */
 import { expect } from 'chai'
 import type { Gateway } from '../../src/index.js'
+import { useCleanups } from '../helpers/cleanups.js'
 import { PEER_GATEWAY, startGateway } from '../helpers/gateway.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
 import { DeviceProcess } from './support/device.js'
@@ -94,10 +95,7 @@ describe('firmware/ on the real ArduinoJson 6 and 7', function () {
       })
 
       describe('against the gateway', () => {
-        const cleanups: Array<() => Promise<unknown>> = []
-        afterEach(async () => {
-          for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-        })
+        const cleanups = useCleanups()
 
         async function online(): Promise<{ gw: Gateway; w: MqttWatcher; dev: DeviceProcess }> {
           const gw = await startGateway({ maxDownlinkSize: 2048 })

@@ -5,6 +5,7 @@
  */
 import { expect } from 'chai'
 import type { Gateway, GatewayOptions } from '../../src/index.js'
+import { useCleanups } from '../helpers/cleanups.js'
 import { PEER_GATEWAY, startGateway as startTestGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
@@ -18,20 +19,12 @@ type Presence = { online: boolean; at: number; gateway?: string; reason?: string
 describe('firmware library vs the gateway', function () {
   this.timeout(20000)
   const firmware = useFirmwareBuild()
-  const cleanups: Array<() => Promise<void>> = []
-
-  afterEach(async () => {
-    // Devices and MQTT clients first, then the gateways (in reverse order of creation).
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  })
+  // Last started, first stopped: devices and MQTT clients first, then the gateways (in reverse order of creation).
+  const cleanups = useCleanups()
 
   async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
     const gw = await startTestGateway(options)
-    let closed = false
-    cleanups.push(async () => {
-      if (!closed) await gw.close()
-      closed = true
-    })
+    cleanups.push(() => gw.close()) // idempotent: a test may have closed it
     return gw
   }
 

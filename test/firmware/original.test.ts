@@ -6,6 +6,7 @@
  */
 import { expect } from 'chai'
 import type { Gateway, GatewayOptions } from '../../src/index.js'
+import { useCleanups } from '../helpers/cleanups.js'
 import { BROKER_ADMIN, DEVICES, PEER_GATEWAY, startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
@@ -35,18 +36,11 @@ describe('the original header, unchanged, against the gateway', function () {
         programs = await vendorPrograms(aj)
       })
 
-      const cleanups: Array<() => Promise<unknown>> = []
-      afterEach(async () => {
-        for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-      })
+      const cleanups = useCleanups()
 
       async function gateway(options: GatewayOptions = {}): Promise<Gateway> {
         const gw = await startGateway(options)
-        let closed = false
-        cleanups.push(async () => {
-          if (!closed) await gw.close()
-          closed = true
-        })
+        cleanups.push(() => gw.close()) // idempotent: a test may have closed it
         return gw
       }
 
@@ -211,10 +205,7 @@ describe('the original header, unchanged, against the gateway', function () {
       }
       binary = (await originalDevice32()).output
     })
-    const cleanups: Array<() => Promise<unknown>> = []
-    afterEach(async () => {
-      for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-    })
+    const cleanups = useCleanups()
 
     const members = (n: number) =>
       JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, k) => [`k${k}`, k])))

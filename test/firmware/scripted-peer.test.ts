@@ -7,6 +7,7 @@ import net from 'node:net'
 import { expect } from 'chai'
 import fc from 'fast-check'
 import { Cmd, Status } from '../../src/protocol/constants.js'
+import { useCleanups } from '../helpers/cleanups.js'
 import { bytes, vector } from '../helpers/vectors.js'
 import { useFirmwareBuild } from './support/build.js'
 import { type DeviceOptions, DeviceProcess } from './support/device.js'
@@ -17,12 +18,8 @@ const LOCAL = '127.0.0.1'
 describe('firmware library vs a scripted peer', function () {
   this.timeout(20000)
   const firmware = useFirmwareBuild()
-  const cleanups: Array<() => Promise<void>> = []
-
-  afterEach(async () => {
-    // Devices first (they were registered after their peers), then peers.
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  })
+  // Last started, first stopped: devices first (they were registered after their peers), then peers.
+  const cleanups = useCleanups()
 
   async function startPeer(): Promise<ScriptedPeer> {
     const p = await ScriptedPeer.start()
@@ -345,15 +342,20 @@ describe('firmware library vs a scripted peer', function () {
   })
 
   describe('redirect [HT-2.8]', () => {
-    it('moves to the new server on the JSON form and on the host\\0port form, and logs in there', async () => {
+    /** A device logged in on peer `a`, then sent to peer `b` with the JSON REDIRECT. */
+    async function redirectedFromAToB() {
       const a = await startPeer()
       const b = await startPeer()
       const dev = startDevice({ connect: [`${LOCAL}:${a.port}:tok-1`] })
       const a1 = await a.nextConnection()
       await a1.acceptLogin()
       await dev.waitFor(/^LOGIN_OK i=0/)
-
       a1.write(frame(Cmd.REDIRECT, 3, JSON.stringify({ server: LOCAL, port: b.port })))
+      return { a, b, dev, a1 }
+    }
+
+    it('moves to the new server on the JSON form and on the host\\0port form, and logs in there', async () => {
+      const { a, b, dev, a1 } = await redirectedFromAToB()
       await dev.waitFor(new RegExp(`^REDIRECT i=0 host=127\\.0\\.0\\.1 port=${b.port}$`))
       await dev.waitFor(/^DISCONNECTED i=0 reason=redirect$/)
       await a1.closed
@@ -381,13 +383,7 @@ describe('firmware library vs a scripted peer', function () {
     it('keeps to the REDIRECT target when the sketch calls connect() again with the same arguments', async () => {
       // The original's example calls connect(token, home, port) whenever run() returns false, which
       // it does while the device moves to the new server.
-      const a = await startPeer()
-      const b = await startPeer()
-      const dev = startDevice({ connect: [`${LOCAL}:${a.port}:tok-1`] })
-      const a1 = await a.nextConnection()
-      await a1.acceptLogin()
-      await dev.waitFor(/^LOGIN_OK i=0/)
-      a1.write(frame(Cmd.REDIRECT, 3, JSON.stringify({ server: LOCAL, port: b.port })))
+      const { b, dev } = await redirectedFromAToB()
       const b1 = await b.nextConnection()
       await b1.nextOfType(Cmd.LOGIN)
       const result = dev.command('connect 0', /^CONNECT_RESULT i=0 ok=(\d)$/)

@@ -12,6 +12,7 @@ import { STORE_FILE } from '../../src/adapters/sqlite-store.js'
 import type { Gateway, GatewayOptions } from '../../src/gateway/gateway.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
 import { captureLogger } from '../helpers/capture-logger.js'
+import { useCleanups } from '../helpers/cleanups.js'
 import { CliProcess, requireBuild } from '../helpers/cli.js'
 import { BROKER_ADMIN, PEER_GATEWAY, startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
@@ -22,18 +23,11 @@ import { type Frame, RawClient, trackRawClients } from '../helpers/raw-client.js
 describe('store-and-forward downlinks, at least once to the device', function () {
   this.timeout(20_000)
   const { track } = trackRawClients()
-  const cleanups: Array<() => Promise<unknown>> = []
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup()
-  })
+  const cleanups = useCleanups()
 
   async function gateway(options: GatewayOptions = {}): Promise<Gateway> {
     const gw = await startGateway({ offlineQueueMessages: 100, ...options })
-    let closed = false
-    cleanups.push(async () => {
-      if (!closed) await gw.close()
-      closed = true
-    })
+    cleanups.push(() => gw.close()) // idempotent: a test may have closed it
     return gw
   }
 
