@@ -30,6 +30,9 @@ export interface Headline {
    */
   downlink_ratio_embedded: number | null
   downlink_ratio_mosquitto: number | null
+  /** Downlinks/s at-least-once (the default) ÷ at-most-once, same closed loop. */
+  downlink_at_least_once_share_embedded: number | null
+  downlink_at_least_once_share_mosquitto: number | null
   max_devices: number | null
   rss_kib_per_device: number | null
   heap_kib_per_device: number | null
@@ -130,6 +133,12 @@ export function headline(
     downlink_p99_ms_saturated: orNull(dl?.p99_ms),
     downlink_ratio_embedded: orNull(downlink.find((d) => d.broker === 'embedded')?.ratio),
     downlink_ratio_mosquitto: orNull(downlink.find((d) => d.broker === 'mosquitto')?.ratio),
+    downlink_at_least_once_share_embedded: orNull(
+      downlink.find((d) => d.broker === 'embedded')?.at_least_once_share,
+    ),
+    downlink_at_least_once_share_mosquitto: orNull(
+      downlink.find((d) => d.broker === 'mosquitto')?.at_least_once_share,
+    ),
     max_devices: orNull(sc?.max_devices),
     rss_kib_per_device: orNull(sc?.rss_kib_per_device),
     heap_kib_per_device: orNull(sc?.heap_kib_per_device),
@@ -281,6 +290,8 @@ export function renderTable(r: Results): string {
           'direct p50 / p99 / max ms at that load',
           `gw p50 / p99 / max ms at ${fmt(set.rates[0])} msgs/s`,
           'dropped gw / direct',
+          'gw msgs/s at-most-once',
+          'at-least-once / at-most-once',
         ],
         r.downlink.map((d) => [
           d.broker,
@@ -291,6 +302,8 @@ export function renderTable(r: Results): string {
           `${fmt(d.direct_p50_ms, 2)} / ${fmt(d.direct_p99_ms, 2)} / ${fmt(d.direct_max_ms, 1)}`,
           `${fmt(d.latency_p50_ms, 2)} / ${fmt(d.latency_p99_ms, 2)} / ${fmt(d.latency_max_ms, 1)}`,
           `${d.dropped} / ${d.direct_dropped ?? '–'}`,
+          fmt(d.at_most_once_msgs_per_s),
+          fmt(d.at_least_once_share, 2),
         ]),
       ),
     )
@@ -421,6 +434,19 @@ function targetRows(r: Results): Row[] {
   add('added p99 ≤ 1 ms at 1k msgs/s, Mosquitto', h.added_p99_ms_at_1k_mosquitto, (v) => v <= 1, 2)
   add('added p99 ≤ 3 ms at 10k msgs/s, embedded', h.added_p99_ms_at_10k, (v) => v <= 3, 2)
   add('added p99 ≤ 3 ms at 10k msgs/s, Mosquitto', h.added_p99_ms_at_10k_mosquitto, (v) => v <= 3, 2)
+  const share = (v: number) => v >= 0.7
+  add(
+    'downlinks at-least-once ≥ 70 % of at-most-once, embedded',
+    h.downlink_at_least_once_share_embedded,
+    share,
+    2,
+  )
+  add(
+    'downlinks at-least-once ≥ 70 % of at-most-once, Mosquitto',
+    h.downlink_at_least_once_share_mosquitto,
+    share,
+    2,
+  )
   for (const sc of r.scale) {
     const on = sc.broker === 'embedded' ? 'embedded' : sc.broker === 'mosquitto' ? 'Mosquitto' : sc.broker
     add(`≥ 19,000 devices in one process, ${on}`, sc.max_devices, (v) => v >= 19_000)

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { freePort } from '../../test/helpers/net.js'
 import type { UplinkArgs, UplinkResult } from '../gen/devices.js'
 import { nowUs, sleep } from '../lib/clock.js'
-import { GatewayProc } from '../lib/gateway.js'
+import { GatewayProc, type GatewaySpec } from '../lib/gateway.js'
 import { decodeHistogram, type LatencySummary, newHistogram, summarize } from '../lib/hist.js'
 import type { Worker } from '../lib/ipc.js'
 import { startBenchMosquitto } from '../lib/mosquitto.js'
@@ -116,6 +116,15 @@ export interface DownlinkRow {
   direct_dropped: number
   /** msgs_per_s / direct_msgs_per_s. */
   ratio: number | null
+  /**
+   * The same closed loop through a gateway with `downlinkDelivery: at-most-once` (the rest of the
+   * row is the default, at-least-once: every downlink written to the store and removed on the
+   * device's acknowledgement); null when not measured.
+   */
+  at_most_once_msgs_per_s: number | null
+  /** msgs_per_s / at_most_once_msgs_per_s: what at-least-once keeps of the throughput. */
+  at_least_once_share: number | null
+  at_most_once_runs: DownlinkRun[]
   runs: DownlinkRun[]
   latency_runs: DownlinkRun[]
   direct_runs: DownlinkRun[]
@@ -188,6 +197,8 @@ export async function runMessages(
         await gw.stop('SIGTERM')
         out.warnings.push(...gw.output.slice(0, 20).map((l) => `${broker} QoS ${qos}: ${l}`))
       }
+      const row = out.downlink.find((d) => d.broker === broker)
+      if (qos === 1 && row !== undefined) await atMostOnce(row, spec, { opts, rig, broker, log, mosquitto })
     }
   } finally {
     await mosquitto?.dispose()
@@ -490,10 +501,54 @@ async function downlink(g: Group): Promise<DownlinkRow> {
     direct_max_ms: direct ? med(directRuns, (r) => r.latency.max_ms) : null,
     direct_dropped: sum(directRuns.map((r) => r.dropped)),
     ratio: directMsgsPerS ? round(msgsPerS / directMsgsPerS, 3) : null,
+    at_most_once_msgs_per_s: null,
+    at_least_once_share: null,
+    at_most_once_runs: [],
     runs,
     latency_runs: latencyRuns,
     direct_runs: directRuns,
   }
+}
+
+/**
+ * The downlink's closed loop again through a gateway with `downlinkDelivery: at-most-once`, once the
+ * first one has stopped (it would keep, for its devices gone, what the second one delivers): the
+ * share of the throughput at-least-once keeps.
+ */
+async function atMostOnce(
+  row: DownlinkRow,
+  base: GatewaySpec,
+  on: {
+    opts: BenchOptions
+    rig: Rig
+    broker: BrokerKind
+    log: (line: string) => void
+    mosquitto?: { pid: number } | undefined
+  },
+): Promise<void> {
+  const spec: GatewaySpec = {
+    ...base,
+    port: await freePort(),
+    brokerPort: await freePort(),
+    flags: { ...base.flags, 'downlink-delivery': 'at-most-once' },
+  }
+  on.log(`${on.broker}: starting a gateway with downlink-delivery at-most-once`)
+  const gw = await GatewayProc.start(spec)
+  try {
+    const g: Group = { ...on, gw, brokerPid: on.mosquitto?.pid ?? 0, creditPort: 0 }
+    await useDevices(g, 'hypertcp')
+    for (let r = 0; r < on.opts.runs; r++) {
+      const run = await downlinkRun(g, 'closed', on.opts.measureMs)
+      on.log(`  downlink ${on.broker} at-most-once run ${r + 1}: ${Math.round(run.msgs_per_s)} msgs/s`)
+      row.at_most_once_runs.push(run)
+    }
+    await Promise.all(on.rig.devices.map((w) => w.call('closeAll', null)))
+  } finally {
+    await gw.stop('SIGTERM')
+  }
+  const amo = round(median(row.at_most_once_runs.map((r) => r.msgs_per_s)), 4)
+  row.at_most_once_msgs_per_s = amo
+  row.at_least_once_share = amo > 0 ? round(row.msgs_per_s / amo, 3) : null
 }
 
 async function downlinkRun(

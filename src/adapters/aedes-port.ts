@@ -1,5 +1,12 @@
 import type { Aedes, AedesPublishPacket } from 'aedes'
-import type { MessageHandler, MqttPort, PublishOptions, QoS, SubscribeDone } from '../bridge/port.js'
+import type {
+  AckLater,
+  MessageHandler,
+  MqttPort,
+  PublishOptions,
+  QoS,
+  SubscribeDone,
+} from '../bridge/port.js'
 
 type Deliver = (packet: AedesPublishPacket, callback: () => void) => void
 
@@ -25,15 +32,33 @@ export class AedesPort implements MqttPort {
    */
   private readonly paths: { readonly brokerId: string; counter: number }[]
   private handler: MessageHandler = () => undefined
+  /** Payloads of clients' messages handed to the handler already, before Aedes acknowledged them. */
+  private readonly early = new WeakSet<Buffer>()
   private readonly deliver: Deliver = (packet, callback) => {
-    // Every delivery here matches a live route: never a replay of a retained message. Aedes
-    // acknowledges the publisher once every route has called back: a kept message, once written.
-    const later = this.handler(packet.topic, packet.payload as Buffer, false)
+    // Every delivery here matches a live route: never a replay of a retained message.
+    const payload = packet.payload as Buffer
+    if (this.early.delete(payload)) return callback()
+    // Published in-process (by the gateway): Aedes' caller waits for this callback.
+    const later = this.handler(packet.topic, payload, false)
     if (later === undefined) callback()
     else later(callback)
   }
 
-  constructor(private readonly aedes: Aedes) {
+  /**
+   * `auth`: a client's message reaches the handler from Aedes' authorization, which comes before
+   * Aedes acknowledges a QoS 1 publish; so a message the handler keeps is acknowledged to its
+   * publisher once written ({@link AckLater}), not before.
+   */
+  constructor(
+    private readonly aedes: Aedes,
+    auth?: { intercept: ((topic: string, payload: Buffer) => AckLater | undefined) | undefined },
+  ) {
+    if (auth !== undefined) {
+      auth.intercept = (topic, payload) => {
+        this.early.add(payload)
+        return this.handler(topic, payload, false)
+      }
+    }
     this.paths = ['qos0', 'qos0-retained', 'qos1', 'qos1-retained'].map((path) => ({
       brokerId: `${aedes.id}/gateway/${path}`,
       counter: 0,

@@ -1,6 +1,7 @@
 import type { AedesOptions, Client } from 'aedes'
 import { type BrokerAcl, type BrokerRole, withoutShare } from '../auth/broker-acl.js'
 import { hashPassword, samePassword, verifyPassword } from '../auth/passwords.js'
+import type { AckLater } from '../bridge/port.js'
 import type { BrokerUser } from '../config/broker-users.js'
 import { isLoopback } from '../config/resolve.js'
 import type { IpGuard } from '../limits/ip-guard.js'
@@ -46,6 +47,12 @@ export class BrokerAuth {
   private readonly throttle: LogThrottle
   /** Checked for unknown usernames, so that they take as long as known ones (made at the first). */
   private dummyHash: Promise<string> | undefined
+  /**
+   * Told of each publish a client may make, before Aedes acknowledges it — which Aedes does for
+   * QoS 1 before routing the message: the gateway's in-process port ({@link AedesPort}) keeps a
+   * message here, and its acknowledgement waits until it is written.
+   */
+  intercept: ((topic: string, payload: Buffer) => AckLater | undefined) | undefined
 
   constructor(private readonly options: BrokerAuthOptions) {
     this.users = new Map(options.users.map((u) => [u.username, u]))
@@ -86,7 +93,11 @@ export class BrokerAuth {
       authorizePublish: (client, packet, done) => {
         if (client === null) return done(null) // a will published after its client left
         const reason = this.refusePublish(client, packet)
-        if (reason === undefined) return done(null)
+        if (reason === undefined) {
+          const later = this.intercept?.(packet.topic, packet.payload as Buffer)
+          if (later === undefined) return done(null)
+          return later(() => done(null))
+        }
         const identity = this.identities.get(client)
         this.throttle.warn(`publish:${identity?.username ?? ''}`, 'mqtt publish refused, client closed', {
           clientId: client.id,

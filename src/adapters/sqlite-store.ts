@@ -1,24 +1,32 @@
 /**
  * The downlink store on disk: SQLite (better-sqlite3, synchronous and embedded) in the gateway's
- * `dataDir`. Everything written in one turn of the event loop is one transaction, committed on the
- * next turn; a message is acknowledged to the broker only after its commit. WAL with
- * `synchronous=NORMAL`: a commit survives the gateway being killed (SIGKILL, a crash), though not
- * the machine losing power before the OS writes it out.
+ * `dataDir`. What is kept in one turn of the event loop is written as one row (a batch) in one
+ * transaction, committed on the next turn; a message is acknowledged to the broker only after its
+ * commit. A row is deleted once every message in it has left the store, so a message costs the
+ * disk a share of one insert and one delete, not one each. WAL with `synchronous=NORMAL`: a commit
+ * survives the gateway being killed (SIGKILL, a crash), though not the machine losing power
+ * before the OS writes it out. After a crash, a message that had left a row still holding others
+ * comes back (at least once); a clean close rewrites those rows first.
  */
 import { mkdirSync, renameSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import Database from 'better-sqlite3'
 import type { HeldDevice, Kept, Persistence } from '../delivery/store.js'
 import { MemoryPersistence } from '../delivery/store.js'
+import { GatewayError } from '../errors.js'
 import type { Logger } from '../log.js'
 
 export const STORE_FILE = 'downlinks.sqlite'
 
-interface Row {
-  seq: number
-  device: string
-  at: number
-  body: Buffer
+/** The layout below; a file with another `user_version` is not read. */
+const SCHEMA = 1
+
+/** One row: the messages kept in one turn (each knows its row: `Kept.written`). */
+interface Batch {
+  readonly id: number
+  readonly messages: readonly Kept[]
+  /** Of those, still in the store: at 0 the row goes. */
+  live: number
 }
 
 class SqlitePersistence implements Persistence {
@@ -26,8 +34,14 @@ class SqlitePersistence implements Persistence {
   private readonly insert: Database.Statement
   private readonly del: Database.Statement
   private readonly upsert: Database.Statement
+  private readonly beginTx: Database.Statement
+  private readonly commitTx: Database.Statement
   private open = false
   private waiters: (() => void)[] = []
+  /** Kept this turn, written at its commit. */
+  private turn: Kept[] = []
+  /** Rows holding messages still in the store. */
+  private readonly batches = new Set<Batch>()
   private readonly loaded: { kept: Kept[]; devices: HeldDevice[] }
 
   /** Opens (creating) the file and reads it whole: a corrupt file throws here. */
@@ -35,24 +49,38 @@ class SqlitePersistence implements Persistence {
     private readonly db: Database.Database,
     private readonly logger: Logger,
   ) {
+    const version = db.pragma('user_version', { simple: true }) as number
+    const tables = db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'").get() as {
+      n: number
+    }
+    if (version !== SCHEMA && tables.n > 0)
+      throw new GatewayError('HT_ERR_STORE', `not a downlink store of this version (${version})`)
     db.pragma('journal_mode = WAL')
     db.pragma('synchronous = NORMAL')
     db.exec(`
-      CREATE TABLE IF NOT EXISTS downlinks (seq INTEGER PRIMARY KEY, device TEXT NOT NULL, at INTEGER NOT NULL, body BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
       CREATE TABLE IF NOT EXISTS devices (device TEXT PRIMARY KEY, username TEXT NOT NULL);
+      PRAGMA user_version = ${SCHEMA};
     `)
-    this.insert = db.prepare('INSERT INTO downlinks (seq, device, at, body) VALUES (?, ?, ?, ?)')
-    this.del = db.prepare('DELETE FROM downlinks WHERE seq = ?')
+    this.insert = db.prepare('INSERT INTO batches (id, data) VALUES (?, ?)')
+    this.del = db.prepare('DELETE FROM batches WHERE id = ?')
     this.upsert = db.prepare('INSERT OR REPLACE INTO devices (device, username) VALUES (?, ?)')
-    const rows = db.prepare('SELECT seq, device, at, body FROM downlinks ORDER BY seq').all() as Row[]
+    this.beginTx = db.prepare('BEGIN')
+    this.commitTx = db.prepare('COMMIT')
+    const kept: Kept[] = []
+    for (const row of db.prepare('SELECT id, data FROM batches ORDER BY id').all() as {
+      id: number
+      data: Buffer
+    }[]) {
+      const messages = decode(row.data)
+      this.track(row.id, messages)
+      kept.push(...messages)
+    }
     const devices = db.prepare('SELECT device, username FROM devices').all() as {
       device: string
       username: string
     }[]
-    this.loaded = {
-      kept: rows.map((r) => ({ seq: r.seq, deviceId: r.device, at: r.at, body: r.body, gone: false })),
-      devices: devices.map((d) => ({ deviceId: d.device, username: d.username })),
-    }
+    this.loaded = { kept, devices: devices.map((d) => ({ deviceId: d.device, username: d.username })) }
   }
 
   load(): { kept: Kept[]; devices: HeldDevice[] } {
@@ -61,12 +89,17 @@ class SqlitePersistence implements Persistence {
 
   add(kept: Kept): void {
     this.begin()
-    this.insert.run(kept.seq, kept.deviceId, kept.at, kept.body)
+    this.turn.push(kept)
   }
 
-  remove(seq: number): void {
+  remove(kept: Kept): void {
+    const batch = kept.written as Batch | undefined
+    if (batch === undefined) return // kept this turn: its commit leaves it out
+    kept.written = undefined
+    if (--batch.live > 0) return
+    this.batches.delete(batch)
     this.begin()
-    this.del.run(seq)
+    this.del.run(batch.id)
   }
 
   remember(device: HeldDevice): void {
@@ -79,14 +112,28 @@ class SqlitePersistence implements Persistence {
     else done()
   }
 
+  /** Rewrites the rows holding messages that left, so that none comes back at the next start. */
   close(): void {
-    if (this.open) this.commit()
+    this.begin()
+    for (const batch of [...this.batches]) {
+      if (batch.live === batch.messages.length) continue
+      this.batches.delete(batch)
+      this.del.run(batch.id)
+      for (const k of batch.messages) if (!k.gone) this.turn.push(k)
+    }
+    this.commit()
     this.db.close()
+  }
+
+  private track(id: number, messages: readonly Kept[]): void {
+    const batch: Batch = { id, messages, live: messages.length }
+    this.batches.add(batch)
+    for (const k of messages) k.written = batch
   }
 
   private begin(): void {
     if (this.open) return
-    this.db.exec('BEGIN')
+    this.beginTx.run()
     this.open = true
     setImmediate(this.commit)
   }
@@ -95,12 +142,19 @@ class SqlitePersistence implements Persistence {
     if (!this.open) return
     this.open = false
     try {
-      this.db.exec('COMMIT')
+      const live = this.turn.filter((k) => !k.gone).sort((a, b) => a.seq - b.seq)
+      this.turn = []
+      if (live.length > 0) {
+        this.insert.run(live[0]!.seq, encode(live))
+        this.track(live[0]!.seq, live)
+      }
+      this.commitTx.run()
     } catch (err) {
       // The disk refused (full, gone): what was kept stays in memory, and is delivered from there.
       this.logger.error('downlink store: write failed, kept in memory only', {
         error: (err as Error).message,
       })
+      if (this.db.inTransaction) this.db.exec('ROLLBACK')
     }
     const waiters = this.waiters
     this.waiters = []
@@ -108,17 +162,62 @@ class SqlitePersistence implements Persistence {
   }
 }
 
+/** [seq f64][at f64][id length u16][id][body length u32][body], one after the other. */
+function encode(messages: readonly Kept[]): Buffer {
+  let size = 0
+  for (const k of messages) size += 22 + Buffer.byteLength(k.deviceId) + k.bytes
+  const out = Buffer.allocUnsafe(size)
+  let at = 0
+  for (const k of messages) {
+    at = out.writeDoubleLE(k.seq, at)
+    at = out.writeDoubleLE(k.at, at)
+    const idLength = out.write(k.deviceId, at + 2)
+    at = out.writeUInt16LE(idLength, at) + idLength
+    at = out.writeUInt32LE(k.bytes, at)
+    at += typeof k.body === 'string' ? out.write(k.body, at) : k.body.copy(out, at)
+  }
+  return out
+}
+
+function decode(data: Buffer): Kept[] {
+  const out: Kept[] = []
+  let at = 0
+  while (at < data.length) {
+    const seq = data.readDoubleLE(at)
+    const when = data.readDoubleLE(at + 8)
+    const idLength = data.readUInt16LE(at + 16)
+    const deviceId = data.toString('utf8', at + 18, at + 18 + idLength)
+    at += 18 + idLength
+    const bodyLength = data.readUInt32LE(at)
+    const body = Buffer.from(data.subarray(at + 4, at + 4 + bodyLength))
+    at += 4 + bodyLength
+    if (at > data.length) throw new GatewayError('HT_ERR_STORE', 'a truncated row in the downlink store')
+    out.push({ seq, deviceId, body, bytes: bodyLength, at: when, gone: false })
+  }
+  return out
+}
+
+function openFile(file: string, logger: Logger): SqlitePersistence {
+  const db = new Database(file)
+  try {
+    return new SqlitePersistence(db, logger)
+  } catch (err) {
+    db.close()
+    throw err
+  }
+}
+
 /**
  * The store's persistence for `dataDir`: memory only for 'off'. A file that cannot be read (corrupt,
- * not SQLite) is moved aside (`<file>.bad-<ms>`) and reported with its path, and the gateway starts
- * with an empty store; if even that fails, with a store in memory.
+ * not SQLite, another version) is moved aside (`<file>.bad-<ms>`) and reported with its path, and
+ * the gateway starts with an empty store; if even that fails, with a store in memory.
  */
 export function openPersistence(dataDir: string, logger: Logger): Persistence {
   if (dataDir === 'off') return new MemoryPersistence()
   const file = resolve(join(dataDir, STORE_FILE))
   try {
     mkdirSync(dataDir, { recursive: true })
-    return new SqlitePersistence(new Database(file), logger)
+    return openFile(file, logger)
   } catch (err) {
     const error = (err as Error).message
     const aside = `${file}.bad-${Date.now()}`
@@ -136,7 +235,7 @@ export function openPersistence(dataDir: string, logger: Logger): Persistence {
         movedTo: aside,
         error,
       })
-      return new SqlitePersistence(new Database(file), logger)
+      return openFile(file, logger)
     } catch (again) {
       logger.error('downlink store cannot be opened: keeping messages in memory only', {
         path: file,

@@ -2,8 +2,9 @@
  * The bridge between sessions and MQTT.
  *
  * Longer than 300 lines: attaching a device (takeover, subscriptions, presence), its uplinks and
- * what arrives for it share one map of devices and topics; subscriptions (subscriptions.ts), the
- * pacing of broker work (pacer.ts) and the choice of connection (lanes.ts) are apart.
+ * what arrives for it — kept while it is away, handed over when it moves — share one map of
+ * devices and topics; subscriptions (subscriptions.ts), the pacing of broker work (pacer.ts), the
+ * choice of connection (lanes.ts) and the store's delivery rules (downlinks.ts) are apart.
  */
 import { performance } from 'node:perf_hooks'
 import type { ExternalAuth } from '../auth/external.js'
@@ -71,6 +72,10 @@ type Route =
   | { readonly kind: 'raw'; readonly device: Attached; readonly type: number }
   /** A held device's down topic while it is not here: kept. Its status topic: where it went. */
   | { readonly kind: 'held' | 'presence'; readonly held: Held }
+  /** [HT-5.3] The broadcast topic. */
+  | { readonly kind: 'broadcast' }
+
+const BROADCAST: Route = { kind: 'broadcast' }
 
 /** A login waiting for the next flush of broker work. */
 interface PendingLogin {
@@ -632,24 +637,24 @@ export class Bridge implements SessionHost {
   }
 
   private onMessage(topic: string, message: Buffer): AckLater | undefined {
+    const route = topic === this.broadcastTopic ? BROADCAST : this.routes.get(topic)
+    // Not ours: a late message for a device that has left (or, embedded, any client's publish).
+    if (route === undefined) return undefined
     // Size before parse: a message no device could be sent is dropped before a byte of it is read
     // (a raw custom-command message, never parsed, is checked by the session as it is delivered).
-    if (message.length > this.config.maxDownlinkSize && !this.rawTopic(topic)) {
+    if (message.length > this.config.maxDownlinkSize && route.kind !== 'raw') {
       this.countDrop('too_large')
       this.throttle.warn('message_too_large', 'message from the broker dropped unread', {
         topic,
         bytes: message.length,
         reason: `over the ${this.config.maxDownlinkSize}-byte downlink limit`,
       })
-      return
-    }
-    if (topic === this.broadcastTopic) {
-      this.onBroadcast(message)
       return undefined
     }
-    const route = this.routes.get(topic)
-    if (route === undefined) return undefined // a late message for a device that has left
     switch (route.kind) {
+      case 'broadcast':
+        this.onBroadcast(message)
+        return undefined
       case 'down':
         return this.onDownlink(route.device, message)
       case 'held':
@@ -664,10 +669,6 @@ export class Bridge implements SessionHost {
         this.deliver(route.device.session, route.type, message)
         return undefined
     }
-  }
-
-  private rawTopic(topic: string): boolean {
-    return this.routes.get(topic)?.kind === 'raw'
   }
 
   /** [HT-5.2] A message on a device's down topic. */
@@ -689,7 +690,7 @@ export class Bridge implements SessionHost {
       }
     }
     // At least once: kept first, so that nothing is lost if it is not acknowledged.
-    const kept = this.downlinks.keep(session.deviceId!, toBuffer(downlink.body))
+    const kept = this.downlinks.keep(session.deviceId!, downlink.body)
     this.countKept(session, this.downlinks.send(session, kept))
     return this.downlinks.ackLater
   }
@@ -698,7 +699,7 @@ export class Bridge implements SessionHost {
   private keepFor(held: Held, message: Buffer): AckLater | undefined {
     const downlink = this.readDownlink(held.deviceId, message)
     if (downlink === undefined) return undefined
-    this.downlinks!.keep(held.deviceId, toBuffer(downlink.body))
+    this.downlinks!.keep(held.deviceId, downlink.body)
     return this.downlinks!.ackLater
   }
 
@@ -926,10 +927,6 @@ export class Bridge implements SessionHost {
 }
 
 function noop(): void {}
-
-function toBuffer(body: Buffer | string): Buffer {
-  return typeof body === 'string' ? Buffer.from(body) : body
-}
 
 function notConnected(): GatewayError {
   return new GatewayError('HT_ERR_BROKER_UNREACHABLE', 'not connected to the broker')

@@ -31,7 +31,7 @@ export class Downlinks {
   }
 
   /** Keeps a message (the JSON_MESSAGE body) for a device. */
-  keep(deviceId: string, body: Buffer): Kept {
+  keep(deviceId: string, body: Buffer | string): Kept {
     this.stats.kept++
     return this.store.keep(deviceId, body, Date.now())
   }
@@ -92,7 +92,7 @@ export class Downlinks {
           : why === 'queue_full'
             ? 'over offlineQueueMessages or offlineQueueBytes for the device'
             : 'over offlineStoreBytes for all devices',
-      bytes: kept.body.length,
+      bytes: kept.bytes,
     })
   }
 

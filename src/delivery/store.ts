@@ -10,11 +10,16 @@ export interface Kept {
   /** Store-wide and increasing: the order of arrival. */
   readonly seq: number
   readonly deviceId: string
-  readonly body: Buffer
+  /** As it came (the text the gateway made, or the broker's bytes): sent and written as is. */
+  readonly body: Buffer | string
+  /** The body's length in bytes. */
+  readonly bytes: number
   /** When it was kept (ms since the epoch), for the time to live. */
   readonly at: number
   /** Set once it has left the store (acknowledged, evicted, expired, handed over). */
   gone: boolean
+  /** The persistence's own note on where it wrote it (a row). */
+  written?: unknown
 }
 
 /** A device kept for, and the `%u` of its topics (devices of the auth hook are not in the registry). */
@@ -30,7 +35,8 @@ export interface Persistence {
   /** What an earlier run kept, in `seq` order, and the devices it held. */
   load(): { kept: Kept[]; devices: HeldDevice[] }
   add(kept: Kept): void
-  remove(seq: number): void
+  /** `kept` has left the store (its `gone` is set already). */
+  remove(kept: Kept): void
   /** A device of the auth hook, served here once: its messages are kept from now on. */
   remember(device: HeldDevice): void
   /** Calls `done` once everything written so far is durable (at once when nothing is pending). */
@@ -97,8 +103,9 @@ export class DownlinkStore {
   }
 
   /** Keeps `body` for the device, last in its queue; evicts the oldest past a bound. */
-  keep(deviceId: string, body: Buffer, now: number): Kept {
-    const kept: Kept = { seq: this.nextSeq++, deviceId, body, at: now, gone: false }
+  keep(deviceId: string, body: Buffer | string, now: number): Kept {
+    const bytes = typeof body === 'string' ? Buffer.byteLength(body) : body.length
+    const kept: Kept = { seq: this.nextSeq++, deviceId, body, bytes, at: now, gone: false }
     this.index(kept)
     this.persistence.add(kept)
     const queue = this.byDevice.get(deviceId)!
@@ -127,13 +134,13 @@ export class DownlinkStore {
       const at = queue.items[0] === kept ? 0 : queue.items.indexOf(kept)
       if (at >= 0) {
         queue.items.splice(at, 1)
-        queue.bytes -= kept.body.length
+        queue.bytes -= kept.bytes
       }
       if (queue.items.length === 0) this.byDevice.delete(kept.deviceId)
     }
     this.count--
-    this.bytes -= kept.body.length
-    this.persistence.remove(kept.seq)
+    this.bytes -= kept.bytes
+    this.persistence.remove(kept)
     this.compact()
   }
 
@@ -174,10 +181,10 @@ export class DownlinkStore {
       this.byDevice.set(kept.deviceId, queue)
     }
     queue.items.push(kept)
-    queue.bytes += kept.body.length
+    queue.bytes += kept.bytes
     this.all.push(kept)
     this.count++
-    this.bytes += kept.body.length
+    this.bytes += kept.bytes
   }
 
   private drop(kept: Kept, why: Eviction): void {

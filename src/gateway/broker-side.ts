@@ -62,20 +62,21 @@ export class BrokerSide {
     }
     const acl = new BrokerAcl(config.topics, config.customCommands)
     const brokerLogger = logger.child({ component: 'broker' })
+    const auth = new BrokerAuth({
+      users: config.brokerUsers,
+      anonymousRole: config.anonymousRole,
+      acl,
+      maxDownlinkSize: config.maxDownlinkSize,
+      ...(guard ? { guard } : {}),
+      logger: brokerLogger,
+    })
     const embedded = await EmbeddedBroker.start({
       host: config.brokerHost,
       port: config.brokerPort,
       wsPort: config.brokerWsPort,
       tlsPort: config.brokerTlsPort,
       tls: tlsFiles(config),
-      auth: new BrokerAuth({
-        users: config.brokerUsers,
-        anonymousRole: config.anonymousRole,
-        acl,
-        maxDownlinkSize: config.maxDownlinkSize,
-        ...(guard ? { guard } : {}),
-        logger: brokerLogger,
-      }),
+      auth,
       ...(guard ? { guard } : {}),
       maxMessageSize: config.maxBrokerMessageSize,
       maxConnections: config.maxBrokerConnections,
@@ -91,7 +92,7 @@ export class BrokerSide {
     if (config.mqttConnections !== DEFAULT_MQTT_CONNECTIONS)
       logger.warn('mqttConnections applies to an external broker: the embedded one is used in-process')
     // Standalone: the bridge talks to the embedded broker in-process, no MQTT client at all.
-    return new BrokerSide(config, logger, [new AedesPort(embedded.aedes)], embedded)
+    return new BrokerSide(config, logger, [new AedesPort(embedded.aedes, auth)], embedded)
   }
 
   /** Whether every connection is up right now. */

@@ -8,8 +8,10 @@ import os from 'node:os'
 import path from 'node:path'
 import { expect } from 'chai'
 import mqtt from 'mqtt'
-import { STORE_FILE } from '../../src/adapters/sqlite-store.js'
+import { openPersistence, STORE_FILE } from '../../src/adapters/sqlite-store.js'
+import { DownlinkStore } from '../../src/delivery/store.js'
 import type { Gateway, GatewayOptions } from '../../src/gateway/gateway.js'
+import { silentLogger } from '../../src/log.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import { useCleanups } from '../helpers/cleanups.js'
@@ -53,7 +55,7 @@ describe('store-and-forward downlinks, at least once to the device', function ()
   const ack = (c: RawClient, f: Frame) => c.sendFrame(Cmd.RESPONSE, f.msgId)
 
   it('keeps messages for a registry device that never logged in, and delivers them in order at its login', async () => {
-    const gw = await gateway()
+    const gw = await gateway({ adminPort: 0 })
     const w = await app(gw)
     for (let n = 1; n <= 3; n++) await w.publish('hypertcp/dev-3/dn', JSON.stringify({ n }))
     expect(gw.stats().keptNow).to.equal(3)
@@ -67,6 +69,27 @@ describe('store-and-forward downlinks, at least once to the device', function ()
     for (const f of got.frames) ack(c, f)
     await waitUntil(() => gw.stats().keptNow === 1, 'three acknowledged, one left')
     expect(gw.stats().keptAcknowledged).to.equal(3)
+    const metrics = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`)).text()
+    for (const line of [
+      'hypertcp_downlinks_kept_total{event="kept"} 4',
+      'hypertcp_downlinks_kept_total{event="acknowledged"} 3',
+      'hypertcp_downlinks_stored 1',
+    ])
+      expect(metrics.split('\n')).to.include(line)
+  })
+
+  it('keeps for a device added by a registry reload from then on', async () => {
+    const gw = await gateway()
+    const w = await app(gw)
+    gw.reload({ ...gw.config, devices: [...gw.config.devices, { id: 'dev-new', token: 'tok-new' }] })
+    // Its down topic is subscribed by the broker work the reload asked for: wait for what proves it.
+    for (let k = 0; gw.stats().keptNow === 0; k++) {
+      if (k === 100) throw new Error('no message for the new device was kept')
+      await w.publish('hypertcp/dev-new/dn', '{"probe":true}')
+    }
+    const c = await device(gw, 'tok-new')
+    const first = (await downlinks(c, 1)).payloads[0]
+    expect(first).to.deep.equal({ probe: true })
   })
 
   it('sends again, in order, what a closed connection had not acknowledged; never what it had', async () => {
@@ -138,6 +161,21 @@ describe('store-and-forward downlinks, at least once to the device', function ()
       expect(next.stats().keptNow).to.equal(2)
       const c = await device(next, 'tok-3')
       expect((await downlinks(c, 2)).payloads).to.deep.equal([{ n: 1 }, { n: 2 }])
+    })
+
+    it('writes what one turn kept as one row; a clean close leaves out what was acknowledged since', async () => {
+      const limits = { messages: 100, bytes: 65_536, totalBytes: 1 << 20, ttlMs: 60_000 }
+      const open = () => new DownlinkStore(openPersistence(dir, silentLogger), limits, () => {})
+      const store = open()
+      store.load()
+      const kept = ['a', 'b', 'c'].map((m) => store.keep('dev-3', Buffer.from(m), Date.now()))
+      await new Promise<void>((resolve) => store.whenWritten(resolve))
+      store.remove(kept[1]!) // acknowledged: the row still holds a and c
+      store.close()
+      const again = open()
+      again.load()
+      expect(again.pending('dev-3').map((k) => k.body.toString())).to.deep.equal(['a', 'c'])
+      again.close()
     })
 
     it('moves a corrupt store aside, says so with its path, and starts with an empty one that works', async () => {

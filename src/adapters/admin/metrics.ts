@@ -95,6 +95,29 @@ export class GatewayMetrics {
         this.inc(source.stats().loginsDelayed)
       },
     })
+    counter(
+      'hypertcp_downlinks_kept_total',
+      'Downlinks put in the store (kept), and how they left it: acknowledged by the device, handed over to another instance',
+      'event',
+      (s) => ({ kept: s.kept, acknowledged: s.keptAcknowledged, handed_over: s.handedOver }),
+    )
+    for (const [name, help, read] of [
+      ['hypertcp_downlinks_stored', 'Downlinks in the store now', (s: GatewayStats) => s.keptNow],
+      [
+        'hypertcp_downlinks_stored_bytes',
+        'Bytes of the downlinks in the store now',
+        (s: GatewayStats) => s.keptBytes,
+      ],
+    ] as const) {
+      new Gauge({
+        name,
+        help,
+        registers,
+        collect() {
+          this.set(read(source.stats()))
+        },
+      })
+    }
     new Gauge({
       name: 'hypertcp_broker_connected',
       help: 'Whether each broker connection is up (1) or not (0)',
