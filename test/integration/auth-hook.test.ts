@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { expect } from 'chai'
 import type { Gateway } from '../../src/gateway/gateway.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
@@ -249,6 +252,47 @@ describe('external auth hook: at most authConcurrency calls in flight', function
       for (const c of clients) c.destroy()
       await gw.close()
       await hook.close()
+    }
+  })
+})
+
+describe('external auth hook and store-and-forward', function () {
+  this.timeout(20_000)
+  const clients = trackRawClients()
+
+  it("keeps for a hook's device once it has logged in on this instance, and still after a restart", async () => {
+    const hook = await Hook.start()
+    hook.answer = () => ({ status: 200, body: { allow: true, deviceId: 'hooked-1' } })
+    const dir = mkdtempSync(join(tmpdir(), 'hypertcp-hook-store-'))
+    const options = { authUrl: hook.url, authCacheTtl: 0, offlineQueueMessages: 100, dataDir: dir }
+    let gw = await startGateway(options)
+    try {
+      const w = await MqttWatcher.connect(gw.mqttUrl, [], BROKER_ADMIN)
+      await w.publish('hypertcp/hooked-1/dn', '{"before":"first login"}')
+      expect(gw.stats().kept).to.equal(0) // unknown until it logs in here
+      const first = await clients.track(RawClient.connect(gw.port))
+      expect(await first.login('hook-token')).to.equal(Status.SUCCESS)
+      first.destroy()
+      await waitUntil(() => gw.stats().online === 0, 'it left')
+      await w.publish('hypertcp/hooked-1/dn', '{"while":"away"}')
+      await waitUntil(() => gw.stats().keptNow === 1, 'kept for it')
+      await w.end()
+      await gw.close()
+      gw = await startGateway(options)
+      const w2 = await MqttWatcher.connect(gw.mqttUrl, [], BROKER_ADMIN)
+      await w2.publish('hypertcp/hooked-1/dn', '{"after":"restart"}')
+      await w2.end()
+      const again = await clients.track(RawClient.connect(gw.port))
+      expect(await again.login('hook-token')).to.equal(Status.SUCCESS)
+      const got = [
+        await again.frames.take((f) => f.type === Cmd.JSON_MESSAGE),
+        await again.frames.take((f) => f.type === Cmd.JSON_MESSAGE),
+      ].map((f) => (JSON.parse(f.text) as { payload: unknown }).payload)
+      expect(got).to.deep.equal([{ while: 'away' }, { after: 'restart' }])
+    } finally {
+      await gw.close()
+      await hook.close()
+      rmSync(dir, { recursive: true, force: true })
     }
   })
 })
