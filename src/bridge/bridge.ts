@@ -253,18 +253,17 @@ export class Bridge implements SessionHost {
   }
 
   /**
-   * [HT-6.3] The device logged in on another instance: what is kept for it here is published to its
-   * down topic, in order, where that instance takes it; this one keeps nothing more for it.
+   * [HT-6.3] Another instance serves the device, or served it last (its presence, online or
+   * offline, names that gateway — read retained at start, or live): that one keeps its queue. What
+   * is kept for it here is published to its down topic, in order, where that instance takes it;
+   * this one keeps nothing more for it until the device logs in here.
    */
   private onPresence(held: Held, message: Buffer): void {
     if (this.devices.has(held.deviceId)) return // here: its own presence, or a stale one
     const presence = parseJsonObject(message)
-    if (
-      presence?.online !== true ||
-      typeof presence.gateway !== 'string' ||
-      presence.gateway === this.gatewayId
-    )
-      return
+    const gateway = presence?.gateway
+    // A takeover's offline presence is the old owner's: the new one announces itself next.
+    if (typeof gateway !== 'string' || gateway === this.gatewayId || presence?.reason === 'takeover') return
     this.held.delete(held.deviceId)
     this.routes.delete(held.down)
     this.routes.delete(held.status)
@@ -273,9 +272,9 @@ export class Bridge implements SessionHost {
     const kept = this.downlinks!.handOver(held.deviceId)
     if (kept.length === 0) return
     this.stats.handedOver += kept.length
-    this.logger.info('kept downlinks handed over: the device logged in on another instance', {
+    this.logger.info('kept downlinks handed over: another instance serves the device', {
       deviceId: held.deviceId,
-      gateway: presence.gateway,
+      gateway,
       messages: kept.length,
     })
     for (const k of kept)

@@ -251,6 +251,25 @@ describe('store-and-forward downlinks, at least once to the device', function ()
     })
     after(() => mosquitto?.dispose())
 
+    it('leaves a device to the instance that served it last (its retained presence says so): each message once', async () => {
+      const on = (gatewayId: string) => ({ mqttUrl: [mosquitto.url], gatewayId, mqttConnections: 1 })
+      const b = await gateway(on('sf-last-b'))
+      const d1 = await device(b, 'tok-1')
+      d1.destroy()
+      await waitUntil(() => b.stats().online === 0, 'the device left B')
+      // A starts after: it reads the retained presence (offline, at B) of its registry's devices.
+      const a = await gateway(on('sf-last-a'))
+      const w = await MqttWatcher.connect(mosquitto.url)
+      cleanups.push(() => w.end())
+      await w.publish('hypertcp/dev-1/dn', '{"m":1}')
+      await waitUntil(() => b.stats().keptNow === 1, 'B keeps it')
+      expect(a.stats().kept).to.equal(0)
+      const d2 = await device(a, 'tok-1')
+      expect((await downlinks(d2, 1)).payloads).to.deep.equal([{ m: 1 }]) // handed over by B
+      await w.publish('hypertcp/dev-1/dn', '{"m":2}')
+      expect((await downlinks(d2, 1)).payloads).to.deep.equal([{ m: 2 }]) // and no second copy before it
+    })
+
     it('keeps its MQTT session: what is published while the gateway is down waits at the broker', async () => {
       const options = { mqttUrl: [mosquitto.url], gatewayId: 'sf-persistent', mqttConnections: 1 }
       const first = await gateway(options)

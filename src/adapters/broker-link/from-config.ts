@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs'
+import { BrokerAcl } from '../../auth/broker-acl.js'
 import type { GatewayConfig } from '../../config/settings.js'
 import { ConfigError } from '../../errors.js'
 import type { Logger } from '../../log.js'
@@ -35,6 +36,7 @@ export function linksFromConfig(
     rejectUnauthorized: config.mqttRejectUnauthorized,
   }
   const count = config.mqttConnections
+  const acl = new BrokerAcl(config.topics, config.customCommands)
   const will = {
     topic: gatewayStatusTopic(config.topics.gatewayStatus, config.gatewayId),
     payload: JSON.stringify({ online: false, reason: 'connection_lost', gateway: config.gatewayId }),
@@ -57,6 +59,9 @@ export function linksFromConfig(
         maxPacketSize: config.maxDownlinkSize + PACKET_OVERHEAD,
         ...(i === 0 ? { will } : {}),
         onDropped,
+        ...(config.offlineQueueMessages > 0
+          ? { wantsRetained: (topic: string) => acl.is(topic, 'status') }
+          : {}),
         logger: logger.child(count === 1 ? { component: 'mqtt' } : { component: 'mqtt', connection: i }),
       }),
   )

@@ -63,6 +63,11 @@ export interface BrokerLinkOptions {
   readonly will?: { readonly topic: string; readonly payload: string }
   /** A message from the broker dropped unread for its size (3.1.1 brokers cannot be told the limit). */
   readonly onDropped?: (topic: string, bytes: number) => void
+  /**
+   * Topics whose retained message a new subscription should bring (MQTT 5 retain handling 0; all
+   * others get 2, none): the presence of devices kept for, which says where they are.
+   */
+  readonly wantsRetained?: (topic: string) => boolean
   readonly logger: Logger
 }
 
@@ -197,8 +202,13 @@ export class BrokerLink implements BrokerConnection {
           cmd: 'subscribe',
           messageId,
           // MQTT 5: retained messages are not sent for a new subscription (retain handling 2):
-          // the gateway never replays them to devices (PROTOCOL decision 16).
-          subscriptions: topics.map((topic) => (this.level === 5 ? { topic, qos, rh: 2 } : { topic, qos })),
+          // the gateway never replays them to devices (PROTOCOL decision 16); but a held device's
+          // presence is read (decision 33).
+          subscriptions: topics.map((topic) =>
+            this.level === 5
+              ? { topic, qos, rh: this.options.wantsRetained?.(topic) ? 0 : 2 }
+              : { topic, qos },
+          ),
         },
         { protocolVersion: this.level },
       ),
