@@ -55,6 +55,11 @@ export interface GatewayStats {
   keptBytes: number
   /** Kept messages handed over to the instance a device moved to. */
   handedOver: number
+  /**
+   * Devices closed here by another instance's takeover, by what followed: `confirmed` (that
+   * instance announced the device online) or `unconfirmed` (it did not in time: marked offline).
+   */
+  takeovers: Record<string, number>
 }
 
 /** Upper bounds of {@link GatewayStats.publishAck}'s buckets, seconds. */
@@ -122,5 +127,6 @@ export function createStats(): GatewayStats {
     keptNow: 0,
     keptBytes: 0,
     handedOver: 0,
+    takeovers: {},
   }
 }

@@ -96,6 +96,9 @@ const NOT_AUTHORIZED = 0x87
  */
 export const BROKER_BATCH_MS = 2
 
+/** How long a takeover by another instance waits for that instance's "online" ({@link Bridge.awaitTakeover}). */
+export const TAKEOVER_CONFIRM_MS = 5000
+
 export interface BridgeOptions {
   readonly config: GatewayConfig
   /**
@@ -138,6 +141,8 @@ export class Bridge implements SessionHost {
   private readonly devices = new Map<string, Attached>()
   /** Devices whose messages are kept here while they are away, by id. */
   private readonly held = new Map<string, Held>()
+  /** Devices another instance took over, until it announces them (by id: that gateway, the timer). */
+  private readonly takenOver = new Map<string, { readonly gateway: string; readonly timer: NodeJS.Timeout }>()
   private readonly downlinks: Downlinks | undefined
   /** Subscribed topic → what it is for. */
   private readonly routes = new Map<string, Route>()
@@ -262,6 +267,12 @@ export class Bridge implements SessionHost {
     if (this.devices.has(held.deviceId)) return // here: its own presence, or a stale one
     const presence = parseJsonObject(message)
     const gateway = presence?.gateway
+    const pending = this.takenOver.get(held.deviceId)
+    if (pending !== undefined && presence?.online === true && gateway === pending.gateway) {
+      clearTimeout(pending.timer)
+      this.takenOver.delete(held.deviceId)
+      bump(this.stats.takeovers, 'confirmed')
+    }
     // A takeover's offline presence is the old owner's: the new one announces itself next.
     if (typeof gateway !== 'string' || gateway === this.gatewayId || presence?.reason === 'takeover') return
     this.held.delete(held.deviceId)
@@ -838,6 +849,7 @@ export class Bridge implements SessionHost {
         if (control.at < device.at) return // older than this login: the device has moved on since
         session.logger.info('taken over by another gateway', { gateway: control.gateway })
         session.close('takeover')
+        this.awaitTakeover(device, control.gateway)
         return
       case 'invalid':
         this.logger.warn('control message ignored', { topic: device.control, reason: control.reason })
@@ -847,6 +859,47 @@ export class Bridge implements SessionHost {
         throw new GatewayError('HT_ERR_INTERNAL', `unhandled control ${JSON.stringify(never)}`)
       }
     }
+  }
+
+  /**
+   * [HT-3.3] The device left for `gateway`, which announces it online next (its presence). If that
+   * does not come within {@link TAKEOVER_CONFIRM_MS} — a takeover notice from an instance that then
+   * died, or one forged — the retained presence would say "online" for good: it is set offline
+   * (`takeover_unconfirmed`). Needs the device's status topic: held devices have it (store-and-
+   * forward on).
+   */
+  private awaitTakeover(device: Attached, gateway: string): void {
+    const id = device.session.deviceId!
+    if (!this.held.has(id)) return
+    clearTimeout(this.takenOver.get(id)?.timer)
+    const timer = setTimeout(() => {
+      this.takenOver.delete(id)
+      if (this.devices.has(id)) return // back here meanwhile
+      bump(this.stats.takeovers, 'unconfirmed')
+      this.logger.warn('taken over, but the other gateway never announced the device: marked offline', {
+        deviceId: id,
+        gateway,
+      })
+      const state = {
+        online: false,
+        at: Date.now(),
+        reason: 'takeover_unconfirmed',
+        gateway: this.gatewayId,
+        by: gateway,
+      }
+      this.publish(
+        device.lane.mqtt,
+        device.status,
+        JSON.stringify(state),
+        this.config.qos.presence,
+        true,
+        (err) => {
+          if (err) this.logger.warn('offline presence not published', { deviceId: id, error: err.message })
+        },
+      )
+    }, TAKEOVER_CONFIRM_MS)
+    timer.unref()
+    this.takenOver.set(id, { gateway, timer })
   }
 
   /** `redirectAllow`, else `overflowRedirect` (the peer logins overflow to), else nothing. */
@@ -922,6 +975,7 @@ export class Bridge implements SessionHost {
   /** Stops per-device unsubscribes: the whole connection is about to close. */
   beginShutdown(): void {
     this.closing = true
+    for (const pending of this.takenOver.values()) clearTimeout(pending.timer)
   }
 }
 

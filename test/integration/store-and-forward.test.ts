@@ -143,6 +143,42 @@ describe('store-and-forward downlinks, at least once to the device', function ()
     expect(gw.stats().keptNow).to.equal(1)
   })
 
+  describe('takeovers by another instance (issue 17)', () => {
+    it('marks the device offline (takeover_unconfirmed) when the instance that took it over never announces it', async () => {
+      const gw = await gateway()
+      const peer = await MqttWatcher.connect(gw.mqttUrl, ['hypertcp/dev-3/status'], PEER_GATEWAY)
+      cleanups.push(() => peer.end())
+      const c = await device(gw, 'tok-3')
+      await peer.json('hypertcp/dev-3/status', (p) => p.online === true)
+      // A gateway that announces a takeover, then dies before it says the device is online there.
+      const notice = { action: 'takeover', gateway: 'gone-gw', session: 'x', at: Date.now() + 1000 }
+      await peer.publish('hypertcp/dev-3/ctl', JSON.stringify(notice))
+      await c.waitClosed()
+      const marked = await peer.json(
+        'hypertcp/dev-3/status',
+        (p) => p.reason === 'takeover_unconfirmed',
+        10_000,
+      )
+      expect(marked).to.deep.include({ online: false, gateway: gw.config.gatewayId, by: 'gone-gw' })
+      expect(gw.stats().takeovers).to.deep.equal({ unconfirmed: 1 })
+    })
+
+    it('leaves the presence to the instance that took the device over when it announces it', async () => {
+      const a = await gateway()
+      const b = await gateway({
+        mqttUrl: [a.mqttUrl],
+        mqttUsername: PEER_GATEWAY.username,
+        mqttPassword: PEER_GATEWAY.password,
+        mqttConnections: 1,
+      })
+      const onA = await device(a, 'tok-3')
+      await device(b, 'tok-3')
+      await onA.waitClosed()
+      await waitUntil(() => a.stats().takeovers.confirmed === 1, 'A saw B announce the device')
+      expect(a.stats().takeovers).to.deep.equal({ confirmed: 1 })
+    })
+  })
+
   describe('on disk (dataDir)', () => {
     let dir: string
     beforeEach(() => {
