@@ -145,7 +145,7 @@ describe('store-and-forward downlinks, at least once to the device', function ()
 
   describe('takeovers by another instance (issue 17)', () => {
     it('marks the device offline (takeover_unconfirmed) when the instance that took it over never announces it', async () => {
-      const gw = await gateway()
+      const gw = await gateway({ adminPort: 0 })
       const peer = await MqttWatcher.connect(gw.mqttUrl, ['hypertcp/dev-3/status'], PEER_GATEWAY)
       cleanups.push(() => peer.end())
       const c = await device(gw, 'tok-3')
@@ -161,6 +161,8 @@ describe('store-and-forward downlinks, at least once to the device', function ()
       )
       expect(marked).to.deep.include({ online: false, gateway: gw.config.gatewayId, by: 'gone-gw' })
       expect(gw.stats().takeovers).to.deep.equal({ unconfirmed: 1 })
+      const metrics = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`)).text()
+      expect(metrics.split('\n')).to.include('hypertcp_takeovers_total{result="unconfirmed"} 1')
     })
 
     it('leaves the presence to the instance that took the device over when it announces it', async () => {

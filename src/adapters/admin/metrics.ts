@@ -96,6 +96,12 @@ export class GatewayMetrics {
       },
     })
     counter(
+      'hypertcp_takeovers_total',
+      'Devices taken over by another instance, by whether it announced them online in time',
+      'result',
+      (s) => s.takeovers,
+    )
+    counter(
       'hypertcp_downlinks_kept_total',
       'Downlinks put in the store (kept), and how they left it: acknowledged by the device, handed over to another instance',
       'event',
