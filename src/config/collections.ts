@@ -120,9 +120,8 @@ export function checkCustomCommands(key: string, value: unknown): CustomCommand[
         )
     }
     const type = entry.type
-    if (!Number.isInteger(type) || (type as number) < 1 || (type as number) > 255)
-      throw bad(`${at}.type`, 'a command type from 1 to 255', type)
-    if (DEFINED_TYPES.has(type as number)) {
+    if (!isIntegerIn(type, 1, 255)) throw bad(`${at}.type`, 'a command type from 1 to 255', type)
+    if (DEFINED_TYPES.has(type)) {
       throw new ConfigError(
         `${at}.type`,
         `must not be a command HyperTCP defines (${[...DEFINED_TYPES].join(', ')}), got ${String(type)}`,

@@ -16,12 +16,12 @@ export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
 }
 
-/** ` (did you mean "port"?)` for a near miss, else ''. */
 /** A whole number from `min` to `max`. */
 export function isIntegerIn(value: unknown, min: number, max: number): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max
 }
 
+/** ` (did you mean "port"?)` for a near miss, else ''. */
 export function suggest(key: string, known: readonly string[]): string {
   const lower = key.toLowerCase()
   let best: string | undefined

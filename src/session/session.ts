@@ -384,12 +384,12 @@ export class Session implements HandlerContext, OutputOwner {
     return this.host.takesRaw(type)
   }
 
-  /** [HT-1.5] The gateway's own ids: from 1, per connection, skipping 0 on wrap. */
   /** The msg_id of the last frame the gateway sent (a downlink just delivered). */
   get lastSentId(): number {
     return this.lastMsgId
   }
 
+  /** [HT-1.5] The gateway's own ids: from 1, per connection, skipping 0 on wrap. */
   nextMsgId(): number {
     this.lastMsgId = nextMsgId(this.lastMsgId)
     return this.lastMsgId
