@@ -24,7 +24,8 @@ const SCHEMA = 1
 /** One row: the messages kept in one turn (each knows its row: `Kept.written`). */
 interface Batch {
   readonly id: number
-  readonly messages: readonly Kept[]
+  /** Messages when written. */
+  readonly written: number
   /** Of those, still in the store: at 0 the row goes. */
   live: number
 }
@@ -40,8 +41,6 @@ class SqlitePersistence implements Persistence {
   private waiters: (() => void)[] = []
   /** Kept this turn, written at its commit. */
   private turn: Kept[] = []
-  /** Rows holding messages still in the store. */
-  private readonly batches = new Set<Batch>()
   private readonly loaded: { kept: Kept[]; devices: HeldDevice[] }
 
   /** Opens (creating) the file and reads it whole: a corrupt file throws here. */
@@ -74,7 +73,7 @@ class SqlitePersistence implements Persistence {
     }[]) {
       const messages = decode(row.data)
       this.track(row.id, messages)
-      kept.push(...messages)
+      for (const k of messages) kept.push(k)
     }
     const devices = db.prepare('SELECT device, username FROM devices').all() as {
       device: string
@@ -97,7 +96,6 @@ class SqlitePersistence implements Persistence {
     if (batch === undefined) return // kept this turn: its commit leaves it out
     kept.written = undefined
     if (--batch.live > 0) return
-    this.batches.delete(batch)
     this.begin()
     this.del.run(batch.id)
   }
@@ -113,21 +111,22 @@ class SqlitePersistence implements Persistence {
   }
 
   /** Rewrites the rows holding messages that left, so that none comes back at the next start. */
-  close(): void {
+  close(live: Iterable<Kept>): void {
     this.begin()
-    for (const batch of [...this.batches]) {
-      if (batch.live === batch.messages.length) continue
-      this.batches.delete(batch)
-      this.del.run(batch.id)
-      for (const k of batch.messages) if (!k.gone) this.turn.push(k)
+    const rewritten = new Set<Batch>()
+    for (const k of live) {
+      const batch = k.written as Batch | undefined
+      if (batch === undefined || batch.live === batch.written) continue
+      if (!rewritten.has(batch)) this.del.run(batch.id)
+      rewritten.add(batch)
+      this.turn.push(k)
     }
     this.commit()
     this.db.close()
   }
 
   private track(id: number, messages: readonly Kept[]): void {
-    const batch: Batch = { id, messages, live: messages.length }
-    this.batches.add(batch)
+    const batch: Batch = { id, written: messages.length, live: messages.length }
     for (const k of messages) k.written = batch
   }
 

@@ -41,7 +41,8 @@ export interface Persistence {
   remember(device: HeldDevice): void
   /** Calls `done` once everything written so far is durable (at once when nothing is pending). */
   whenWritten(done: () => void): void
-  close(): void
+  /** `live`: what is still in the store (so that what left it does not come back). */
+  close(live: Iterable<Kept>): void
 }
 
 export interface StoreLimits {
@@ -171,7 +172,11 @@ export class DownlinkStore {
   }
 
   close(): void {
-    this.persistence.close()
+    this.persistence.close(this.live())
+  }
+
+  private *live(): Iterable<Kept> {
+    for (const queue of this.byDevice.values()) yield* queue.items
   }
 
   private index(kept: Kept): void {
@@ -197,9 +202,14 @@ export class DownlinkStore {
     return this.all[this.head]
   }
 
+  /**
+   * Drops the gone entries of `all` once they outnumber the live ones (and 1024): messages
+   * acknowledged behind an old one still kept (a device away, for a day) would pile up otherwise.
+   */
   private compact(): void {
-    if (this.head < 1024 || this.head < this.all.length / 2) return
-    this.all = this.all.slice(this.head).filter((k) => !k.gone)
+    const gone = this.all.length - this.count
+    if (gone < 1024 || gone < this.count) return
+    this.all = this.all.filter((k) => !k.gone)
     this.head = 0
   }
 }
