@@ -99,11 +99,11 @@ export class Gateway {
     const { config, logger } = this
     if (this.registry.size === 0 && config.authUrl === null)
       logger.warn('the device registry is empty and there is no authUrl: every login will be refused')
-    // The store first: what it kept is loaded before any message can come.
-    const delivery = openDelivery(config, logger, this.counters)
-    this.delivery = delivery
     const broker = await BrokerSide.open(config, logger, this.counters, this.admission.guard)
     this.broker = broker
+    // Loaded in the same turn as the bridge is made: before any message from the broker is read.
+    const delivery = openDelivery(config, logger, this.counters)
+    this.delivery = delivery
     const externalAuth =
       config.authUrl === null
         ? undefined
