@@ -10,6 +10,8 @@ export interface GatewayStats {
   open: number
   /** Devices currently logged in. */
   online: number
+  /** The same by dialect (`hypertcp`, `blynk`). */
+  onlineByDialect: Record<string, number>
   logins: number
   loginFailures: number
   /** Login outcomes: `ok`, or the close reason of a refused one (`invalid_token`, …). */
@@ -102,6 +104,7 @@ export function createStats(): GatewayStats {
     connections: 0,
     open: 0,
     online: 0,
+    onlineByDialect: {},
     logins: 0,
     loginFailures: 0,
     loginResults: {},

@@ -8,6 +8,7 @@
 
 import { performance } from 'node:perf_hooks'
 import type { AuthResult } from '../../src/auth/registry.js'
+import { hypertcp } from '../../src/dialects/hypertcp/index.js'
 import { LogThrottle, silentLogger } from '../../src/log.js'
 import { Cmd } from '../../src/protocol/constants.js'
 import { FrameDecoder } from '../../src/protocol/decoder.js'
@@ -38,6 +39,7 @@ const session = new Session(
   's',
   gw,
   {
+    dialect: hypertcp,
     maxFrameSize: 4096,
     maxDownlinkSize: 1024,
     idCharset: 'ascii',

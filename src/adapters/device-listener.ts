@@ -13,6 +13,8 @@ import type { GatewayStats } from '../stats.js'
 import { formatAddress, listenOn } from './listen.js'
 
 export interface DeviceListenerOptions {
+  /** The device protocol, in logs: `HyperTCP`, `Blynk`. */
+  readonly name: string
   readonly host: string
   readonly port: number | 'off'
   readonly tlsPort: number | 'off'
@@ -61,7 +63,7 @@ export function readTlsFiles(
 }
 
 /**
- * The HyperTCP listeners: plain TCP and/or TLS. Every new connection is admitted or refused before
+ * The listeners of one device protocol: plain TCP and/or TLS. Every new connection is admitted or refused before
  * a byte is read from it: deny/allow lists, per-IP and global connection rates, and a hard limit
  * on connections held. A refused connection is destroyed at once and counted; floods are logged
  * a few lines at a time.
@@ -82,14 +84,14 @@ export class DeviceListener {
   }
 
   async listen(): Promise<void> {
-    const { host, port, tlsPort, logger } = this.options
+    const { name, host, port, tlsPort, logger } = this.options
     if (port !== 'off') {
       const server = createServer((socket) => this.admit(socket))
-      this.watch(server, 'HyperTCP')
-      await listenOn(server, host, port, 'HyperTCP listener')
+      this.watch(server, name)
+      await listenOn(server, host, port, `${name} listener`)
       this.addresses.plain = server.address() as AddressInfo
       logger.info(
-        `HyperTCP listening on ${formatAddress(this.addresses.plain.address, this.addresses.plain.port)}`,
+        `${name} listening on ${formatAddress(this.addresses.plain.address, this.addresses.plain.port)}`,
       )
     }
     if (tlsPort !== 'off') {
@@ -104,12 +106,12 @@ export class DeviceListener {
         this.count('tls_handshake_failed')
         this.throttle.warn('tls', 'TLS handshake failed', { code: err.code, error: err.message })
       })
-      this.watch(server, 'HyperTCP TLS')
-      await listenOn(server, host, tlsPort, 'HyperTCP TLS listener')
+      this.watch(server, `${name} TLS`)
+      await listenOn(server, host, tlsPort, `${name} TLS listener`)
       this.tlsServer = server
       this.addresses.tls = server.address() as AddressInfo
       logger.info(
-        `HyperTCP over TLS listening on ${formatAddress(this.addresses.tls.address, this.addresses.tls.port)}`,
+        `${name} over TLS listening on ${formatAddress(this.addresses.tls.address, this.addresses.tls.port)}`,
       )
     }
   }

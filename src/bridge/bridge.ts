@@ -309,7 +309,7 @@ export class Bridge implements SessionHost {
       lane.subscriptions
         .add([device.down])
         .then((refused) => {
-          const state = { online: true, at: Date.now(), gateway: this.gatewayId }
+          const state = this.onlineState(device, Date.now())
           return this.publishPresence(
             device,
             refused.length > 0 ? { ...state, downlink: false } : state,
@@ -441,7 +441,7 @@ export class Bridge implements SessionHost {
     for (const lane of this.lanes) if (lane.mqtt.connected) lane.subscriptions.flush()
     for (let i = 0; i < current.length; i++) {
       const { device, resolve, reject } = current[i]!
-      const online = { online: true, at: device.at, gateway: this.gatewayId }
+      const online = this.onlineState(device, device.at)
       const announced = this.publishPresence(device, online, true)
       Promise.all([subscribed[i]!, announced]).then(([refused]) => {
         // Logged in all the same (its uplinks work); the presence says what does not.
@@ -608,6 +608,27 @@ export class Bridge implements SessionHost {
     )
   }
 
+  /**
+   * [HT-5.4] A device's online presence; a device of another dialect than HyperTCP says which, and
+   * what it told of itself (a Blynk device's info).
+   */
+  private onlineState(device: Attached, at: number): Record<string, unknown> {
+    const state: Record<string, unknown> = { online: true, at, gateway: this.gatewayId }
+    const session = device.session
+    if (session.dialect !== 'hypertcp') state.dialect = session.dialect
+    if (session.info !== undefined) state.info = session.info
+    return state
+  }
+
+  /** The device told what it is (after its login): its retained presence says so. */
+  described(session: Session): void {
+    const device = this.attached(session)
+    if (device === undefined) return
+    this.publishPresence(device, this.onlineState(device, device.at), true).catch((err: Error) =>
+      session.logger.warn('presence not republished', { error: err.message }),
+    )
+  }
+
   private publishPresence(device: Attached, state: object, retain: boolean): Promise<void> {
     return this.call((done) =>
       this.publish(
@@ -693,8 +714,8 @@ export class Bridge implements SessionHost {
     if (!this.withinLimits(session, downlink.body, downlink.payload)) return undefined
     if (!this.downlinks.atLeastOnce) {
       // At most once: kept only when it cannot be sent now (not reading, not online yet).
-      const result = session.deliver(Cmd.JSON_MESSAGE, downlink.body)
-      if (result === 'ok' || result === 'too_large') {
+      const result = session.deliver(Cmd.JSON_MESSAGE, downlink.body, downlink.payload)
+      if (result === 'ok' || result === 'too_large' || result === 'unsupported') {
         this.countDelivery(session, result)
         return undefined
       }
@@ -742,7 +763,8 @@ export class Bridge implements SessionHost {
 
   /** A kept message sent, or not: one not written now (not reading, not online yet) stays kept. */
   private countKept(session: Session, result: DeliverResult): void {
-    if (result === 'ok' || result === 'too_large') this.countDelivery(session, result)
+    if (result === 'ok' || result === 'too_large' || result === 'unsupported')
+      this.countDelivery(session, result)
   }
 
   /** [HT-5.3] To every device here except the sender. The body is shared, not copied per device. */
@@ -773,7 +795,7 @@ export class Bridge implements SessionHost {
   /** `payload`: the parsed payload of a JSON message, counted against the device's member limit. */
   private deliver(session: Session, type: number, body: Buffer | string, payload?: unknown): void {
     if (payload !== undefined && !this.withinLimits(session, body, payload)) return
-    this.countDelivery(session, session.deliver(type, body))
+    this.countDelivery(session, session.deliver(type, body, payload))
   }
 
   /**
@@ -800,14 +822,16 @@ export class Bridge implements SessionHost {
       return
     }
     if (result === 'not_online') return // still logging in, or gone: not its message yet
-    this.countDrop(result === 'too_large' ? 'too_large' : 'not_reading')
+    this.countDrop(result === 'queue_full' ? 'not_reading' : result)
     // Throttled: one oversize broadcast would otherwise log once per device.
     this.throttle.warn(`deliver_${result}`, 'message to device dropped', {
       deviceId: session.deviceId,
       reason:
         result === 'too_large'
           ? `over the ${session.maxDownlinkSize}-byte downlink limit`
-          : 'device is not reading',
+          : result === 'unsupported'
+            ? `not a message a ${session.dialect} device can be sent`
+            : 'device is not reading',
     })
   }
 

@@ -44,9 +44,11 @@ export class Downlinks {
   send(session: Session, kept: Kept): DeliverResult {
     const result = session.deliver(Cmd.JSON_MESSAGE, kept.body)
     if (result === 'ok') {
-      if (this.atLeastOnce) this.flights(session).set(session.lastSentId, kept)
+      // A device that acknowledges nothing (Blynk) gets its kept messages at most once.
+      if (this.atLeastOnce && session.acknowledgesDownlinks)
+        this.flights(session).set(session.lastSentId, kept)
       else this.store.remove(kept)
-    } else if (result === 'too_large') {
+    } else if (result === 'too_large' || result === 'unsupported') {
       this.store.remove(kept)
     }
     return result
@@ -61,7 +63,7 @@ export class Downlinks {
     for (const kept of [...this.store.pending(deviceId)]) {
       const result = this.send(session, kept)
       onResult(result)
-      if (result !== 'ok' && result !== 'too_large') return
+      if (result === 'not_online' || result === 'queue_full') return
     }
   }
 

@@ -195,9 +195,12 @@ function checkTemplates(topics: TopicsConfig): void {
 
 /** Rules between settings; errors name the setting to change. */
 function checkCombinations(c: GatewayConfig): void {
-  if (c.port === 'off' && c.tlsPort === 'off')
-    throw new ConfigError('port', "both 'port' and 'tlsPort' are off: no listener left")
-  const tls = c.tlsPort !== 'off' || c.brokerTlsPort !== 'off'
+  if (c.port === 'off' && c.tlsPort === 'off' && c.blynkPort === 'off' && c.blynkTlsPort === 'off')
+    throw new ConfigError(
+      'port',
+      "'port', 'tlsPort', 'blynkPort' and 'blynkTlsPort' are all off: no listener left",
+    )
+  const tls = c.tlsPort !== 'off' || c.blynkTlsPort !== 'off' || c.brokerTlsPort !== 'off'
   if (tls && c.tlsCert === null)
     throw new ConfigError('tlsCert', 'a TLS listener is on: give the certificate file')
   if (tls && c.tlsKey === null)

@@ -74,6 +74,16 @@ export const SETTINGS = {
     default: 'off',
     doc: "HyperTCP-over-TLS listen port ('off' = none)",
   },
+  blynkPort: {
+    kind: portOrOff(),
+    default: 'off',
+    doc: "Blynk listen port, for devices running the Blynk library unchanged ('off' = none; Blynk's own is 8442)",
+  },
+  blynkTlsPort: {
+    kind: portOrOff(),
+    default: 'off',
+    doc: "Blynk-over-TLS listen port ('off' = none; Blynk's own is 8441), with tlsCert and tlsKey",
+  },
   tlsCert: {
     kind: nullable(text()),
     default: null,

@@ -23,7 +23,7 @@ export function adminBackend(gateway: Gateway, broker: BrokerSide, bridge: Bridg
     missing() {
       const missing: string[] = []
       if (gateway.stopping) missing.push('the gateway is shutting down')
-      if (!gateway.listening) missing.push('the HyperTCP listeners are not bound')
+      if (!gateway.listening) missing.push('the device listeners are not bound')
       const down = broker.ports.flatMap((port, i) => (port.connected ? [] : [i]))
       if (down.length > 0) missing.push(`broker connection ${down.join(', ')} down`)
       return missing
@@ -41,6 +41,8 @@ function view(session: Session): DeviceView {
     connectedAt: new Date(session.connectedAt).toISOString(),
     username: session.identity!.username,
     tls: socket.encrypted === true,
+    dialect: session.dialect,
+    ...(session.info !== undefined ? { info: session.info } : {}),
     up,
     down,
   }

@@ -2,7 +2,6 @@ import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { AdminServer } from '../adapters/admin/server.js'
 import { AuthHook } from '../adapters/auth-hook.js'
-import { DeviceListener } from '../adapters/device-listener.js'
 import { createLogger } from '../adapters/logger.js'
 import { DeviceRegistry } from '../auth/registry.js'
 import { Bridge } from '../bridge/bridge.js'
@@ -15,7 +14,8 @@ import { WriteBatcher } from '../session/write-batcher.js'
 import { createStats, type GatewayStats } from '../stats.js'
 import { adminBackend } from './admin-backend.js'
 import { Admission } from './admission.js'
-import { BrokerSide, tlsFiles } from './broker-side.js'
+import { BrokerSide } from './broker-side.js'
+import { DeviceListeners } from './listeners.js'
 import { type Delivery, openDelivery } from './store.js'
 
 /** Options of a {@link Gateway}: any setting (docs/CONFIGURATION.md), plus an injected logger. */
@@ -53,11 +53,12 @@ export class Gateway {
   private readonly counters: GatewayStats = createStats()
   private registry: DeviceRegistry
   private readonly admission: Admission
-  private readonly sessionOptions: SessionOptions
+  /** The session options of every dialect (each listener adds its own). */
+  private readonly sessionOptions: Omit<SessionOptions, 'dialect'>
   private readonly sessions = new Set<Session>()
   private broker: BrokerSide | undefined
   private bridge: Bridge | undefined
-  private listener: DeviceListener | undefined
+  private listener: DeviceListeners | undefined
   private admin: AdminServer | undefined
   private delivery: Delivery | undefined
   private nextSession = 0
@@ -126,20 +127,15 @@ export class Gateway {
     })
     this.bridge = bridge
     broker.onConnect((i) => bridge.restore(i))
-    const listener = new DeviceListener({
-      host: config.host,
-      port: config.port,
-      tlsPort: config.tlsPort,
-      tls: tlsFiles(config),
-      handshakeTimeoutMs: config.loginTimeout * 1000,
-      maxConnectionRate: config.maxConnectionRate,
-      hardLimit: this.admission.hardLimit,
-      guard: this.admission.guard,
-      stats: this.counters,
+    const listener = new DeviceListeners(
+      config,
+      this.admission,
+      this.counters,
       logger,
-      connections: () => this.sessions.size,
-      onConnection: (socket) => this.accept(socket),
-    })
+      () => this.sessions.size,
+      this.sessionOptions,
+      (socket, options) => this.accept(socket, options),
+    )
     this.listener = listener
     try {
       // The broadcast subscription, made by the first connection (restore above).
@@ -176,13 +172,19 @@ export class Gateway {
 
   /** The HyperTCP port actually bound (useful with `port: 0`); the TLS port when plain TCP is off. */
   get port(): number {
-    const a = this.opened().listener.addresses
-    return (a.plain ?? a.tls)!.port
+    const a = this.opened().listener.addresses('hypertcp')
+    return (a?.plain ?? a?.tls)?.port ?? 0
   }
 
   /** The HyperTCP-over-TLS port, when that listener runs. */
   get tlsPort(): number | undefined {
-    return this.opened().listener.addresses.tls?.port
+    return this.opened().listener.addresses('hypertcp')?.tls?.port
+  }
+
+  /** The Blynk port (the TLS one when plain TCP is off), when a Blynk listener runs. */
+  get blynkPort(): number | undefined {
+    const a = this.opened().listener.addresses('blynk')
+    return (a?.plain ?? a?.tls)?.port
   }
 
   /** The broker the gateway publishes to: the (first) external one, or `mqtt://host:port` of the embedded one. */
@@ -243,7 +245,7 @@ export class Gateway {
     const needsRestart = changed.filter((k) => !RELOADABLE.has(k))
     this.registry = new DeviceRegistry(next.devices)
     const kicked = bridge.replaceRegistry(this.registry)
-    listener.reloadTls(tlsFiles(next))
+    listener.reloadTls(next)
     broker.reloadTls(next)
     for (const k of changed) if (RELOADABLE.has(k)) current[k] = next[k as keyof GatewayConfig]
     this.logger.info('reloaded', { devices: this.registry.size, kicked })
@@ -294,16 +296,16 @@ export class Gateway {
     return { acknowledged }
   }
 
-  private accept(socket: Socket): void {
+  private accept(socket: Socket, options: SessionOptions): void {
     this.counters.connections++
     socket.setNoDelay(true) // writes are batched per event-loop turn already
     const id = `${this.config.gatewayId}-${++this.nextSession}`
-    const session = new Session(id, socket, this.sessionOptions, this.bridge!, this.logger, this.counters)
+    const session = new Session(id, socket, options, this.bridge!, this.logger, this.counters)
     this.sessions.add(session)
     socket.once('close', () => this.sessions.delete(session))
   }
 
-  private opened(): { broker: BrokerSide; bridge: Bridge; listener: DeviceListener } {
+  private opened(): { broker: BrokerSide; bridge: Bridge; listener: DeviceListeners } {
     if (this.broker === undefined || this.bridge === undefined || this.listener === undefined)
       throw new GatewayError('HT_ERR_INTERNAL', 'the gateway is not started')
     return { broker: this.broker, bridge: this.bridge, listener: this.listener }

@@ -11,26 +11,21 @@ import { TokenBucket } from '../limits/token-bucket.js'
 import type { Logger, LogLevelName, LogThrottle } from '../log.js'
 import { Cmd, HEADER_SIZE, Status } from '../protocol/constants.js'
 import { FrameDecoder, type FrameTooLargeError } from '../protocol/decoder.js'
-import {
-  encodeFrame,
-  encodeLoginReply,
-  encodeResponse,
-  encodeTextFrame,
-  nextMsgId,
-  writeHeader,
-} from '../protocol/encoder.js'
+import { encodeFrame, encodeTextFrame, nextMsgId, writeHeader } from '../protocol/encoder.js'
 import type { IdCharset } from '../protocol/ids.js'
-import { type LoginRequest, redirectBody } from '../protocol/messages.js'
+import type { LoginRequest } from '../protocol/messages.js'
 import { bump, type GatewayStats } from '../stats.js'
 import { AnswerQueue } from './answers.js'
-import type { HandlerContext } from './handlers/context.js'
-import { dispatch } from './handlers/index.js'
+import type { HandlerContext } from './context.js'
+import type { DeviceInfo, Dialect, Translated } from './dialect.js'
 import { Output, type OutputOwner } from './output.js'
 import type { CloseReason, Gatekeeper, LoginGate, SessionHost } from './types.js'
 import type { WriteBatcher } from './write-batcher.js'
 
 /** Per-connection limits and timings (resolved from the gateway config). */
 export interface SessionOptions {
+  /** The device protocol of the listener the connection came in on. */
+  readonly dialect: Dialect
   /** Largest frame body accepted from the device, bytes ([HT-1.3]). */
   readonly maxFrameSize: number
   /** Largest body sent to the device, bytes ([HT-2.6]). */
@@ -64,7 +59,7 @@ export interface SessionOptions {
 export type SessionState = 'awaiting-login' | 'authenticating' | 'online' | 'closed'
 
 /** What may happen to a message handed to {@link Session.deliver}. */
-export type DeliverResult = 'ok' | 'not_online' | 'too_large' | 'queue_full'
+export type DeliverResult = 'ok' | 'not_online' | 'too_large' | 'queue_full' | 'unsupported'
 
 export type Connection = Duplex & { remoteAddress?: string | undefined; remotePort?: number | undefined }
 
@@ -106,6 +101,8 @@ export class Session implements HandlerContext, OutputOwner {
   private _connectedAt = 0
   private _uplinks = 0
   private _downlinks = 0
+  private _info: DeviceInfo | undefined
+  private keepaliveMs: number
 
   private readonly decoder: FrameDecoder
   private lastMsgId = 0
@@ -128,7 +125,8 @@ export class Session implements HandlerContext, OutputOwner {
   private readonly answers = new AnswerQueue()
   /** Writes one answer (the AnswerQueue's sink), bound once. */
   private readonly sendAnswer = (msgId: number, status: number, pong: string | undefined): void => {
-    this.output.write(encodeResponse(msgId, status), false)
+    const answer = this.options.dialect.answer(msgId, status)
+    if (answer !== undefined) this.output.write(answer, false)
     if (pong !== undefined) this.deliver(Cmd.JSON_MESSAGE, pong)
   }
 
@@ -146,6 +144,7 @@ export class Session implements HandlerContext, OutputOwner {
     this.host = host
     this.stats = stats
     this.parentLogger = logger
+    this.keepaliveMs = options.keepaliveMs
     this.output = new Output(socket, options.batcher, options.drainTimeoutMs, this, stats)
     this.decoder = new FrameDecoder(
       options.maxFrameSize,
@@ -183,6 +182,16 @@ export class Session implements HandlerContext, OutputOwner {
 
   get closeReason(): CloseReason | undefined {
     return this._closeReason
+  }
+
+  /** The device protocol spoken on this connection. */
+  get dialect(): string {
+    return this.options.dialect.name
+  }
+
+  /** What the device said about itself, if its dialect has it say (a Blynk device's info). */
+  get info(): Readonly<Record<string, string>> | undefined {
+    return this._info?.info
   }
 
   /** Uplinks handed to the host and not yet completed. */
@@ -257,8 +266,17 @@ export class Session implements HandlerContext, OutputOwner {
   private onFrame(type: number, msgId: number, body: Buffer): boolean {
     this.stats.framesIn++
     this.stats.framesByType[type]!++
-    if (this.state === 'closed') return false
-    dispatch(this, type, msgId, body)
+    switch (this._state) {
+      case 'awaiting-login':
+        this.options.dialect.beforeLogin(this, type, msgId, body)
+        break
+      case 'online':
+        this.options.dialect.online(this, type, msgId, body)
+        break
+      default:
+        // closed, or authenticating: reading is paused; a frame here is a bug, not input to act on
+        return false
+    }
     return this.keepReading()
   }
 
@@ -342,8 +360,26 @@ export class Session implements HandlerContext, OutputOwner {
 
   /** Largest body sent to this device: the gateway's limit, or its own if it has a smaller one. */
   get maxDownlinkSize(): number {
+    let limit = this.options.maxDownlinkSize
     const own = this._identity?.downlink?.maxDownlinkSize
-    return own !== undefined && own < this.options.maxDownlinkSize ? own : this.options.maxDownlinkSize
+    if (own !== undefined && own < limit) limit = own
+    const told = this._info?.maxDownlinkSize ?? this.options.dialect.maxDownlinkSize
+    return told !== undefined && told < limit ? told : limit
+  }
+
+  /**
+   * What the device said about itself after login: kept (the bridge shows it in the presence),
+   * and its keepalive and read buffer applied from now on.
+   */
+  describe(info: DeviceInfo): void {
+    if (this.state !== 'online') return
+    this._info = info
+    if (info.keepaliveMs !== undefined && info.keepaliveMs !== this.keepaliveMs) {
+      this.keepaliveMs = info.keepaliveMs
+      clearTimeout(this.timer)
+      this.armKeepalive(this.keepaliveMs)
+    }
+    this.host.described?.(this)
   }
 
   /** Most members and elements a payload sent to this device may hold, if it has a limit. */
@@ -452,7 +488,7 @@ export class Session implements HandlerContext, OutputOwner {
         if (this.state !== 'authenticating') return
         this.log('warn', 'login could not be completed: broker unavailable', { error: String(err) })
         bump(this.stats.loginResults, 'broker_unavailable')
-        this.write(encodeLoginReply(msgId, Status.SERVER_ERROR))
+        this.write(this.options.dialect.loginReply(msgId, Status.SERVER_ERROR))
         this.close('broker_unavailable')
       },
     )
@@ -465,20 +501,21 @@ export class Session implements HandlerContext, OutputOwner {
     this.stats.logins++
     bump(this.stats.loginResults, 'ok')
     this.stats.online++
-    this.write(encodeLoginReply(msgId, Status.SUCCESS))
+    bump(this.stats.onlineByDialect, this.options.dialect.name)
+    this.write(this.options.dialect.loginReply(msgId, Status.SUCCESS))
     this.log('info', 'device online')
     this.host.loggedIn?.(this) // what was kept for it follows the login reply
     clearTimeout(this.timer)
     this.lastActivity = Date.now()
-    this.armKeepalive(this.options.keepaliveMs)
+    this.armKeepalive(this.keepaliveMs)
     this.resumeReading()
   }
 
-  /** Refuses the login ([HT-3.2]): status byte in the reply's body, then close. */
+  /** Refuses the login ([HT-3.2]): the dialect's login reply with `status`, then close. */
   refuseLogin(msgId: number, status: number, reason: CloseReason): void {
     this.stats.loginFailures++
     bump(this.stats.loginResults, reason)
-    this.write(encodeLoginReply(msgId, status))
+    this.write(this.options.dialect.loginReply(msgId, status))
     this.close(reason)
   }
 
@@ -517,8 +554,10 @@ export class Session implements HandlerContext, OutputOwner {
    * truncated, when the body is over the device's downlink limit ([HT-2.6]) or the device is not
    * reading what it was sent.
    */
-  deliver(type: number, body: Buffer | string): DeliverResult {
+  deliver(type: number, body: Buffer | string, payload?: unknown): DeliverResult {
     if (this.state !== 'online') return 'not_online'
+    if (this.options.dialect.translate !== undefined)
+      return this.deliverTranslated(this.options.dialect.translate(type, body, payload))
     const size = typeof body === 'string' ? Buffer.byteLength(body) : body.length
     if (size > this.maxDownlinkSize) return 'too_large'
     const queued = this.socket.writableLength
@@ -541,10 +580,26 @@ export class Session implements HandlerContext, OutputOwner {
     return 'ok'
   }
 
-  /** [HT-5.5] Sends REDIRECT (the JSON form unchanged devices read, [HT-2.8]) and closes. */
+  /** A message in the dialect's own frames: all of them are sent, or none. */
+  private deliverTranslated(translated: Translated): DeliverResult {
+    if (!translated.ok) return 'unsupported'
+    const limit = this.maxDownlinkSize
+    for (const body of translated.bodies) if (Buffer.byteLength(body) > limit) return 'too_large'
+    if (this.socket.writableLength > this.options.maxWriteQueue) return 'queue_full'
+    for (const body of translated.bodies) this.write(encodeTextFrame(translated.type, this.nextMsgId(), body))
+    this._downlinks++
+    return 'ok'
+  }
+
+  /** Whether the device acknowledges each frame it is sent (at-least-once delivery needs it). */
+  get acknowledgesDownlinks(): boolean {
+    return this.options.dialect.acknowledgesDownlinks
+  }
+
+  /** [HT-5.5] Sends the dialect's REDIRECT (for HyperTCP the JSON form of [HT-2.8]) and closes. */
   redirect(server: string, port: number): void {
     if (this.state === 'closed') return
-    this.write(encodeTextFrame(Cmd.REDIRECT, this.nextMsgId(), redirectBody(server, port)))
+    this.write(this.options.dialect.redirect(this.nextMsgId(), server, port))
     this.close('redirected')
   }
 
@@ -557,7 +612,7 @@ export class Session implements HandlerContext, OutputOwner {
   keepaliveCheck(): void {
     if (this.state !== 'online') return
     const now = Date.now()
-    const keepalive = this.options.keepaliveMs
+    const keepalive = this.keepaliveMs
     if (this.input === 'paused') {
       // The gateway stopped reading the device (its uplinks await the broker): what it sent since,
       // PINGs included, is unread in the socket. Its silence is the gateway's, not the device's.
@@ -599,7 +654,10 @@ export class Session implements HandlerContext, OutputOwner {
     clearTimeout(this.timer)
     this.output.close()
     this.answers.clear()
-    if (wasOnline) this.stats.online--
+    if (wasOnline) {
+      this.stats.online--
+      this.stats.onlineByDialect[this.options.dialect.name]!--
+    }
     this.stats.closes[reason] = (this.stats.closes[reason] ?? 0) + 1
     if (wasOnline || this.identity !== undefined) this.log('info', 'connection closed', { reason })
     else this.debug('connection closed', { reason })

@@ -57,6 +57,8 @@ export interface SessionHost {
   detach(session: Session, reason: CloseReason): void
   /** The login reply has been written: what waited for the device may follow. */
   loggedIn?(session: Session): void
+  /** The device said what it is (its info, {@link Session.info}): its presence says so. */
+  described?(session: Session): void
   /** [HT-3.6] The device acknowledged the gateway's frame `msgId`. */
   acknowledged?(session: Session, msgId: number): void
 }

@@ -19,6 +19,7 @@ const RANK: Record<string, number> = {
   config: 2,
   session: 3,
   delivery: 3,
+  dialects: 4,
   bridge: 4,
   adapters: 5,
   gateway: 6,

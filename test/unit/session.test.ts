@@ -1,5 +1,6 @@
 import { expect } from 'chai'
 import type { AuthResult } from '../../src/auth/registry.js'
+import { hypertcp } from '../../src/dialects/hypertcp/index.js'
 import { LogThrottle, silentLogger } from '../../src/log.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
 import { FrameDecoder } from '../../src/protocol/decoder.js'
@@ -47,6 +48,7 @@ class ScriptedHost implements SessionHost {
 const CUSTOM = 77
 
 const options: SessionOptions = {
+  dialect: hypertcp,
   maxFrameSize: 4096,
   maxDownlinkSize: 1024,
   idCharset: 'ascii',

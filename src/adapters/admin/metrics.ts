@@ -33,6 +33,16 @@ export class GatewayMetrics {
         this.set(source.stats().online)
       },
     })
+    new Gauge({
+      name: 'hypertcp_devices_connected_by_dialect',
+      help: 'Devices logged in right now, by device protocol (hypertcp, blynk)',
+      labelNames: ['dialect'],
+      registers,
+      collect() {
+        this.reset()
+        for (const [dialect, n] of Object.entries(source.stats().onlineByDialect)) this.set({ dialect }, n)
+      },
+    })
     const counter = (
       name: string,
       help: string,

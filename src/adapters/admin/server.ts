@@ -16,6 +16,9 @@ export interface DeviceView {
   readonly connectedAt: string
   readonly username: string
   readonly tls: boolean
+  /** Its device protocol (`hypertcp`, `blynk`), and what it said about itself, if it did. */
+  readonly dialect: string
+  readonly info?: Readonly<Record<string, string>>
   /** Messages the broker accepted from it, and frames delivered to it, on this connection. */
   readonly up: number
   readonly down: number

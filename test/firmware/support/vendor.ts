@@ -12,6 +12,7 @@ import { CXXFLAGS, type Diagnostic, gxx, missingToolchain, repoRoot } from './bu
 
 export const VENDOR = path.resolve(repoRoot, '..', 'shared', 'vendor')
 export const ORIGINAL = path.join(VENDOR, 'hyper-tcp-ab3c359')
+export const BLYNK = path.join(VENDOR, 'blynk-library-1.4.0')
 export const ARDUINOJSON = ['6.21.5', '7.2.0'] as const
 export type ArduinoJsonVersion = (typeof ARDUINOJSON)[number]
 
@@ -24,6 +25,7 @@ export function missingVendor(): string | undefined {
     path.join(ORIGINAL, 'HyperTCPProtocol.h'),
     path.join(ORIGINAL, 'HyperTCPExample.ino'),
     ...ARDUINOJSON.map((v) => path.join(arduinoJson(v), 'ArduinoJson.h')),
+    path.join(BLYNK, 'linux', 'BlynkSocket.h'),
   ]
   const absent = needed.find((p) => !fs.existsSync(p))
   return absent && `${absent} is missing (../shared/vendor is not next to this checkout)`
@@ -262,4 +264,41 @@ export function originalDevice32(): Promise<Built> {
     m32: true,
   })
   return original32
+}
+
+let blynkBuild: Promise<string> | undefined
+
+/**
+ * firmware/host/blynk/blynk_device.cpp against the Blynk library 1.4.0 as published, built the way
+ * its linux/Makefile builds its own client (its sources on the include path, the objects here).
+ * Returns the program's path; built once per run.
+ */
+export function blynkDevice(): Promise<string> {
+  blynkBuild ??= (async () => {
+    const out = path.join(buildDir(), 'blynk')
+    fs.mkdirSync(out, { recursive: true })
+    const sources = [
+      path.join(firmware, 'host', 'blynk', 'blynk_device.cpp'),
+      ...['BlynkDebug', 'BlynkHandlers', 'BlynkTimer'].map((f) =>
+        path.join(BLYNK, 'src', 'utility', `${f}.cpp`),
+      ),
+    ]
+    const flags = [
+      '-std=c++17',
+      '-O1',
+      '-w',
+      '-DLINUX',
+      `-I${path.join(BLYNK, 'src')}`,
+      `-I${path.join(BLYNK, 'linux')}`,
+    ]
+    const objects = sources.map((s) => path.join(out, `${path.basename(s, '.cpp')}.o`))
+    await atMost(
+      2,
+      sources.map((s, k) => () => gxx([...flags, '-c', s, '-o', objects[k]!])),
+    )
+    const program = path.join(out, 'blynk_device')
+    await gxx([...objects, '-lpthread', '-o', program])
+    return program
+  })()
+  return blynkBuild
 }

@@ -1,8 +1,8 @@
-import { Status } from '../../protocol/constants.js'
-import { parseEnvelope } from '../../protocol/envelope.js'
-import { isAllowedId } from '../../protocol/ids.js'
-import { isJsonPing, pongBody } from '../../protocol/messages.js'
-import type { HandlerContext } from './context.js'
+import { Status } from '../../../protocol/constants.js'
+import { parseEnvelope } from '../../../protocol/envelope.js'
+import { isAllowedId } from '../../../protocol/ids.js'
+import { isJsonPing, pongBody } from '../../../protocol/messages.js'
+import type { HandlerContext } from '../../../session/context.js'
 
 /**
  * JSON_MESSAGE and BROADCAST ([HT-4]). Validates the envelope, answers the in-band JSON ping

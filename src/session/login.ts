@@ -1,19 +1,26 @@
-import type { AuthResult } from '../../auth/registry.js'
-import { Cmd, Status } from '../../protocol/constants.js'
-import { encodeTextFrame } from '../../protocol/encoder.js'
-import { isAllowedId } from '../../protocol/ids.js'
-import { type LoginRequest, parseLogin, redirectBody } from '../../protocol/messages.js'
+import type { AuthResult } from '../auth/registry.js'
+import { Status } from '../protocol/constants.js'
+import { isAllowedId } from '../protocol/ids.js'
+import type { LoginRequest } from '../protocol/messages.js'
 import type { HandlerContext } from './context.js'
 
-/** [HT-2.1], [HT-2.2], [HT-3.2] LOGIN: raw-token or JSON form; the reply waits for `attach`. */
-export function handleLogin(ctx: HandlerContext, msgId: number, body: Buffer): void {
+/**
+ * [HT-3.2] A login, whatever the dialect: admission's word first (a redirect to a peer, a refusal),
+ * then the token (`parse` reads the dialect's login body), then the registry or the auth hook. The
+ * reply waits for the bridge's `attach`.
+ */
+export function beginLogin(
+  ctx: HandlerContext,
+  msgId: number,
+  body: Buffer,
+  parse: (body: Buffer) => LoginRequest,
+): void {
   const gate = ctx.checkLogin()
   switch (gate.action) {
     case 'redirect':
       // [HT-6.4] At capacity or draining: the device is sent to a peer instead of refused.
       ctx.log('info', 'login redirected to a peer gateway', { server: gate.server, port: gate.port })
-      ctx.write(encodeTextFrame(Cmd.REDIRECT, ctx.nextMsgId(), redirectBody(gate.server, gate.port)))
-      ctx.close('redirected')
+      ctx.redirect(gate.server, gate.port)
       return
     case 'refuse':
       ctx.log('info', 'login refused before authentication', { reason: gate.reason })
@@ -22,7 +29,7 @@ export function handleLogin(ctx: HandlerContext, msgId: number, body: Buffer): v
     case 'proceed':
       break
   }
-  const request = parseLogin(body)
+  const request = parse(body)
   const invalid =
     request.invalid ??
     (request.deviceId !== undefined && !isAllowedId(request.deviceId, ctx.idCharset)

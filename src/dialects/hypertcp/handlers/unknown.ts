@@ -1,5 +1,5 @@
-import { Status } from '../../protocol/constants.js'
-import type { HandlerContext } from './context.js'
+import { Status } from '../../../protocol/constants.js'
+import type { HandlerContext } from '../../../session/context.js'
 
 /**
  * [HT-3.7] A command type the gateway does not take from devices: its body was already consumed

@@ -1,9 +1,10 @@
-import type { AuthResult, Identity } from '../../auth/registry.js'
-import type { Logger, LogLevelName, LogThrottle } from '../../log.js'
-import type { IdCharset } from '../../protocol/ids.js'
-import type { LoginRequest } from '../../protocol/messages.js'
-import type { DeliverResult, SessionState } from '../session.js'
-import type { CloseReason, LoginGate, UplinkKind } from '../types.js'
+import type { AuthResult, Identity } from '../auth/registry.js'
+import type { Logger, LogLevelName, LogThrottle } from '../log.js'
+import type { IdCharset } from '../protocol/ids.js'
+import type { LoginRequest } from '../protocol/messages.js'
+import type { DeviceInfo } from './dialect.js'
+import type { DeliverResult, SessionState } from './session.js'
+import type { CloseReason, LoginGate, UplinkKind } from './types.js'
 
 /**
  * What a frame handler may read and do: the session's answers, its uplinks and its login, not its
@@ -33,6 +34,10 @@ export interface HandlerContext {
   write(frame: Buffer): boolean
   nextMsgId(): number
   close(reason: CloseReason): void
+  /** Sends the device to another server (the dialect's REDIRECT) and closes. */
+  redirect(server: string, port: number): void
+  /** What the device said about itself (shown in its presence), and the limits taken from it. */
+  describe(info: DeviceInfo): void
 
   /** [Rate limit] Whether the device may send one more message now. */
   allowMessage(): boolean

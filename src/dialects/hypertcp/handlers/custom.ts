@@ -1,5 +1,5 @@
-import { Status } from '../../protocol/constants.js'
-import type { HandlerContext } from './context.js'
+import { Status } from '../../../protocol/constants.js'
+import type { HandlerContext } from '../../../session/context.js'
 
 /**
  * [HT-5.6] A frame of a custom command type mapped to a raw up topic: its body goes to the
