@@ -24,6 +24,8 @@ export interface GatewayStats {
   published: number
   /** Uplinks answered with an error status (bad body, broker refused or unreachable, …). */
   rejected: number
+  /** A dialed device's lines cut to maxFrameSize (published cut). */
+  truncated: number
   /** Uplinks the broker refused (MQTT 5 PUBACK reason 0x80 or more); counted in `rejected` too. */
   refusedByBroker: number
   /** Subscriptions the broker refused (SUBACK failure): their messages never reach the gateway. */
@@ -104,6 +106,7 @@ export function createStats(): GatewayStats {
     connections: 0,
     open: 0,
     online: 0,
+    truncated: 0,
     onlineByDialect: {},
     logins: 0,
     loginFailures: 0,

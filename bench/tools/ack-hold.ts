@@ -32,6 +32,7 @@ const host: SessionHost = {
   uplink: (_s, _k, _t, _p, done) => pending.push(done),
   takesRaw: () => false,
   uplinkRaw: () => {},
+  uplinkBytes: () => {},
   detach: () => {},
 }
 const [gw, dev] = duplexPair()

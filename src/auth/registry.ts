@@ -41,6 +41,8 @@ export interface Identity {
   readonly mayBroadcast: boolean
   /** Granted by the external auth hook (`authUrl`), not by the registry: a registry reload leaves it be. */
   readonly external?: boolean
+  /** A device the gateway dials (`dialOut`), not of the registry: a registry reload leaves it be. */
+  readonly dialed?: boolean
   /** Its own downlink limits, if it has any. */
   readonly downlink?: DownlinkLimits
 }
@@ -181,7 +183,7 @@ export class DeviceRegistry {
    * (after a reload: a revoked token, or an id no longer allowed for it, is not).
    */
   stillAdmits(identity: Identity): boolean {
-    if (identity.external) return true
+    if (identity.external || identity.dialed) return true
     return this.byDigest.get(identity.tokenDigest)?.ids.has(identity.deviceId) ?? false
   }
 }

@@ -234,6 +234,7 @@ export class Bridge implements SessionHost {
       // before, whether they ever log in or not.
       const devices = new Map<string, string>()
       for (const id of this.registry.ids()) devices.set(id, this.registry.usernameOf(id))
+      for (const d of this.config.dialOut) devices.set(d.id, d.username ?? d.id)
       for (const d of this.downlinks.store.load()) devices.set(d.deviceId, d.username)
       for (const [id, username] of devices) waits.push(this.hold(id, username))
     }
@@ -522,6 +523,16 @@ export class Bridge implements SessionHost {
     this.publishUplink(device.lane.mqtt, session, topic, body, this.config.qos.up, done)
   }
 
+  /** Bytes a device sent (raw framing), verbatim to its up topic at the up QoS. */
+  uplinkBytes(session: Session, body: Buffer, done: UplinkDone): void {
+    const device = this.attached(session)
+    if (device === undefined) {
+      done(Status.SERVER_ERROR)
+      return
+    }
+    this.publishUplink(device.lane.mqtt, session, device.up, body, this.config.qos.up, done)
+  }
+
   /** The session's entry, if it is the device's current connection here (not taken over, not gone). */
   private attached(session: Session): Attached | undefined {
     const id = session.deviceId
@@ -610,13 +621,14 @@ export class Bridge implements SessionHost {
 
   /**
    * [HT-5.4] A device's online presence; a device of another dialect than HyperTCP says which, and
-   * what it told of itself (a Blynk device's info).
+   * what it told of itself (a Blynk device's info); a device the gateway dials says so.
    */
   private onlineState(device: Attached, at: number): Record<string, unknown> {
     const state: Record<string, unknown> = { online: true, at, gateway: this.gatewayId }
     const session = device.session
     if (session.dialect !== 'hypertcp') state.dialect = session.dialect
     if (session.info !== undefined) state.info = session.info
+    if (session.peer !== undefined) state.dialOut = true // the gateway dials it
     return state
   }
 

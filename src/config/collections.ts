@@ -178,7 +178,7 @@ export function checkCustomTopics(config: {
   })
 }
 
-function checkId(key: string, value: unknown): string {
+export function checkId(key: string, value: unknown): string {
   if (typeof value !== 'string' || !isValidTopicLevel(value)) {
     throw bad(key, 'a non-empty id of at most 128 characters without / + # or NUL', value)
   }

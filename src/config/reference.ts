@@ -1,5 +1,6 @@
 import { BROKER_USER_FIELDS } from './broker-users.js'
 import { CUSTOM_COMMAND_FIELDS, DEVICE_FIELDS } from './collections.js'
+import { DIAL_OUT_FIELDS } from './dial-out.js'
 import { envName, kebab } from './resolve.js'
 import { QOS, SETTINGS, type Setting, TOPICS } from './settings.js'
 
@@ -75,6 +76,18 @@ export function renderReference(): string {
     '| --- | --- |',
   )
   for (const [key, doc] of Object.entries(CUSTOM_COMMAND_FIELDS)) out.push(`| \`${key}\` | ${doc} |`)
+  out.push(
+    '',
+    '## Dial-out devices',
+    '',
+    '`dialOut` (file only): devices that listen on a port (TCP servers) and that the gateway dials,',
+    'reconnecting with backoff (1 s first, doubling up to 60 s, with jitter) while they are away. They',
+    'need a restart to change.',
+    '',
+    '| Field | Meaning |',
+    '| --- | --- |',
+  )
+  for (const [key, doc] of Object.entries(DIAL_OUT_FIELDS)) out.push(`| \`${key}\` | ${doc} |`)
   out.push(
     '',
     '## Broker users',

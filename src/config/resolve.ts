@@ -4,6 +4,7 @@ import { compileTemplate, TemplateError } from '../protocol/topics.js'
 import type { BrokerUser } from './broker-users.js'
 import { checkBrokerUsers, readBrokerUsersFile } from './broker-users.js'
 import { checkCustomCommands, checkCustomTopics, checkDevices } from './collections.js'
+import { checkDialOut, checkDialOutIds, type DialOutInput } from './dial-out.js'
 import { type Kind, text } from './kinds.js'
 import { describe, isRecord, suggest } from './messages.js'
 import {
@@ -20,9 +21,11 @@ import {
 } from './settings.js'
 
 /** A partial config as given in a file, by the API or by flags (same keys as {@link GatewayConfig}). */
-export type ConfigInput = Partial<Omit<GatewayConfig, 'topics' | 'qos' | 'mqttUrl'>> & {
+export type ConfigInput = Partial<Omit<GatewayConfig, 'topics' | 'qos' | 'mqttUrl' | 'dialOut'>> & {
   /** One broker URL, several comma-separated, or a list. */
   mqttUrl?: string | readonly string[] | null
+  /** Devices to dial; `connectTimeout` may be left to its default. */
+  dialOut?: readonly DialOutInput[]
   topics?: Partial<TopicsConfig>
   qos?: Partial<QosConfig>
 }
@@ -39,7 +42,7 @@ export const ENV_PREFIX = 'HYPERTCP_'
 
 /** Keys a file may carry that are not settings (a schema reference, comments). */
 const IGNORED = new Set(['$schema', '//', 'comment'])
-const STRUCTURED = ['topics', 'qos', 'devices', 'customCommands', 'brokerUsers']
+const STRUCTURED = ['topics', 'qos', 'devices', 'customCommands', 'brokerUsers', 'dialOut']
 
 /** The value of every setting when no source sets it. */
 export function defaults(): GatewayConfig {
@@ -53,6 +56,7 @@ export function defaults(): GatewayConfig {
     devices: [],
     customCommands: [],
     brokerUsers: [],
+    dialOut: [],
   }
 }
 
@@ -78,6 +82,7 @@ export function resolveConfig(layers: readonly ConfigLayer[]): GatewayConfig {
   }
   checkTemplates(config.topics)
   checkCustomTopics(config)
+  checkDialOutIds(config)
   checkCombinations(config)
   return config
 }
@@ -96,6 +101,7 @@ function apply(config: GatewayConfig, { source, values, names = {} }: ConfigLaye
     else if (key === 'devices') config.devices = checkDevices(where, value)
     else if (key === 'customCommands') config.customCommands = checkCustomCommands(where, value)
     else if (key === 'brokerUsers') config.brokerUsers = checkBrokerUsers(where, value)
+    else if (key === 'dialOut') config.dialOut = checkDialOut(where, value)
     else if (Object.hasOwn(SETTINGS, key))
       writable[key] = check(where, SETTINGS[key as SettingKey].kind, value)
     else {
@@ -195,11 +201,13 @@ function checkTemplates(topics: TopicsConfig): void {
 
 /** Rules between settings; errors name the setting to change. */
 function checkCombinations(c: GatewayConfig): void {
-  if (c.port === 'off' && c.tlsPort === 'off' && c.blynkPort === 'off' && c.blynkTlsPort === 'off')
+  const listening = [c.port, c.tlsPort, c.blynkPort, c.blynkTlsPort].some((p) => p !== 'off')
+  if (!listening && c.dialOut.length === 0) {
     throw new ConfigError(
       'port',
-      "'port', 'tlsPort', 'blynkPort' and 'blynkTlsPort' are all off: no listener left",
+      "'port', 'tlsPort', 'blynkPort' and 'blynkTlsPort' are all off and no device is dialed (dialOut): no listener left",
     )
+  }
   const tls = c.tlsPort !== 'off' || c.blynkTlsPort !== 'off' || c.brokerTlsPort !== 'off'
   if (tls && c.tlsCert === null)
     throw new ConfigError('tlsCert', 'a TLS listener is on: give the certificate file')

@@ -12,6 +12,7 @@ import { ID_CHARSETS } from '../protocol/ids.js'
 import type { Placeholder } from '../protocol/topics.js'
 import type { BrokerUser } from './broker-users.js'
 import type { CustomCommand } from './collections.js'
+import type { DialOutEntry } from './dial-out.js'
 import {
   boolean,
   choice,
@@ -556,4 +557,6 @@ export type GatewayConfig = ScalarConfig & {
   customCommands: CustomCommand[]
   /** The embedded broker's users: `brokerUsers`, then those of `brokerUsersFile`. */
   brokerUsers: BrokerUser[]
+  /** Devices the gateway dials (they listen). */
+  dialOut: DialOutEntry[]
 }

@@ -5,15 +5,22 @@ import type { Session } from '../session/session.js'
 import type { GatewayStats } from '../stats.js'
 import type { BrokerSide } from './broker-side.js'
 import type { Gateway } from './gateway.js'
+import type { DeviceListeners } from './listeners.js'
 
 /** What the admin listener sees of a gateway, and may do to it. */
-export function adminBackend(gateway: Gateway, broker: BrokerSide, bridge: Bridge): AdminBackend {
+export function adminBackend(
+  gateway: Gateway,
+  broker: BrokerSide,
+  bridge: Bridge,
+  listeners: DeviceListeners,
+): AdminBackend {
   return {
     gatewayId: gateway.config.gatewayId,
     maxDownlinkSize: gateway.config.maxDownlinkSize,
     stats: () => gateway.stats(),
     brokerConnected: () => broker.ports.map((port) => port.connected),
     devices: () => bridge.online().map(view),
+    dialOut: () => listeners.dialed(),
     kick: (id) => bridge.kick(id, 'the admin API'),
     send: (id, payloadJson) => bridge.sendFromServer(id, payloadJson),
     counters: () => ({

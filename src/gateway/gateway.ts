@@ -151,7 +151,7 @@ export class Gateway {
           host: config.adminHost,
           port: config.adminPort,
           token: config.adminToken,
-          backend: adminBackend(this, broker, bridge),
+          backend: adminBackend(this, broker, bridge, listener),
           logger,
         })
       }
@@ -296,13 +296,14 @@ export class Gateway {
     return { acknowledged }
   }
 
-  private accept(socket: Socket, options: SessionOptions): void {
+  private accept(socket: Socket, options: SessionOptions): Session {
     this.counters.connections++
     socket.setNoDelay(true) // writes are batched per event-loop turn already
     const id = `${this.config.gatewayId}-${++this.nextSession}`
     const session = new Session(id, socket, options, this.bridge!, this.logger, this.counters)
     this.sessions.add(session)
     socket.once('close', () => this.sessions.delete(session))
+    return session
   }
 
   private opened(): { broker: BrokerSide; bridge: Bridge; listener: DeviceListeners } {

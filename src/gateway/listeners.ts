@@ -1,11 +1,16 @@
 import type { AddressInfo, Socket } from 'node:net'
 import { DeviceListener } from '../adapters/device-listener.js'
+import { DialOut, type DialOutView } from '../adapters/dial-out.js'
+import type { DialOutEntry } from '../config/dial-out.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { blynk } from '../dialects/blynk/index.js'
+import { hypertcpClient } from '../dialects/hypertcp/client.js'
 import { hypertcp } from '../dialects/hypertcp/index.js'
+import { lines } from '../dialects/lines/index.js'
+import { raw } from '../dialects/raw/index.js'
 import type { Logger } from '../log.js'
 import type { Dialect } from '../session/dialect.js'
-import type { SessionOptions } from '../session/session.js'
+import type { Session, SessionOptions } from '../session/session.js'
 import type { GatewayStats } from '../stats.js'
 import type { Admission } from './admission.js'
 import { tlsFiles } from './broker-side.js'
@@ -20,12 +25,17 @@ function listenedDialects(
   ].filter((d) => d.port !== 'off' || d.tlsPort !== 'off')
 }
 
+/** The dialect of each `dialOut` framing. */
+const DIALED: Record<DialOutEntry['framing'], Dialect> = { lines, raw, hypertcp: hypertcpClient }
+
 /**
- * Every device listener of a gateway, one per dialect that has a port (PROTOCOL decision 34).
- * They share admission (IP guard, connection rate and limits) and the gateway's counters.
+ * How devices reach a gateway: a listener per dialect that has a port (PROTOCOL decision 34),
+ * sharing admission (IP guard, connection rate and limits) and the gateway's counters; and the
+ * devices it dials (`dialOut`, decision 36).
  */
 export class DeviceListeners {
   private readonly all: { readonly dialect: Dialect; readonly listener: DeviceListener }[]
+  private readonly dialOut: DialOut
 
   constructor(
     config: GatewayConfig,
@@ -34,8 +44,24 @@ export class DeviceListeners {
     logger: Logger,
     connections: () => number,
     sessionOptions: Omit<SessionOptions, 'dialect'>,
-    accept: (socket: Socket, options: SessionOptions) => void,
+    accept: (socket: Socket, options: SessionOptions) => Session,
   ) {
+    const dialedOptions = new Map<Dialect, SessionOptions>()
+    for (const dialect of Object.values(DIALED)) dialedOptions.set(dialect, { ...sessionOptions, dialect })
+    this.dialOut = new DialOut(config.dialOut, logger, (entry, socket) => {
+      const session = accept(socket, dialedOptions.get(DIALED[entry.framing])!)
+      const username = entry.username ?? entry.id
+      const identity = {
+        deviceId: entry.id,
+        username,
+        tokenDigest: '',
+        mayMessage: () => false,
+        mayBroadcast: false,
+        dialed: true,
+      }
+      session.open(entry.token === undefined ? { identity } : { identity, token: entry.token })
+      return session
+    })
     this.all = listenedDialects(config).map(({ dialect, name, port, tlsPort }) => {
       const options: SessionOptions = { ...sessionOptions, dialect }
       return {
@@ -59,8 +85,15 @@ export class DeviceListeners {
     })
   }
 
+  /** Binds the listeners, then starts dialing. */
   async listen(): Promise<void> {
     for (const { listener } of this.all) await listener.listen()
+    this.dialOut.start()
+  }
+
+  /** The dialed devices and where each is. */
+  dialed(): DialOutView[] {
+    return this.dialOut.list()
   }
 
   /** The bound addresses of a dialect's listeners, if it has any. */
@@ -76,7 +109,9 @@ export class DeviceListeners {
     for (const { listener } of this.all) listener.reloadTls(tlsFiles(config))
   }
 
+  /** Stops dialing and accepting; resolves once every listener has closed. */
   close(): Promise<void> {
+    this.dialOut.stop()
     return Promise.all(this.all.map(({ listener }) => listener.close())).then(() => undefined)
   }
 }

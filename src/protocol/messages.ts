@@ -164,3 +164,12 @@ export function parseJsonObject(body: Buffer): Record<string, unknown> | undefin
     return undefined
   }
 }
+
+/**
+ * The payload of a message for a device: `payload` when the caller parsed it already, else read
+ * again from `body`, its envelope (a message kept in the store comes back as its envelope only).
+ */
+export function payloadOf(body: Buffer | string, payload: unknown): unknown {
+  if (payload !== undefined) return payload
+  return parseJsonObject(typeof body === 'string' ? Buffer.from(body) : body)?.payload
+}

@@ -2,7 +2,7 @@ import type { AuthResult, Identity } from '../auth/registry.js'
 import type { Logger, LogLevelName, LogThrottle } from '../log.js'
 import type { IdCharset } from '../protocol/ids.js'
 import type { LoginRequest } from '../protocol/messages.js'
-import type { DeviceInfo } from './dialect.js'
+import type { DeviceInfo, Peer } from './dialect.js'
 import type { DeliverResult, SessionState } from './session.js'
 import type { CloseReason, LoginGate, UplinkKind } from './types.js'
 
@@ -14,6 +14,8 @@ export interface HandlerContext {
   readonly state: SessionState
   /** `address:port` of the device, for logs. */
   readonly remote: string
+  /** The device the gateway dialed, on a connection it opened (`dialOut`). */
+  readonly peer: Peer | undefined
   readonly logger: Logger
   /** Warnings hostile input can trigger, at most one per kind per interval. */
   readonly throttle: LogThrottle
@@ -43,6 +45,8 @@ export interface HandlerContext {
   allowMessage(): boolean
   /** A frame refused for its body (counted). */
   rejected(): void
+  /** A frame cut to maxFrameSize and sent on all the same (counted: a dialed device's long line). */
+  truncated(): void
   /** A device's RESPONSE to the gateway's frame `msgId` (counted; a kept downlink can go). */
   acknowledged(msgId: number): void
 
@@ -60,4 +64,6 @@ export interface HandlerContext {
   /** Whether frames of this custom command type are taken from devices ([HT-5.6]). */
   takesRaw(type: number): boolean
   uplinkRaw(msgId: number, type: number, body: Buffer): void
+  /** Bytes as they came (raw framing), to the device's up topic; `body` is the caller's own copy. */
+  uplinkBytes(msgId: number, body: Buffer): void
 }

@@ -11,13 +11,13 @@ import { TokenBucket } from '../limits/token-bucket.js'
 import type { Logger, LogLevelName, LogThrottle } from '../log.js'
 import { Cmd, HEADER_SIZE, Status } from '../protocol/constants.js'
 import { FrameDecoder, type FrameTooLargeError } from '../protocol/decoder.js'
-import { encodeFrame, encodeTextFrame, nextMsgId, writeHeader } from '../protocol/encoder.js'
+import { encodeTextFrame, nextMsgId, writeHeader } from '../protocol/encoder.js'
 import type { IdCharset } from '../protocol/ids.js'
 import type { LoginRequest } from '../protocol/messages.js'
 import { bump, type GatewayStats } from '../stats.js'
 import { AnswerQueue } from './answers.js'
 import type { HandlerContext } from './context.js'
-import type { DeviceInfo, Dialect, Translated } from './dialect.js'
+import type { Decoder, DeviceInfo, Dialect, Peer, Translated } from './dialect.js'
 import { Output, type OutputOwner } from './output.js'
 import type { CloseReason, Gatekeeper, LoginGate, SessionHost } from './types.js'
 import type { WriteBatcher } from './write-batcher.js'
@@ -104,7 +104,8 @@ export class Session implements HandlerContext, OutputOwner {
   private _info: DeviceInfo | undefined
   private keepaliveMs: number
 
-  private readonly decoder: FrameDecoder
+  private readonly decoder: Decoder
+  private _peer: Peer | undefined
   private lastMsgId = 0
   private lastActivity = 0
   private pingSentAt = 0
@@ -146,11 +147,12 @@ export class Session implements HandlerContext, OutputOwner {
     this.parentLogger = logger
     this.keepaliveMs = options.keepaliveMs
     this.output = new Output(socket, options.batcher, options.drainTimeoutMs, this, stats)
-    this.decoder = new FrameDecoder(
-      options.maxFrameSize,
-      (type, msgId, body) => this.onFrame(type, msgId, body),
-      (err) => this.onFrameTooLarge(err),
-    )
+    const onFrame = (type: number, msgId: number, body: Buffer, length: number) =>
+      this.onFrame(type, msgId, body, length)
+    const onTooLarge = (err: FrameTooLargeError) => this.onFrameTooLarge(err)
+    this.decoder =
+      options.dialect.createDecoder?.(options.maxFrameSize, onFrame, onTooLarge) ??
+      new FrameDecoder(options.maxFrameSize, onFrame, onTooLarge)
     this.lastActivity = Date.now()
     socket.on('data', (chunk: Buffer) => {
       if (this.state === 'closed') return this.discard(chunk.length)
@@ -187,6 +189,26 @@ export class Session implements HandlerContext, OutputOwner {
   /** The device protocol spoken on this connection. */
   get dialect(): string {
     return this.options.dialect.name
+  }
+
+  /** The device the gateway dialed, for a connection it opened (`dialOut`). */
+  get peer(): Peer | undefined {
+    return this._peer
+  }
+
+  /**
+   * Starts a connection the gateway opened to a device (`dialOut`): the dialect logs in to it, or
+   * takes the peer's identity at once.
+   */
+  open(peer: Peer): void {
+    this._peer = peer
+    this.options.dialect.open?.(this, peer)
+    if (this._state === 'authenticating' && this.input === 'reading') {
+      // Logged in by the connection itself: what the device sends waits for the login to settle.
+      this.decoder.pause()
+      this.input = 'paused'
+      this.socket.pause()
+    }
   }
 
   /** What the device said about itself, if its dialect has it say (a Blynk device's info). */
@@ -263,15 +285,15 @@ export class Session implements HandlerContext, OutputOwner {
     this.close(partial > 0 ? 'socket_error' : 'client_closed')
   }
 
-  private onFrame(type: number, msgId: number, body: Buffer): boolean {
+  private onFrame(type: number, msgId: number, body: Buffer, length: number): boolean {
     this.stats.framesIn++
     this.stats.framesByType[type]!++
     switch (this._state) {
       case 'awaiting-login':
-        this.options.dialect.beforeLogin(this, type, msgId, body)
+        this.options.dialect.beforeLogin(this, type, msgId, body, length)
         break
       case 'online':
-        this.options.dialect.online(this, type, msgId, body)
+        this.options.dialect.online(this, type, msgId, body, length)
         break
       default:
         // closed, or authenticating: reading is paused; a frame here is a bug, not input to act on
@@ -395,6 +417,10 @@ export class Session implements HandlerContext, OutputOwner {
     this.stats.rejected++
   }
 
+  truncated(): void {
+    this.stats.truncated++
+  }
+
   acknowledged(msgId: number): void {
     this.stats.deviceAcks++
     this.host.acknowledged?.(this, msgId)
@@ -488,7 +514,7 @@ export class Session implements HandlerContext, OutputOwner {
         if (this.state !== 'authenticating') return
         this.log('warn', 'login could not be completed: broker unavailable', { error: String(err) })
         bump(this.stats.loginResults, 'broker_unavailable')
-        this.write(this.options.dialect.loginReply(msgId, Status.SERVER_ERROR))
+        this.writeLoginReply(msgId, Status.SERVER_ERROR)
         this.close('broker_unavailable')
       },
     )
@@ -502,7 +528,7 @@ export class Session implements HandlerContext, OutputOwner {
     bump(this.stats.loginResults, 'ok')
     this.stats.online++
     bump(this.stats.onlineByDialect, this.options.dialect.name)
-    this.write(this.options.dialect.loginReply(msgId, Status.SUCCESS))
+    this.writeLoginReply(msgId, Status.SUCCESS)
     this.log('info', 'device online')
     this.host.loggedIn?.(this) // what was kept for it follows the login reply
     clearTimeout(this.timer)
@@ -515,8 +541,13 @@ export class Session implements HandlerContext, OutputOwner {
   refuseLogin(msgId: number, status: number, reason: CloseReason): void {
     this.stats.loginFailures++
     bump(this.stats.loginResults, reason)
-    this.write(this.options.dialect.loginReply(msgId, status))
+    this.writeLoginReply(msgId, status)
     this.close(reason)
+  }
+
+  private writeLoginReply(msgId: number, status: number): void {
+    const reply = this.options.dialect.loginReply?.(msgId, status)
+    if (reply !== undefined) this.write(reply)
   }
 
   /** Hands a device message to the host; answers the device when the host is done ([HT-4.5]). */
@@ -529,6 +560,13 @@ export class Session implements HandlerContext, OutputOwner {
     this._inflight++
     const ticket = this.answers.reserve(msgId)
     this.host.uplink(this, kind, targetId, payloadJson, (status) => this.uplinkDone(ticket, status))
+  }
+
+  /** Bytes as they came (raw framing), to the device's up topic; `body` is the caller's own copy. */
+  uplinkBytes(msgId: number, body: Buffer): void {
+    this._inflight++
+    const ticket = this.answers.reserve(msgId)
+    this.host.uplinkBytes(this, body, (status) => this.uplinkDone(ticket, status))
   }
 
   /** [HT-5.6] The same for a frame of a custom command type; `body` is the caller's own copy. */
@@ -586,7 +624,12 @@ export class Session implements HandlerContext, OutputOwner {
     const limit = this.maxDownlinkSize
     for (const body of translated.bodies) if (Buffer.byteLength(body) > limit) return 'too_large'
     if (this.socket.writableLength > this.options.maxWriteQueue) return 'queue_full'
-    for (const body of translated.bodies) this.write(encodeTextFrame(translated.type, this.nextMsgId(), body))
+    const { type, bodies } = translated
+    const encode = this.options.dialect.encode
+    for (const body of bodies)
+      this.write(
+        encode ? encode(type, this.nextMsgId(), body) : encodeTextFrame(type, this.nextMsgId(), body),
+      )
     this._downlinks++
     return 'ok'
   }
@@ -599,11 +642,17 @@ export class Session implements HandlerContext, OutputOwner {
   /** [HT-5.5] Sends the dialect's REDIRECT (for HyperTCP the JSON form of [HT-2.8]) and closes. */
   redirect(server: string, port: number): void {
     if (this.state === 'closed') return
-    this.write(this.options.dialect.redirect(this.nextMsgId(), server, port))
+    const redirect = this.options.dialect.redirect
+    if (redirect === undefined) {
+      this.log('warn', 'redirect ignored: the gateway dials this device, it cannot be sent elsewhere')
+      return
+    }
+    this.write(redirect(this.nextMsgId(), server, port))
     this.close('redirected')
   }
 
   private armKeepalive(ms: number): void {
+    if (this.options.dialect.ping === undefined) return // TCP keepalive only
     this.timer = setTimeout(onKeepaliveTimer, ms, this)
     this.timer.unref()
   }
@@ -637,7 +686,7 @@ export class Session implements HandlerContext, OutputOwner {
       return
     }
     this.pingSentAt = now
-    this.write(encodeFrame(Cmd.PING, this.nextMsgId()))
+    this.write(this.options.dialect.ping!(this.nextMsgId()))
     this.armKeepalive(Math.max(1, Math.floor(keepalive / 2)))
   }
 

@@ -53,6 +53,8 @@ export interface SessionHost {
    * kept by the host). `done` is called exactly once.
    */
   uplinkRaw(session: Session, type: number, body: Buffer, done: UplinkDone): void
+  /** Publishes bytes as they came from the device (raw framing) on its up topic. */
+  uplinkBytes(session: Session, body: Buffer, done: UplinkDone): void
   /** The session ended (after `attach` or not). Called exactly once per session. */
   detach(session: Session, reason: CloseReason): void
   /** The login reply has been written: what waited for the device may follow. */

@@ -5,11 +5,10 @@
  * presence with the device's info, a kick and the library's reconnect, a wrong token.
  */
 import { expect } from 'chai'
-import type { Gateway, GatewayOptions } from '../../src/index.js'
+import type { Gateway } from '../../src/index.js'
 import { useCleanups } from '../helpers/cleanups.js'
-import { DEVICES, PEER_GATEWAY, startGateway } from '../helpers/gateway.js'
+import { DEVICES, suiteGateways } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
-import { MqttWatcher } from '../helpers/mqtt.js'
 import { OriginalDevice } from '../helpers/original-device.js'
 import { DeviceProcess } from './support/device.js'
 import { blynkDevice, requireVendor } from './support/vendor.js'
@@ -35,18 +34,7 @@ describe('a Blynk device (the Blynk library 1.4.0, unchanged) through the Blynk 
   })
 
   const cleanups = useCleanups()
-
-  async function gateway(options: GatewayOptions = {}): Promise<Gateway> {
-    const gw = await startGateway({ blynkPort: 0, devices: REGISTRY, ...options })
-    cleanups.push(() => gw.close())
-    return gw
-  }
-
-  async function watch(gw: Gateway, ...topics: string[]): Promise<MqttWatcher> {
-    const w = await MqttWatcher.connect(gw.mqttUrl, topics, PEER_GATEWAY)
-    cleanups.push(() => w.end())
-    return w
-  }
+  const { gateway, watch } = suiteGateways(cleanups, { blynkPort: 0, devices: REGISTRY })
 
   function device(gw: Gateway, token = TOKEN, everyMs = 200): DeviceProcess {
     const d = DeviceProcess.run(

@@ -2,6 +2,7 @@ import { createLogger } from '../../src/adapters/logger.js'
 import { createGateway, type Gateway, type GatewayOptions } from '../../src/gateway/gateway.js'
 import { silentLogger } from '../../src/log.js'
 import { Mosquitto } from './mosquitto.js'
+import { MqttWatcher } from './mqtt.js'
 
 /** The test device registry. */
 export const DEVICES = [
@@ -105,6 +106,32 @@ export function mosquittoBroker(require: (ctx: Mocha.Context) => void): BrokerKi
     options: () => ({ mqttUrl: m!.url }),
     async teardown() {
       await m?.dispose()
+    },
+  }
+}
+
+/**
+ * A suite's gateways and MQTT watchers, each stopped after its test: `gateway(options)` starts one
+ * with the suite's `defaults` under `options`; `watch(gw, ...topics)` subscribes as the peer gateway
+ * user (allowed everywhere on the embedded broker).
+ */
+export function suiteGateways(
+  cleanups: { push(cleanup: () => unknown): void },
+  defaults: GatewayOptions = {},
+): {
+  gateway(options?: GatewayOptions): Promise<Gateway>
+  watch(gw: Gateway, ...topics: string[]): Promise<MqttWatcher>
+} {
+  return {
+    async gateway(options = {}) {
+      const gw = await startGateway({ ...defaults, ...options })
+      cleanups.push(() => gw.close()) // idempotent: a test may have closed it
+      return gw
+    },
+    async watch(gw, ...topics) {
+      const w = await MqttWatcher.connect(gw.mqttUrl, topics, PEER_GATEWAY)
+      cleanups.push(() => w.end())
+      return w
     },
   }
 }

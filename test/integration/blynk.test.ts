@@ -5,13 +5,12 @@
  * driven in test/firmware/blynk.test.ts.
  */
 import { expect } from 'chai'
-import type { Gateway, GatewayOptions } from '../../src/index.js'
+import type { Gateway } from '../../src/index.js'
 import { Cmd, Status } from '../../src/protocol/constants.js'
 import { makePki } from '../helpers/certs.js'
 import { useCleanups } from '../helpers/cleanups.js'
-import { DEVICES, PEER_GATEWAY, startGateway } from '../helpers/gateway.js'
+import { DEVICES, suiteGateways } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
-import { MqttWatcher } from '../helpers/mqtt.js'
 import { type Frame, RawClient, trackRawClients } from '../helpers/raw-client.js'
 
 const HW_LOGIN = 29
@@ -31,19 +30,8 @@ const fields = (...f: (string | number)[]) => Buffer.from(f.join('\0'))
 describe('Blynk dialect: frames, bad input, info, limits', function () {
   this.timeout(15000)
   const cleanups = useCleanups()
+  const { gateway, watch } = suiteGateways(cleanups, { blynkPort: 0, devices: REGISTRY })
   const { track } = trackRawClients()
-
-  async function gateway(options: GatewayOptions = {}): Promise<Gateway> {
-    const gw = await startGateway({ blynkPort: 0, devices: REGISTRY, ...options })
-    cleanups.push(() => gw.close())
-    return gw
-  }
-
-  async function watch(gw: Gateway, ...topics: string[]): Promise<MqttWatcher> {
-    const w = await MqttWatcher.connect(gw.mqttUrl, topics, PEER_GATEWAY)
-    cleanups.push(() => w.end())
-    return w
-  }
 
   /** Connects to the Blynk port and logs in as the library does (HW_LOGIN, msg_id 1, raw token). */
   async function loggedIn(gw: Gateway, token = TOKEN): Promise<RawClient> {

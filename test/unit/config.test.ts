@@ -138,6 +138,52 @@ describe('config: errors name the key and what was expected', () => {
     ['CIDRs not a list', { allowCidrs: 7 }, 'test: allowCidrs'],
     ['bad overflowRedirect', { overflowRedirect: 'gw2' }, 'test: overflowRedirect'],
     ['no listener left', { port: 'off' }, 'port'],
+    ['dialOut not a list', { dialOut: { id: 'x' } }, 'test: dialOut'],
+    [
+      'a dial-out entry with an unknown key',
+      { dialOut: [{ id: 'tel-1', host: 'esp.local', port: 23, framing: 'lines', hots: 'x' }] },
+      'test: dialOut[0].hots',
+    ],
+    [
+      'a dial-out port out of range',
+      { dialOut: [{ id: 'a', host: 'h', port: 0, framing: 'raw' }] },
+      'test: dialOut[0].port',
+    ],
+    [
+      'a dial-out framing unknown',
+      { dialOut: [{ id: 'a', host: 'h', port: 1, framing: 'telnet' }] },
+      'test: dialOut[0].framing',
+    ],
+    [
+      'a hypertcp dial-out without a token',
+      { dialOut: [{ id: 'a', host: 'h', port: 1, framing: 'hypertcp' }] },
+      'test: dialOut[0].token',
+    ],
+    [
+      'a token for a lines dial-out',
+      { dialOut: [{ id: 'tel-1', host: 'esp.local', port: 23, framing: 'lines', token: 't' }] },
+      'test: dialOut[0].token',
+    ],
+    [
+      'a dial-out connectTimeout out of range',
+      { dialOut: [{ id: 'tel-1', host: 'esp.local', port: 23, framing: 'lines', connectTimeout: 0 }] },
+      'test: dialOut[0].connectTimeout',
+    ],
+    [
+      'a dial-out id twice',
+      {
+        dialOut: [
+          { id: 'a', host: 'h', port: 1, framing: 'raw' },
+          { id: 'a', host: 'h', port: 2, framing: 'raw' },
+        ],
+      },
+      'test: dialOut[1].id',
+    ],
+    [
+      'a dial-out id reserved',
+      { dialOut: [{ id: 'server', host: 'h', port: 1, framing: 'raw' }] },
+      'test: dialOut[0].id',
+    ],
     ['TLS without a certificate', { tlsPort: 8443, tlsKey: 'k.pem' }, 'tlsCert'],
     [
       'client auth without a CA',

@@ -39,6 +39,9 @@ class ScriptedHost implements SessionHost {
   uplinkRaw(_s: Session, _type: number, body: Buffer, done: UplinkDone): void {
     this.uplinks.push({ kind: 'raw', payload: body, done })
   }
+  uplinkBytes(_s: Session, body: Buffer, done: UplinkDone): void {
+    this.uplinks.push({ kind: 'raw', payload: body, done })
+  }
   detach(_s: Session, reason: CloseReason): void {
     this.detached.push(reason)
   }

@@ -72,6 +72,7 @@ export class GatewayMetrics {
       refused: s.refusedByBroker,
       error: s.rejected - s.refusedByBroker,
       rate_limited: s.throttled,
+      truncated: s.truncated,
     }))
     counter('hypertcp_messages_down_total', 'MQTT messages for devices by outcome', 'result', (s) => ({
       delivered: s.delivered,

@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import type { Logger } from '../../log.js'
 import { isValidTopicLevel } from '../../protocol/ids.js'
+import type { DialOutView } from '../dial-out.js'
 import { formatAddress, listenOn } from '../listen.js'
 import { GatewayMetrics, type MetricsSource } from './metrics.js'
 
@@ -30,6 +31,8 @@ export interface AdminBackend extends MetricsSource {
   readonly maxDownlinkSize: number
   /** The devices connected to this instance. */
   devices(): DeviceView[]
+  /** The devices this instance dials (`dialOut`), and where each is. */
+  dialOut(): DialOutView[]
   /** Closes a device's connection (reason `kicked`); false if it is not connected here. */
   kick(id: string): boolean
   /** Publishes a message for the device on its down topic, as from `server` (wherever it is connected). */
@@ -168,6 +171,10 @@ export class AdminServer {
     if (path === '/api/v1/devices') {
       allow(method, 'GET')
       return send(res, 200, page(backend.devices(), url.searchParams))
+    }
+    if (path === '/api/v1/dial-out') {
+      allow(method, 'GET')
+      return send(res, 200, { devices: backend.dialOut() })
     }
     const m = /^\/api\/v1\/devices\/([^/]+)(\/messages)?$/.exec(path)
     if (m === null) throw new HttpError(404, `no such resource: ${path}`)

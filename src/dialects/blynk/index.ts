@@ -1,6 +1,6 @@
 import { Cmd } from '../../protocol/constants.js'
-import { encodeResponse, encodeTextFrame } from '../../protocol/encoder.js'
-import { parseJsonObject } from '../../protocol/messages.js'
+import { encodeFrame, encodeResponse, encodeTextFrame } from '../../protocol/encoder.js'
+import { payloadOf } from '../../protocol/messages.js'
 import type { Dialect, Translated } from '../../session/dialect.js'
 import { pinWrites } from './codec.js'
 import { BLYNK_DEFAULT_BUFF_IN, BlynkCmd } from './constants.js'
@@ -18,14 +18,12 @@ export const blynk: Dialect = {
   online,
   loginReply: encodeResponse,
   answer: (msgId, status) => (status === 0 ? undefined : encodeResponse(msgId, status)),
+  ping: (msgId) => encodeFrame(BlynkCmd.PING, msgId),
   redirect: (msgId, server, port) => encodeTextFrame(BlynkCmd.REDIRECT, msgId, `${server}\0${port}`),
   translate(type, body, payload) {
     if (type !== Cmd.JSON_MESSAGE && type !== Cmd.BROADCAST) return NOT_PINS
     // A kept message comes back as its envelope only.
-    const value =
-      payload !== undefined
-        ? payload
-        : parseJsonObject(typeof body === 'string' ? Buffer.from(body) : body)?.payload
+    const value = payloadOf(body, payload)
     const writes = pinWrites(value)
     return writes.ok ? { ok: true, type: BlynkCmd.HARDWARE, bodies: writes.bodies } : writes
   },

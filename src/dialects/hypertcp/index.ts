@@ -1,5 +1,5 @@
 import { Cmd } from '../../protocol/constants.js'
-import { encodeLoginReply, encodeResponse, encodeTextFrame } from '../../protocol/encoder.js'
+import { encodeFrame, encodeLoginReply, encodeResponse, encodeTextFrame } from '../../protocol/encoder.js'
 import { redirectBody } from '../../protocol/messages.js'
 import type { Dialect } from '../../session/dialect.js'
 import { beforeLogin, online } from './handlers/index.js'
@@ -14,6 +14,7 @@ export const hypertcp: Dialect = {
   online,
   loginReply: encodeLoginReply,
   answer: encodeResponse,
+  ping: (msgId) => encodeFrame(Cmd.PING, msgId),
   // [HT-2.8] the JSON form unchanged devices read
   redirect: (msgId, server, port) => encodeTextFrame(Cmd.REDIRECT, msgId, redirectBody(server, port)),
   acknowledgesDownlinks: true,
