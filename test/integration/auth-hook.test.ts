@@ -90,6 +90,7 @@ describe("external auth hook (authUrl): what the user's service answers decides 
       authTimeout: 0.3,
       authCacheTtl: 60,
       authConcurrency: 2,
+      blynkPort: 0,
       logger: log.logger,
     })
   })
@@ -130,6 +131,23 @@ describe("external auth hook (authUrl): what the user's service answers decides 
     } finally {
       await watcher.end()
     }
+  })
+
+  it('decides Blynk logins too: answered in the Blynk form (the status in the length field)', async () => {
+    hook.answer = (r) =>
+      r.token === 'blynk-hook-ok'
+        ? { status: 200, body: { allow: true, deviceId: 'blynk-from-hook' } }
+        : { status: 200, body: { allow: false } }
+    const HW_LOGIN = 29
+    const ok = await clients.track(RawClient.connect(gw.blynkPort!))
+    ok.sendFrame(HW_LOGIN, 1, Buffer.from('blynk-hook-ok'))
+    expect(await ok.response(1)).to.equal(Status.SUCCESS)
+    expect(await hook.requests.take((r) => r.token === 'blynk-hook-ok')).to.deep.include({ deviceId: null })
+    await waitUntil(() => gw.stats().onlineByDialect.blynk === 1, 'the Blynk device online')
+    const refused = await clients.track(RawClient.connect(gw.blynkPort!))
+    refused.sendFrame(HW_LOGIN, 1, Buffer.from('blynk-hook-no'))
+    expect(await refused.response(1)).to.equal(Status.INVALID_TOKEN)
+    await refused.waitClosed()
   })
 
   it('applies the downlink limits the hook gives (maxDownlinkMembers, maxDownlinkSize)', async () => {

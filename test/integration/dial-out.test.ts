@@ -6,7 +6,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
-import { type AddressInfo, createServer, type Server, type Socket } from 'node:net'
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
 import path from 'node:path'
 import { expect } from 'chai'
 import type { DialOutView } from '../../src/adapters/dial-out.js'
@@ -15,6 +15,7 @@ import { ORIGINAL } from '../firmware/support/vendor.js'
 import { useCleanups } from '../helpers/cleanups.js'
 import { DEVICES, startGateway, suiteGateways } from '../helpers/gateway.js'
 import { Inbox, waitUntil } from '../helpers/inbox.js'
+import { freePort } from '../helpers/net.js'
 import { OriginalDevice } from '../helpers/original-device.js'
 
 type Presence = { online: boolean; reason?: string; dialect?: string; dialOut?: boolean }
@@ -57,12 +58,12 @@ class ListeningDevice {
   }
 }
 
-/** A free port nothing listens on (bound, then released). */
-async function freePort(): Promise<number> {
-  const d = await new ListeningDevice().listen()
-  const port = d.port
-  await d.stop()
-  return port
+/** Skips the suite, with the reason printed, without python3 — which, where CI requires tools, fails instead. */
+function requirePython(ctx: Mocha.Context): void {
+  if (spawnSync('python3', ['--version'], { stdio: 'ignore' }).status === 0) return
+  if (process.env.HTGW_REQUIRE_TOOLS) throw new Error('required: python3 is not installed')
+  console.log('    skipped: python3 is not installed')
+  ctx.skip()
 }
 
 describe('dial-out devices: the gateway dials devices that listen', function () {
@@ -79,6 +80,23 @@ describe('dial-out devices: the gateway dials devices that listen', function () 
   async function dialed(gw: Gateway): Promise<DialOutView[]> {
     const res = await fetch(`http://127.0.0.1:${gw.adminPort}/api/v1/dial-out`)
     return ((await res.json()) as { devices: DialOutView[] }).devices
+  }
+
+  /** The first dialed device as the admin API lists it, once `done` holds of it (asked again meanwhile). */
+  async function dialedUntil(
+    gw: Gateway,
+    done: (v: DialOutView) => boolean,
+    what: string,
+    timeoutMs = 5000,
+  ): Promise<DialOutView> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const [view] = await dialed(gw)
+      if (view !== undefined && done(view)) return view
+      if (Date.now() > deadline)
+        throw new Error(`${what}: not within ${timeoutMs} ms (last: ${JSON.stringify(view)})`)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
   }
 
   const lines = (id: string, port: number) => ({ id, host: '127.0.0.1', port, framing: 'lines' as const })
@@ -151,20 +169,41 @@ describe('dial-out devices: the gateway dials devices that listen', function () 
   it('keeps trying an unreachable address, backing off, and lists it as away', async () => {
     const port = await freePort()
     const gw = await gateway({ dialOut: [{ id: 'gone-1', host: '127.0.0.1', port, framing: 'raw' }] })
-    let view: DialOutView | undefined
-    await waitUntil(
-      () => {
-        void dialed(gw).then((v) => {
-          view = v[0]
-        })
-        return (view?.attempts ?? 0) >= 2 && view?.state === 'backoff'
-      },
+    const view = await dialedUntil(
+      gw,
+      (v) => v.attempts >= 2 && v.state === 'backoff',
       'two attempts, then waiting',
       10000,
     )
     expect(view).to.deep.include({ lastError: 'ECONNREFUSED', online: false })
-    expect(Date.parse(view!.nextTry!)).to.be.greaterThan(Date.now() - 100)
+    expect(Date.parse(view.nextTry!)).to.be.greaterThan(Date.now() - 100)
     expect(gw.stats().online).to.equal(0)
+  })
+
+  it('gives up an attempt after connectTimeout (a device that never accepts), and tries again', async function () {
+    requirePython(this)
+    // A listener that never accepts, its one-connection queue taken: the next SYN goes unanswered.
+    const code =
+      'import socket,time\ns=socket.socket()\ns.bind(("127.0.0.1",0))\ns.listen(0)\nprint(s.getsockname()[1])\ntime.sleep(120)'
+    const child = spawn('python3', ['-u', '-c', code], { stdio: ['ignore', 'pipe', 'ignore'] })
+    cleanups.push(() => child.kill())
+    const port = Number(
+      await new Promise<string>((resolve) => child.stdout.once('data', (d) => resolve(String(d)))),
+    )
+    const filler = connect(port, '127.0.0.1')
+    cleanups.push(() => filler.destroy())
+    await new Promise((resolve) => filler.once('connect', resolve))
+    const gw = await gateway({
+      dialOut: [{ id: 'stuck-1', host: '127.0.0.1', port, framing: 'lines', connectTimeout: 0.3 }],
+    })
+    const view = await dialedUntil(
+      gw,
+      (v) => v.attempts >= 2,
+      'a second attempt after the first timed out',
+      10000,
+    )
+    expect(view.lastError).to.equal('no connection within 0.3 s')
+    expect(view.online).to.equal(false)
   })
 
   it('cuts a line longer than maxFrameSize, counts it, and keeps the connection', async () => {
@@ -207,21 +246,16 @@ describe('dial-out devices: the gateway dials devices that listen', function () 
     const server = path.join(ORIGINAL, 'HyperTCPTestServer.py')
 
     before(function () {
-      const python = spawnSync('python3', ['--version'], { stdio: 'ignore' }).status === 0
-      if (!python && process.env.HTGW_REQUIRE_TOOLS) throw new Error('required: python3 is not installed')
-      const missing = !python
-        ? 'python3 is not installed'
-        : existsSync(server)
-          ? undefined
-          : `${server} is missing (../shared/vendor is not next to this checkout)`
-      if (!missing) return
-      console.log(`    vendored-source tests skipped: ${missing}`)
+      requirePython(this)
+      if (existsSync(server)) return
+      console.log(
+        `    vendored-source tests skipped: ${server} is missing (../shared/vendor is not next to this checkout)`,
+      )
       this.skip()
     })
 
     /** Runs the server, unchanged, on a free port; resolves once it listens. */
-    async function pythonServer(): Promise<{ port: number; output: Inbox<string> }> {
-      const port = await freePort()
+    async function pythonServer(port: number): Promise<Inbox<string>> {
       const output = new Inbox<string>('the Python server output')
       const code = [
         'import sys',
@@ -239,19 +273,22 @@ describe('dial-out devices: the gateway dials devices that listen', function () 
         for (const line of all) output.push(line)
       })
       await output.take((l) => l.includes('listening on'), 10000, 'the server listening')
-      return { port, output }
+      return output
     }
 
     it('logs in with the token, publishes what the server sends, and sends it the down topic', async () => {
-      const { port, output } = await pythonServer()
+      // The server starts once the gateway dials its port and a subscriber listens: its welcome
+      // message comes right after the login.
+      const port = await freePort()
       const gw = await gateway({
         dialOut: [
           { id: 'py-1', host: '127.0.0.1', port, framing: 'hypertcp', token: 'your_auth_token_here' },
         ],
       })
       const w = await watch(gw, 'hypertcp/py-1/up')
+      const output = await pythonServer(port)
       // Its welcome message (a JSON_MESSAGE that is not an envelope): published as it is.
-      expect(await w.json<{ type: string }>('hypertcp/py-1/up')).to.deep.include({
+      expect(await w.json<{ type: string }>('hypertcp/py-1/up', undefined, 10000)).to.deep.include({
         type: 'welcome',
         message: 'Connected to HyperTCP server',
       })
@@ -263,7 +300,8 @@ describe('dial-out devices: the gateway dials devices that listen', function () 
     })
 
     it('is refused a wrong token: counted, and tried again later', async () => {
-      const { port } = await pythonServer()
+      const port = await freePort()
+      await pythonServer(port)
       const gw = await gateway({
         dialOut: [{ id: 'py-1', host: '127.0.0.1', port, framing: 'hypertcp', token: 'wrong' }],
       })
@@ -272,14 +310,8 @@ describe('dial-out devices: the gateway dials devices that listen', function () 
         'refused twice: it tried again',
         10000,
       )
-      let view: DialOutView | undefined
-      await waitUntil(() => {
-        void dialed(gw).then((v) => {
-          view = v[0]
-        })
-        return view?.lastError === 'invalid_token'
-      }, 'listed with its error')
-      expect(view!.online).to.equal(false)
+      const view = await dialedUntil(gw, (v) => v.lastError === 'invalid_token', 'listed with its error')
+      expect(view.online).to.equal(false)
     })
   })
 
