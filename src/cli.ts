@@ -1,7 +1,11 @@
+import cluster from 'node:cluster'
 import yargs from 'yargs'
 import { hideBin } from 'yargs/helpers'
 import { createLogger } from './adapters/logger.js'
 import { hashPassword } from './auth/passwords.js'
+import { serveAdmin } from './cluster/admin.js'
+import { runPrimary, workerCount } from './cluster/primary.js'
+import { announceReady, workerBrief, workerLayer } from './cluster/worker.js'
 import { readConfigFile } from './config/load.js'
 import { redactConfig } from './config/redact.js'
 import { type ConfigLayer, envLayer, kebab, resolveConfig } from './config/resolve.js'
@@ -56,6 +60,8 @@ export async function main(argv: string[]): Promise<void> {
     return
   }
 
+  // One of a primary's workers: the primary's word on its gateway id, broker link and data wins.
+  const brief = workerBrief(process.env)
   // Reads every source again: at start-up, and on SIGHUP.
   const load = async (): Promise<{ config: GatewayConfig; unknownEnv: string[] }> => {
     const layers: ConfigLayer[] = []
@@ -73,6 +79,7 @@ export async function main(argv: string[]): Promise<void> {
       names[key] = `--${kebab(key)}`
     }
     layers.push({ source: 'command line', values: flags, names })
+    if (brief !== undefined) layers.push(workerLayer(brief))
     return { config: resolveConfig(layers), unknownEnv: env.unknown }
   }
   let config: GatewayConfig
@@ -89,7 +96,8 @@ export async function main(argv: string[]): Promise<void> {
     return
   }
 
-  const logger = createLogger(config.logLevel, config.logFormat)
+  const base = createLogger(config.logLevel, config.logFormat)
+  const logger = brief === undefined ? base : base.child({ worker: brief.index + 1 })
   for (const name of unknownEnv) logger.warn(`ignoring unknown environment variable ${name}`)
   process.on('uncaughtException', (err) => {
     logger.error('fatal: uncaught exception', { error: err.stack ?? String(err) })
@@ -102,6 +110,18 @@ export async function main(argv: string[]): Promise<void> {
     process.exit(70)
   })
 
+  const workers = brief === undefined ? workerCount(config.workers) : 1
+  if (workers > 1 && cluster.isPrimary) {
+    // The primary: the embedded broker and the workers; the devices are the workers'.
+    let status: number
+    try {
+      status = await runPrimary(config, logger, workers)
+    } catch (err) {
+      return fail(err)
+    }
+    process.exit(status)
+  }
+
   let gateway: Gateway | undefined
   startHeapPolicy(
     process.execArgv,
@@ -112,6 +132,9 @@ export async function main(argv: string[]): Promise<void> {
   let signals = 0
   let stopAsked: NodeJS.Signals | undefined
   const stop = (signal: NodeJS.Signals) => {
+    // A worker's stop is its primary's to hurry (SIGKILL); a service manager signalling the whole
+    // group reaches it twice (the primary passes the signal on).
+    if (brief !== undefined && signals > 0) return
     if (++signals > 1) {
       logger.warn(`${signal} again: exiting without a clean shutdown`)
       process.exit(1)
@@ -137,12 +160,18 @@ export async function main(argv: string[]): Promise<void> {
       },
     )
   }
-  process.on('SIGINT', stop)
+  // A worker stops when its primary says (SIGTERM); a terminal's Ctrl-C reaches the primary too.
+  process.on('SIGINT', brief === undefined ? stop : () => {})
   process.on('SIGTERM', stop)
   try {
-    gateway = await createGateway({ ...config, logger })
+    const share = brief === undefined ? {} : { share: { index: brief.index, count: brief.count } }
+    gateway = await createGateway({ ...config, logger, ...share })
   } catch (err) {
     return fail(err)
+  }
+  if (brief !== undefined) {
+    serveAdmin(gateway.adminBackend())
+    announceReady()
   }
   const running = gateway
   if (stopAsked !== undefined) {

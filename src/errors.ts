@@ -12,6 +12,8 @@ export type GatewayErrorCode =
   | 'HT_ERR_TOPIC_TEMPLATE'
   /** The downlink store (dataDir) cannot be opened or written. */
   | 'HT_ERR_STORE'
+  /** A primary's workers (`workers`) could not do what was asked: none running, or one failed. */
+  | 'HT_ERR_WORKER'
   /** A state the code rules out was reached: a bug, not bad input. */
   | 'HT_ERR_INTERNAL'
 

@@ -113,6 +113,11 @@ export interface BridgeOptions {
   readonly externalAuth?: ExternalAuth
   /** Store-and-forward and at-least-once delivery, unless `offlineQueueMessages` is 0. */
   readonly downlinks?: Downlinks
+  /**
+   * One of `count` workers sharing a host (`workers`): of the devices not seen yet, this one keeps
+   * for those whose id falls to it ({@link laneIndex}), so that each has one keeper.
+   */
+  readonly share?: { readonly index: number; readonly count: number }
 }
 
 /**
@@ -144,6 +149,7 @@ export class Bridge implements SessionHost {
   /** Devices another instance took over, until it announces them (by id: that gateway, the timer). */
   private readonly takenOver = new Map<string, { readonly gateway: string; readonly timer: NodeJS.Timeout }>()
   private readonly downlinks: Downlinks | undefined
+  private readonly share: BridgeOptions['share']
   /** Subscribed topic → what it is for. */
   private readonly routes = new Map<string, Route>()
   /** Logins since the last flush, in order. */
@@ -167,8 +173,9 @@ export class Bridge implements SessionHost {
   /** Set when shutting down: skips per-device unsubscribes (the connection is about to go). */
   private closing = false
 
-  constructor({ config, mqtt, registry, logger, stats, externalAuth, downlinks }: BridgeOptions) {
+  constructor({ config, mqtt, registry, logger, stats, externalAuth, downlinks, share }: BridgeOptions) {
     this.config = config
+    this.share = share
     this.externalAuth = externalAuth
     this.downlinks = downlinks
     if (mqtt.length === 0) throw new GatewayError('HT_ERR_INTERNAL', 'the bridge needs a broker connection')
@@ -233,7 +240,7 @@ export class Bridge implements SessionHost {
       // Store-and-forward: every device of the registry, and the auth hook's devices served here
       // before, whether they ever log in or not.
       const devices = new Map<string, string>()
-      for (const id of this.registry.ids()) devices.set(id, this.registry.usernameOf(id))
+      for (const id of this.registry.ids()) if (this.mine(id)) devices.set(id, this.registry.usernameOf(id))
       for (const d of this.config.dialOut) devices.set(d.id, d.username ?? d.id)
       for (const d of this.downlinks.store.load()) devices.set(d.deviceId, d.username)
       for (const [id, username] of devices) waits.push(this.hold(id, username))
@@ -340,7 +347,7 @@ export class Bridge implements SessionHost {
     if (this.downlinks !== undefined) {
       // New devices are kept for from now on (removed ones keep what was kept for them).
       for (const id of registry.ids())
-        if (!this.held.has(id)) this.hold(id, registry.usernameOf(id)).catch(noop)
+        if (!this.held.has(id) && this.mine(id)) this.hold(id, registry.usernameOf(id)).catch(noop)
       this.pacer.request()
     }
     let kicked = 0
@@ -452,6 +459,11 @@ export class Bridge implements SessionHost {
         resolve()
       }, reject)
     }
+  }
+
+  /** Whether this worker keeps for a device not seen yet ({@link BridgeOptions.share}). */
+  private mine(deviceId: string): boolean {
+    return this.share === undefined || laneIndex(deviceId, this.share.count) === this.share.index
   }
 
   /** The broker connection of a device ({@link laneIndex}). */

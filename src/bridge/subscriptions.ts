@@ -98,7 +98,7 @@ export class Subscriptions {
       // Wanted and subscribed: removed and wanted again in between, nothing to send.
       if (st.wanted && !st.subscribed) toSubscribe.push(topic)
       else if (!st.wanted && st.subscribed) toUnsubscribe.push(topic)
-      else if (!st.wanted) this.topics.delete(topic)
+      else if (!st.wanted) this.forget(topic, st)
     }
     this.dirty = new Set()
     if (toUnsubscribe.length > 0) this.inChunks(toUnsubscribe, (chunk) => this.unsubscribe(chunk))
@@ -179,9 +179,24 @@ export class Subscriptions {
     } else if (st.wanted && st.waiters.length > 0) {
       this.subscribe([topic])
     } else if (!st.wanted && st.subscribed) {
+      this.settleGivenUp(st)
       this.unsubscribe([topic])
     } else if (!st.wanted) {
-      this.topics.delete(topic)
+      this.forget(topic, st)
     }
+  }
+
+  /** A topic no longer wanted and not subscribed: dropped, and whoever waited for it is answered. */
+  private forget(topic: string, st: TopicState): void {
+    this.settleGivenUp(st)
+    this.topics.delete(topic)
+  }
+
+  /**
+   * An `add` whose topic was removed before the broker confirmed it (a held device found to be
+   * elsewhere while its subscription was in flight): the wait is over, nothing was refused.
+   */
+  private settleGivenUp(st: TopicState): void {
+    for (const w of st.waiters.splice(0)) w(undefined, false)
   }
 }

@@ -42,6 +42,16 @@ export function portOrOff(): Kind<number | 'off'> {
   }
 }
 
+/** A whole number from `min` to `max`, or `auto`. */
+export function integerOrAuto(min: number, max: number): Kind<number | 'auto'> {
+  const expected = `an integer from ${min} to ${max} or 'auto'`
+  const number = z.int({ error: expected }).min(min, { error: expected }).max(max, { error: expected })
+  return {
+    schema: z.union([z.literal('auto'), number], { error: expected }),
+    fromText: (t) => (t === 'auto' ? 'auto' : numeric(t)),
+  }
+}
+
 /** A whole number from `min` to `max` (a count, bytes, milliseconds). */
 export function integer(min: number, max: number): Kind<number> {
   const expected = `an integer from ${min} to ${max}`

@@ -21,6 +21,7 @@ import {
   hostPort,
   hostPorts,
   integer,
+  integerOrAuto,
   type Kind,
   nullable,
   origins,
@@ -179,6 +180,11 @@ export const SETTINGS = {
     kind: decimal(0.1, 3_600, 'seconds'),
     default: 10,
     doc: 'seconds a stop may take to get what devices sent acknowledged; then it stops anyway',
+  },
+  workers: {
+    kind: integerOrAuto(1, 256),
+    default: 1,
+    doc: "gateway processes sharing the device ports ('auto' = one per core); above 1 a primary process runs the embedded broker and forks them (command line only)",
   },
   mqttConnections: {
     kind: integer(1, 64),

@@ -1,3 +1,4 @@
+import type { MetricsSource } from '../adapters/admin/metrics.js'
 import type { AdminBackend, DeviceView } from '../adapters/admin/server.js'
 import type { Bridge } from '../bridge/bridge.js'
 import { redactUrl } from '../config/redact.js'
@@ -13,7 +14,7 @@ export function adminBackend(
   broker: BrokerSide,
   bridge: Bridge,
   listeners: DeviceListeners,
-): AdminBackend {
+): AdminBackend & MetricsSource {
   return {
     gatewayId: gateway.config.gatewayId,
     maxDownlinkSize: gateway.config.maxDownlinkSize,

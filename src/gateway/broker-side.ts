@@ -60,35 +60,7 @@ export class BrokerSide {
         undefined,
       )
     }
-    const acl = new BrokerAcl(config.topics, config.customCommands)
-    const brokerLogger = logger.child({ component: 'broker' })
-    const auth = new BrokerAuth({
-      users: config.brokerUsers,
-      anonymousRole: config.anonymousRole,
-      acl,
-      maxDownlinkSize: config.maxDownlinkSize,
-      ...(guard ? { guard } : {}),
-      logger: brokerLogger,
-    })
-    const embedded = await EmbeddedBroker.start({
-      host: config.brokerHost,
-      port: config.brokerPort,
-      wsPort: config.brokerWsPort,
-      tlsPort: config.brokerTlsPort,
-      tls: tlsFiles(config),
-      auth,
-      ...(guard ? { guard } : {}),
-      maxMessageSize: config.maxBrokerMessageSize,
-      maxConnections: config.maxBrokerConnections,
-      retained: {
-        maxMessages: config.maxRetainedMessages,
-        maxBytes: config.maxRetainedBytes,
-        exempt: (topic) => acl.is(topic, 'status') || acl.is(topic, 'gatewayStatus'),
-      },
-      wsOrigins: brokerWsOrigins(config),
-      connectTimeoutMs: config.brokerConnectTimeout * 1000,
-      logger: brokerLogger,
-    })
+    const { embedded, auth } = await startEmbeddedBroker(config, logger, guard)
     if (config.mqttConnections !== DEFAULT_MQTT_CONNECTIONS)
       logger.warn('mqttConnections applies to an external broker: the embedded one is used in-process')
     // Standalone: the bridge talks to the embedded broker in-process, no MQTT client at all.
@@ -157,13 +129,54 @@ export class BrokerSide {
   }
 }
 
+/**
+ * The embedded Aedes broker with its users and ACL ([HT-6.1]): the gateway's own in standalone
+ * mode, and the primary's with `workers`, which its workers reach over loopback MQTT.
+ */
+export async function startEmbeddedBroker(
+  config: GatewayConfig,
+  logger: Logger,
+  guard?: IpGuard,
+): Promise<{ embedded: EmbeddedBroker; auth: BrokerAuth }> {
+  const acl = new BrokerAcl(config.topics, config.customCommands)
+  const brokerLogger = logger.child({ component: 'broker' })
+  const auth = new BrokerAuth({
+    users: config.brokerUsers,
+    anonymousRole: config.anonymousRole,
+    acl,
+    maxDownlinkSize: config.maxDownlinkSize,
+    ...(guard ? { guard } : {}),
+    logger: brokerLogger,
+  })
+  const embedded = await EmbeddedBroker.start({
+    host: config.brokerHost,
+    port: config.brokerPort,
+    wsPort: config.brokerWsPort,
+    tlsPort: config.brokerTlsPort,
+    tls: tlsFiles(config),
+    auth,
+    ...(guard ? { guard } : {}),
+    maxMessageSize: config.maxBrokerMessageSize,
+    maxConnections: config.maxBrokerConnections,
+    retained: {
+      maxMessages: config.maxRetainedMessages,
+      maxBytes: config.maxRetainedBytes,
+      exempt: (topic) => acl.is(topic, 'status') || acl.is(topic, 'gatewayStatus'),
+    },
+    wsOrigins: brokerWsOrigins(config),
+    connectTimeoutMs: config.brokerConnectTimeout * 1000,
+    logger: brokerLogger,
+  })
+  return { embedded, auth }
+}
+
 /** The TLS files of the listeners (devices' HyperTCP over TLS, the embedded broker's MQTTS). */
 export function tlsFiles(c: GatewayConfig): TlsFiles {
   return { cert: c.tlsCert, key: c.tlsKey, ca: c.tlsCa, clientAuth: c.tlsClientAuth }
 }
 
 /** Where a local client reaches a server bound to `host` (a wildcard address means loopback). */
-function loopbackFor(host: string): string {
+export function loopbackFor(host: string): string {
   if (host === '0.0.0.0') return '127.0.0.1'
   if (host === '::') return '::1'
   return host

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
-import { AdminServer } from '../adapters/admin/server.js'
+import { GatewayMetrics, type MetricsSource } from '../adapters/admin/metrics.js'
+import { type AdminBackend, AdminServer } from '../adapters/admin/server.js'
 import { AuthHook } from '../adapters/auth-hook.js'
 import { createLogger } from '../adapters/logger.js'
 import { DeviceRegistry } from '../auth/registry.js'
@@ -8,9 +9,8 @@ import { Bridge } from '../bridge/bridge.js'
 import { type ConfigInput, resolveConfig } from '../config/resolve.js'
 import { type GatewayConfig, SETTINGS, type Setting } from '../config/settings.js'
 import { GatewayError } from '../errors.js'
-import { type Logger, LogThrottle } from '../log.js'
+import type { Logger } from '../log.js'
 import { Session, type SessionOptions } from '../session/session.js'
-import { WriteBatcher } from '../session/write-batcher.js'
 import { createStats, type GatewayStats } from '../stats.js'
 import { adminBackend } from './admin-backend.js'
 import { Admission } from './admission.js'
@@ -22,6 +22,8 @@ import { type Delivery, openDelivery } from './store.js'
 export type GatewayOptions = ConfigInput & {
   /** Use this logger instead of creating one from `logLevel`/`logFormat`. */
   logger?: Logger
+  /** Worker `index` of `count` (`workers`): which devices not seen yet it keeps for. */
+  share?: { readonly index: number; readonly count: number }
 }
 
 export interface ShutdownResult {
@@ -53,8 +55,6 @@ export class Gateway {
   private readonly counters: GatewayStats = createStats()
   private registry: DeviceRegistry
   private readonly admission: Admission
-  /** The session options of every dialect (each listener adds its own). */
-  private readonly sessionOptions: Omit<SessionOptions, 'dialect'>
   private readonly sessions = new Set<Session>()
   private broker: BrokerSide | undefined
   private bridge: Bridge | undefined
@@ -62,31 +62,17 @@ export class Gateway {
   private admin: AdminServer | undefined
   private delivery: Delivery | undefined
   private nextSession = 0
+  private readonly share: GatewayOptions['share']
   private closing: Promise<ShutdownResult> | undefined
 
   /** Checks the settings (a ConfigError names the key) and wires the parts; nothing is opened yet. */
   constructor(options: GatewayOptions = {}) {
-    const { logger, ...settings } = options
+    const { logger, share, ...settings } = options
+    this.share = share
     this.config = resolveConfig([{ source: 'options', values: settings }])
     this.logger = logger ?? createLogger(this.config.logLevel, this.config.logFormat)
     this.registry = new DeviceRegistry(this.config.devices)
     this.admission = new Admission(this.config, this.logger, () => this.sessions.size)
-    const c = this.config
-    this.sessionOptions = {
-      maxFrameSize: c.maxFrameSize,
-      maxDownlinkSize: c.maxDownlinkSize,
-      idCharset: c.idCharset,
-      loginTimeoutMs: c.loginTimeout * 1000,
-      keepaliveMs: c.keepalive * 1000,
-      maxInflight: c.maxInflight,
-      maxWriteQueue: c.maxWriteQueue,
-      drainTimeoutMs: c.drainTimeout * 1000,
-      messageRate: c.messageRate,
-      messageBurst: c.messageBurst,
-      gatekeeper: this.admission,
-      throttle: new LogThrottle(this.logger),
-      batcher: new WriteBatcher(c.ackHoldMs),
-    }
   }
 
   /**
@@ -124,6 +110,7 @@ export class Gateway {
       stats: this.counters,
       ...(externalAuth ? { externalAuth } : {}),
       ...(delivery ? { downlinks: delivery.downlinks } : {}),
+      ...(this.share ? { share: this.share } : {}),
     })
     this.bridge = bridge
     broker.onConnect((i) => bridge.restore(i))
@@ -133,8 +120,8 @@ export class Gateway {
       this.counters,
       logger,
       () => this.sessions.size,
-      this.sessionOptions,
       (socket, options) => this.accept(socket, options),
+      this.share,
     )
     this.listener = listener
     try {
@@ -147,13 +134,10 @@ export class Gateway {
         )
       await listener.listen()
       if (config.adminPort !== 'off') {
-        this.admin = await AdminServer.start({
-          host: config.adminHost,
-          port: config.adminPort,
-          token: config.adminToken,
-          backend: adminBackend(this, broker, bridge, listener),
-          logger,
-        })
+        const backend = this.adminBackend()
+        const { adminHost: host, adminPort: port, adminToken: token } = config
+        const metrics = new GatewayMetrics(backend)
+        this.admin = await AdminServer.start({ host, port, token, backend, metrics, logger })
       }
     } catch (err) {
       this.admission.drain()
@@ -195,6 +179,12 @@ export class Gateway {
   /** The admin listener's port, when it runs. */
   get adminPort(): number | undefined {
     return this.admin?.address.port
+  }
+
+  /** What the admin listener sees and may do here (a worker's: what its primary's asks it). */
+  adminBackend(): AdminBackend & MetricsSource {
+    const { broker, bridge, listener } = this.opened()
+    return adminBackend(this, broker, bridge, listener)
   }
 
   /** Whether a stop has begun. */

@@ -1,6 +1,7 @@
 import type { AddressInfo, Socket } from 'node:net'
 import { DeviceListener } from '../adapters/device-listener.js'
 import { DialOut, type DialOutView } from '../adapters/dial-out.js'
+import { laneIndex } from '../bridge/lanes.js'
 import type { DialOutEntry } from '../config/dial-out.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { blynk } from '../dialects/blynk/index.js'
@@ -8,9 +9,10 @@ import { hypertcpClient } from '../dialects/hypertcp/client.js'
 import { hypertcp } from '../dialects/hypertcp/index.js'
 import { lines } from '../dialects/lines/index.js'
 import { raw } from '../dialects/raw/index.js'
-import type { Logger } from '../log.js'
+import { type Logger, LogThrottle } from '../log.js'
 import type { Dialect } from '../session/dialect.js'
 import type { Session, SessionOptions } from '../session/session.js'
+import { WriteBatcher } from '../session/write-batcher.js'
 import type { GatewayStats } from '../stats.js'
 import type { Admission } from './admission.js'
 import { tlsFiles } from './broker-side.js'
@@ -43,12 +45,33 @@ export class DeviceListeners {
     stats: GatewayStats,
     logger: Logger,
     connections: () => number,
-    sessionOptions: Omit<SessionOptions, 'dialect'>,
     accept: (socket: Socket, options: SessionOptions) => Session,
+    /** Worker `index` of `count`: it dials the entries whose id falls to it, so each is dialed once. */
+    share?: { readonly index: number; readonly count: number },
   ) {
+    const c = config
+    // The session options of every dialect (each listener adds its own dialect).
+    const sessionOptions: Omit<SessionOptions, 'dialect'> = {
+      maxFrameSize: c.maxFrameSize,
+      maxDownlinkSize: c.maxDownlinkSize,
+      idCharset: c.idCharset,
+      loginTimeoutMs: c.loginTimeout * 1000,
+      keepaliveMs: c.keepalive * 1000,
+      maxInflight: c.maxInflight,
+      maxWriteQueue: c.maxWriteQueue,
+      drainTimeoutMs: c.drainTimeout * 1000,
+      messageRate: c.messageRate,
+      messageBurst: c.messageBurst,
+      gatekeeper: admission,
+      throttle: new LogThrottle(logger),
+      batcher: new WriteBatcher(c.ackHoldMs),
+    }
     const dialedOptions = new Map<Dialect, SessionOptions>()
     for (const dialect of Object.values(DIALED)) dialedOptions.set(dialect, { ...sessionOptions, dialect })
-    this.dialOut = new DialOut(config.dialOut, logger, (entry, socket) => {
+    const dialed = config.dialOut.filter(
+      (d) => share === undefined || laneIndex(d.id, share.count) === share.index,
+    )
+    this.dialOut = new DialOut(dialed, logger, (entry, socket) => {
       const session = accept(socket, dialedOptions.get(DIALED[entry.framing])!)
       const username = entry.username ?? entry.id
       const identity = {

@@ -26,6 +26,7 @@ const RANK: Record<string, number> = {
   'heap-policy.ts': 6,
   'index.ts': 7,
   'cli.ts': 7,
+  cluster: 7,
   'device-cli.ts': 7,
 }
 

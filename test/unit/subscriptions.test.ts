@@ -180,3 +180,29 @@ describe('broker connection of a device', () => {
     for (const n of counts) expect(n).to.be.within(800, 1200) // 1000 each if even
   })
 })
+
+describe('subscriptions: an add whose topic is removed before the broker confirms it', () => {
+  it('settles when the SUBACK comes (and the topic is unsubscribed again)', async () => {
+    const port = new RecordingPort()
+    const subs = new Subscriptions(port, 1)
+    const added = subs.add(['h/dn', 'h/status'])
+    subs.flush()
+    subs.remove(['h/dn', 'h/status']) // e.g. the retained presence came before the SUBACK
+    subs.flush()
+    expect(await outcome(added)).to.equal('pending')
+    port.sent[0]!.done()
+    expect(await outcome(added)).to.equal('resolved')
+    expect(port.log).to.deep.equal(['sub h/dn h/status', 'unsub h/dn', 'unsub h/status'])
+    expect(subs.size).to.equal(0)
+  })
+
+  it('settles at once when removed before the flush sent it', async () => {
+    const port = new RecordingPort()
+    const subs = new Subscriptions(port, 1)
+    const added = subs.add(['h/dn'])
+    subs.remove(['h/dn'])
+    subs.flush()
+    expect(await outcome(added)).to.equal('resolved')
+    expect(port.log).to.deep.equal([])
+  })
+})

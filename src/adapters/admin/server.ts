@@ -6,7 +6,6 @@ import type { Logger } from '../../log.js'
 import { isValidTopicLevel } from '../../protocol/ids.js'
 import type { DialOutView } from '../dial-out.js'
 import { formatAddress, listenOn } from '../listen.js'
-import { GatewayMetrics, type MetricsSource } from './metrics.js'
 
 /** A connected device as the admin API shows it. */
 export interface DeviceView {
@@ -25,22 +24,31 @@ export interface DeviceView {
   readonly down: number
 }
 
-/** What the admin listener may see and do in the gateway. */
-export interface AdminBackend extends MetricsSource {
+/** A value now, or (a primary asking its workers) once they answered. */
+type Later<T> = T | Promise<T>
+
+/** What the admin listener may see and do in the gateway (or, with `workers`, in all of them). */
+export interface AdminBackend {
   readonly gatewayId: string
   readonly maxDownlinkSize: number
   /** The devices connected to this instance. */
-  devices(): DeviceView[]
+  devices(): Later<DeviceView[]>
   /** The devices this instance dials (`dialOut`), and where each is. */
-  dialOut(): DialOutView[]
+  dialOut(): Later<DialOutView[]>
   /** Closes a device's connection (reason `kicked`); false if it is not connected here. */
-  kick(id: string): boolean
+  kick(id: string): Later<boolean>
   /** Publishes a message for the device on its down topic, as from `server` (wherever it is connected). */
   send(id: string, payloadJson: string): Promise<void>
   /** The counters, as JSON. */
-  counters(): Record<string, unknown>
+  counters(): Later<Record<string, unknown>>
   /** What keeps the gateway from serving: listeners not bound, broker connections down. */
-  missing(): string[]
+  missing(): Later<string[]>
+}
+
+/** The Prometheus text of /metrics: one gateway's ({@link GatewayMetrics}), or its workers' together. */
+export interface MetricsText {
+  text(): Promise<string>
+  readonly contentType: string
 }
 
 export interface AdminOptions {
@@ -49,6 +57,8 @@ export interface AdminOptions {
   /** Required as `Authorization: Bearer <token>` by /api and /metrics; null: none. */
   readonly token: string | null
   readonly backend: AdminBackend
+  /** What /metrics shows: the gateway's own metrics unless given (a primary: its workers'). */
+  readonly metrics: MetricsText
   readonly logger: Logger
 }
 
@@ -76,13 +86,13 @@ class HttpError extends Error {
  */
 export class AdminServer {
   private readonly server: Server
-  private readonly metrics: GatewayMetrics
+  private readonly metrics: MetricsText
   private readonly tokenDigest: Buffer | undefined
   private readonly started = Date.now()
   private dashboard: Buffer | undefined
 
   private constructor(private readonly options: AdminOptions) {
-    this.metrics = new GatewayMetrics(options.backend)
+    this.metrics = options.metrics
     this.tokenDigest = options.token === null ? undefined : digest(options.token)
     this.server = createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
@@ -118,7 +128,7 @@ export class AdminServer {
     const method = req.method ?? 'GET'
     if (path === '/healthz') return send(res, 200, { status: 'ok' })
     if (path === '/readyz') {
-      const missing = this.options.backend.missing()
+      const missing = await this.options.backend.missing()
       return send(
         res,
         missing.length === 0 ? 200 : 503,
@@ -165,16 +175,16 @@ export class AdminServer {
         gatewayId: backend.gatewayId,
         version: VERSION,
         uptimeSeconds: Math.round((Date.now() - this.started) / 1000),
-        ...backend.counters(),
+        ...(await backend.counters()),
       })
     }
     if (path === '/api/v1/devices') {
       allow(method, 'GET')
-      return send(res, 200, page(backend.devices(), url.searchParams))
+      return send(res, 200, page(await backend.devices(), url.searchParams))
     }
     if (path === '/api/v1/dial-out') {
       allow(method, 'GET')
-      return send(res, 200, { devices: backend.dialOut() })
+      return send(res, 200, { devices: await backend.dialOut() })
     }
     const m = /^\/api\/v1\/devices\/([^/]+)(\/messages)?$/.exec(path)
     if (m === null) throw new HttpError(404, `no such resource: ${path}`)
@@ -187,12 +197,12 @@ export class AdminServer {
       return send(res, 202, { status: 'accepted', deviceId: id })
     }
     if (method === 'DELETE') {
-      if (!backend.kick(id)) throw new HttpError(404, `device ${id} is not connected to this gateway`)
+      if (!(await backend.kick(id))) throw new HttpError(404, `device ${id} is not connected to this gateway`)
       res.writeHead(204).end()
       return
     }
     allow(method, 'GET')
-    const device = backend.devices().find((d) => d.id === id)
+    const device = (await backend.devices()).find((d) => d.id === id)
     if (device === undefined) throw new HttpError(404, `device ${id} is not connected to this gateway`)
     return send(res, 200, device)
   }

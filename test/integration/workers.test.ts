@@ -1,0 +1,338 @@
+/**
+ * `workers`: the CLI as a primary and two worker processes sharing the device port (node:cluster),
+ * with the embedded broker in the primary (the workers reach it over loopback MQTT) and with
+ * Mosquitto: devices on both workers, device to device between them, a takeover across them, a
+ * worker SIGKILLed and restarted, a clean stop, and a primary killed taking its workers with it.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { type AddressInfo, createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { expect } from 'chai'
+import { useCleanups } from '../helpers/cleanups.js'
+import { CliProcess, requireBuild } from '../helpers/cli.js'
+import { BROKER_ADMIN, DEVICES, TEST_BROKER_USERS } from '../helpers/gateway.js'
+import { waitUntil } from '../helpers/inbox.js'
+import { Mosquitto, requireMosquitto } from '../helpers/mosquitto.js'
+import { MqttWatcher } from '../helpers/mqtt.js'
+import { OriginalDevice } from '../helpers/original-device.js'
+
+type Presence = { online: boolean; gateway: string; reason?: string }
+
+/** Whether a process is gone. */
+function gone(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch {
+    return true
+  }
+}
+
+/** Every worker pid the primary logged starting, by worker number, oldest first. */
+function startedPids(cli: CliProcess): Map<number, number[]> {
+  const pids = new Map<number, number[]>()
+  for (const line of cli.lines.history) {
+    const m = /worker (\d+) started pid=(\d+)/.exec(line)
+    if (m) pids.set(Number(m[1]), [...(pids.get(Number(m[1])) ?? []), Number(m[2])])
+  }
+  return pids
+}
+
+interface Running {
+  readonly cli: CliProcess
+  readonly port: number
+  readonly mqttUrl: string
+  /** Worker pids by worker number, once all were ready. */
+  readonly pids: Map<number, number>
+  /** The primary's admin listener. */
+  readonly admin: number
+}
+
+/** GET (or another method on) the primary's admin listener: status and JSON body (or text). */
+async function call(
+  run: Running,
+  path: string,
+  method = 'GET',
+  body?: string,
+  // biome-ignore lint/suspicious/noExplicitAny: each caller reads the fields its endpoint answers
+): Promise<{ status: number; body: any; text: string }> {
+  const res = await fetch(`http://127.0.0.1:${run.admin}${path}`, {
+    method,
+    ...(body !== undefined ? { body, headers: { 'content-type': 'application/json' } } : {}),
+  })
+  const text = await res.text()
+  let json: unknown
+  try {
+    json = JSON.parse(text)
+  } catch {
+    json = undefined
+  }
+  return { status: res.status, body: json, text }
+}
+
+for (const broker of ['embedded', 'mosquitto'] as const) {
+  describe(`workers: a primary and 2 workers (${broker} broker)`, function () {
+    this.timeout(30000)
+    const cleanups = useCleanups()
+    let dir: string
+    let mosquitto: Mosquitto | undefined
+
+    before(async function () {
+      requireBuild()
+      if (broker === 'mosquitto') {
+        requireMosquitto(this)
+        mosquitto = await Mosquitto.start()
+      }
+      dir = mkdtempSync(join(tmpdir(), 'htgw-workers-'))
+      writeFileSync(
+        join(dir, 'gw.json'),
+        JSON.stringify({ devices: DEVICES, brokerUsers: TEST_BROKER_USERS }),
+      )
+    })
+    after(async () => {
+      await mosquitto?.dispose()
+      rmSync(dir, { recursive: true, force: true })
+    })
+
+    async function start(extra: string[] = []): Promise<Running> {
+      const cli = CliProcess.start([
+        '--config',
+        join(dir, 'gw.json'),
+        '--workers',
+        '2',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--admin-host',
+        '127.0.0.1',
+        '--admin-port',
+        '0',
+        ...extra,
+        '--log-level',
+        process.env.HTGW_TEST_LOG === 'debug' ? 'debug' : 'info',
+        ...(mosquitto
+          ? ['--mqtt-url', mosquitto.url]
+          : ['--broker-host', '127.0.0.1', '--broker-port', '0', '--broker-ws-port', 'off']),
+      ])
+      cleanups.push(async () => {
+        if (cli.child.exitCode === null) {
+          cli.kill('SIGKILL')
+          await cli.exited
+        }
+        // Its workers go with it, every one it started; the next test's reuse their gateway ids
+        // (and so their MQTT client ids): none may be left connected.
+        await waitUntil(
+          () => [...startedPids(cli).values()].flat().every(gone),
+          'the workers have exited',
+          10000,
+        )
+      })
+      const mqttUrl = mosquitto
+        ? mosquitto.url
+        : `mqtt://127.0.0.1:${(await cli.match(/embedded MQTT broker listening on 127\.0\.0\.1:(\d+)/))[1]}`
+      const admin = Number((await cli.match(/admin listener .* on http:\/\/127\.0\.0\.1:(\d+)/))[1])
+      const port = Number((await cli.match(/HyperTCP listening on 127\.0\.0\.1:(\d+)/))[1])
+      await cli.match(/gateway started .*workers=2/)
+      const pids = new Map([...startedPids(cli)].map(([n, all]) => [n, all.at(-1)!]))
+      expect([...pids.keys()].sort()).to.deep.equal([1, 2])
+      return { cli, port, mqttUrl, pids, admin }
+    }
+
+    async function watch(run: Running, ...topics: string[]): Promise<MqttWatcher> {
+      const w = await MqttWatcher.connect(run.mqttUrl, topics, mosquitto ? undefined : BROKER_ADMIN)
+      cleanups.push(() => w.end())
+      return w
+    }
+
+    async function device(run: Running, token: string): Promise<OriginalDevice> {
+      const d = await OriginalDevice.connect(run.port, token, { pingIntervalMs: 0 })
+      cleanups.push(() => d.destroy())
+      expect(d.loginStatus).to.equal(200)
+      return d
+    }
+
+    it('spreads devices over both workers, which reach one another through the broker', async () => {
+      const run = await start()
+      const w = await watch(run, 'hypertcp/+/status')
+      const devices = new Map<string, OriginalDevice>()
+      const where = new Map<string, string>()
+      for (const [id, token] of [
+        ['dev-1', 'tok-1'],
+        ['dev-3', 'tok-3'],
+        ['dev-4', 'tok-4'],
+      ] as const) {
+        devices.set(id, await device(run, token))
+        const p = await w.json<Presence>(`hypertcp/${id}/status`, (s) => s.online)
+        where.set(id, p.gateway)
+      }
+      const gateways = new Set(where.values())
+      expect([...gateways].sort(), 'connections are spread over both workers').to.have.members([
+        ...[...gateways].filter((g) => /-w[12]$/.test(g)),
+      ])
+      expect(gateways.size).to.equal(2)
+      // Device to device across workers, both ways.
+      const ids = [...where.keys()]
+      const a = ids.find((id) => where.get(id)!.endsWith('-w1'))!
+      const b = ids.find((id) => where.get(id)!.endsWith('-w2'))!
+      devices.get(a)!.sendMessage(b, { hello: b })
+      const got = await devices.get(b)!.events.take((e) => e.kind === 'message', 5000, 'the message')
+      expect(got).to.deep.include({ from: a, payload: { hello: b } })
+      devices.get(b)!.sendMessage(a, { back: a })
+      const back = await devices.get(a)!.events.take((e) => e.kind === 'message', 5000, 'the answer')
+      expect(back).to.deep.include({ from: b, payload: { back: a } })
+
+      // One view for operators: the primary's admin listener sees every worker.
+      expect((await call(run, '/readyz')).body).to.deep.equal({ status: 'ready' })
+      const listed = (await call(run, '/api/v1/devices')).body as { devices: { id: string }[] }
+      expect(listed.devices.map((d) => d.id)).to.deep.equal(['dev-1', 'dev-3', 'dev-4'])
+      const metrics = (await call(run, '/metrics')).text
+      expect(metrics).to.match(/^hypertcp_devices_connected 3$/m)
+      expect(metrics).to.match(/^hypertcp_logins_total\{result="ok"\} 3$/m)
+      const stats = (await call(run, '/api/v1/stats')).body as {
+        online: number
+        workers: { worker: number; online: number }[]
+      }
+      expect(stats.online).to.equal(3)
+      expect(stats.workers.map((w) => w.online).sort()).to.deep.equal([1, 2])
+      // A message and a kick reach the device on whichever worker it is.
+      const sent = await call(run, `/api/v1/devices/${b}/messages`, 'POST', '{"payload":{"from":"ops"}}')
+      expect(sent.status).to.equal(202)
+      const msg = await devices.get(b)!.events.take((e) => e.kind === 'message', 5000, 'the admin message')
+      expect(msg).to.deep.include({ from: 'server', payload: { from: 'ops' } })
+      expect((await call(run, `/api/v1/devices/${a}`, 'DELETE')).status).to.equal(204)
+      await devices.get(a)!.closed
+      expect((await call(run, `/api/v1/devices/${a}`, 'DELETE')).status).to.equal(404)
+    })
+
+    it('ends a device id logged in on both workers with one connection (takeover across them)', async () => {
+      const run = await start()
+      const w = await watch(run, 'hypertcp/dev-1/status')
+      const first = await device(run, 'tok-1')
+      const firstAt = (await w.json<Presence>('hypertcp/dev-1/status', (p) => p.online)).gateway
+      // Connections alternate between the workers: log in again until one lands on the other.
+      let second: OriginalDevice | undefined
+      for (let i = 0; i < 6 && second === undefined; i++) {
+        const d = await device(run, 'tok-1')
+        const at = (await w.json<Presence>('hypertcp/dev-1/status', (p) => p.online)).gateway
+        if (at !== firstAt) second = d
+      }
+      expect(second, 'a login on the other worker').to.not.equal(undefined)
+      await first.closed // taken over by the other worker, through the broker
+      await waitUntil(() => second!.isLoggedIn, 'the newer connection stays')
+      expect(second!.socket.destroyed).to.equal(false)
+    })
+
+    it('restarts a worker killed with SIGKILL; only its devices are cut, and they log in again', async () => {
+      const run = await start()
+      const w = await watch(run, 'hypertcp/+/status')
+      const one = await device(run, 'tok-1')
+      const oneAt = (await w.json<Presence>('hypertcp/dev-1/status', (p) => p.online)).gateway
+      let other: OriginalDevice | undefined
+      for (const token of ['tok-3', 'tok-4', 'tok-2']) {
+        const d = await device(run, token)
+        const id = { 'tok-3': 'dev-3', 'tok-4': 'dev-4', 'tok-2': 'dev-2' }[token]!
+        const at = (await w.json<Presence>(`hypertcp/${id}/status`, (p) => p.online)).gateway
+        if (at !== oneAt) {
+          other = d
+          break
+        }
+      }
+      expect(other, 'a device on the other worker').to.not.equal(undefined)
+      const victim = Number(oneAt.slice(-1))
+      const pid = run.pids.get(victim)!
+      process.kill(pid, 'SIGKILL')
+      await one.closed
+      await run.cli.match(new RegExp(`worker ${victim} exited: restarting it`))
+      const down = await call(run, '/readyz')
+      expect(down.status).to.equal(503)
+      expect(down.body.missing).to.include(`worker ${victim} is not ready`)
+      const restarted = await run.cli.lines.take(
+        (l) => l.includes(`worker ${victim} started`) && !l.includes(`pid=${pid}`),
+        10000,
+        'the restart',
+      )
+      const newPid = /pid=(\d+)/.exec(restarted)![1]!
+      expect(other!.socket.destroyed, "the other worker's device keeps its connection").to.equal(false)
+      // Back: the device logs in again (on either worker).
+      await waitUntil(() => gone(pid), 'the killed worker is gone')
+      const again = await OriginalDevice.connect(run.port, 'tok-1', { pingIntervalMs: 0 })
+      cleanups.push(() => again.destroy())
+      expect(again.loginStatus).to.equal(200)
+      await run.cli.lines.take(
+        (l) => l.includes(`worker ${victim} ready pid=${newPid}`),
+        10000,
+        'ready again',
+      )
+      expect((await call(run, '/readyz')).body).to.deep.equal({ status: 'ready' })
+    })
+
+    it('keeps a message for a device never seen in one worker only: it arrives once', async () => {
+      // Every worker holds the registry's devices, but each never-seen one is kept for by one of
+      // them (by its id): two keepers would both deliver it (one replaying, one handing over).
+      if (mosquitto) {
+        // Never seen: no presence left on the suite's broker by the tests before.
+        const clear = await MqttWatcher.connect(mosquitto.url)
+        await clear.publish('hypertcp/dev-3/status', '', true)
+        await clear.end()
+      }
+      const data = mkdtempSync(join(dir, 'data-'))
+      const run = await start(['--data-dir', data, '--offline-queue-messages', '10'])
+      const w = await watch(run)
+      await w.publish('hypertcp/dev-3/dn', '{"kept":1}')
+      const dev = await device(run, 'tok-3')
+      const got = await dev.events.take((e) => e.kind === 'message', 5000, 'the kept message')
+      expect(got).to.deep.include({ payload: { kept: 1 } })
+      // A message sent after it arrives after any copy of it (kept copies go out at the login).
+      await w.publish('hypertcp/dev-3/dn', '{"after":1}')
+      await dev.events.take((e) => e.kind === 'message' && 'after' in e.payload, 5000, 'the later message')
+      const copies = dev.events.history.filter((e) => e.kind === 'message' && 'kept' in e.payload)
+      expect(copies).to.have.length(1)
+      const metrics = (await call(run, '/metrics')).text
+      expect(metrics).to.match(/^hypertcp_downlinks_kept_total\{event="acknowledged"\} [12]$/m)
+    })
+
+    it('stops every worker on SIGTERM, cleanly (exit 0, no process left)', async () => {
+      const run = await start()
+      await device(run, 'tok-1')
+      const pids = [...run.pids.values()]
+      run.cli.kill('SIGTERM')
+      expect(await run.cli.exited).to.equal(0)
+      for (const pid of pids) expect(gone(pid), `worker ${pid} gone`).to.equal(true)
+    })
+
+    it('fails the start when a worker cannot start (its port taken): exit 1, the reason printed', async () => {
+      const taken = createServer()
+      await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+      cleanups.push(() => new Promise((resolve) => taken.close(resolve)))
+      const port = (taken.address() as AddressInfo).port
+      const cli = CliProcess.start([
+        '--config',
+        join(dir, 'gw.json'),
+        '--workers',
+        '2',
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--admin-port',
+        'off',
+        ...(mosquitto ? ['--mqtt-url', mosquitto.url] : ['--broker-port', '0', '--broker-ws-port', 'off']),
+      ])
+      expect(await cli.exited).to.equal(1)
+      expect(cli.lines.history.join('\n')).to.match(
+        /HyperTCP listener cannot listen on 127\.0\.0\.1:\d+: .*EADDRINUSE/,
+      )
+      await waitUntil(() => [...startedPids(cli).values()].flat().every(gone), 'no worker left', 10000)
+    })
+
+    it('takes the workers with it when the primary is killed (no orphans)', async () => {
+      const run = await start()
+      const pids = [...run.pids.values()]
+      run.cli.kill('SIGKILL')
+      await run.cli.exited
+      await waitUntil(() => pids.every(gone), 'the workers have exited', 10000)
+    })
+  })
+}
