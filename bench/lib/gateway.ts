@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path'
 import { waitListening } from '../../test/helpers/net.js'
 import { type BrokerAddress, brokerAddress, withoutCredentials } from './mqtt-stream.js'
 import { openFilesLimit } from './options.js'
-import { type ProcSample, sampleProc, track } from './procs.js'
+import { type ProcSample, sampleTree, track } from './procs.js'
 
 /** Registry entries of the generated config: device `d<i>` logs in with token `bench-token-<i>`. */
 export function deviceId(i: number): string {
@@ -226,8 +226,9 @@ export class GatewayProc {
       : { host: '127.0.0.1', port: this.spec.brokerPort, ...BENCH_BROKER_USER }
   }
 
+  /** The gateway's processes together (with `workers`: the primary and every worker). */
   sample(): ProcSample {
-    return sampleProc(this.pid)
+    return sampleTree(this.pid)
   }
 
   /** `process.memoryUsage()` of the gateway, after a full GC when `gc`. */

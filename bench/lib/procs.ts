@@ -64,6 +64,37 @@ export function sampleProc(pid: number): ProcSample {
 }
 
 /**
+ * A process and its descendants together (a gateway with `workers`: the primary and its workers;
+ * any other process: itself). A descendant that exits meanwhile is left out. CPU time is what the
+ * live processes used: a worker that died takes its share with it.
+ */
+export function sampleTree(pid: number): ProcSample {
+  const total = sampleProc(pid)
+  for (const child of childrenOf(pid)) {
+    try {
+      const s = sampleTree(child)
+      total.cpuUs += s.cpuUs
+      total.rssKiB += s.rssKiB
+      total.hwmKiB += s.hwmKiB
+      total.syscr += s.syscr
+      total.syscw += s.syscw
+    } catch {
+      // gone between the listing and the read
+    }
+  }
+  return total
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    const text = readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1').trim()
+    return text === '' ? [] : text.split(' ').map(Number)
+  } catch {
+    return []
+  }
+}
+
+/**
  * Connections this network namespace's listeners dropped because their accept queue was full
  * (`TcpExt ListenOverflows`, /proc/net/netstat), NaN where unreadable. A dropped handshake waits for
  * the kernel's retransmission (1 s, then 2 …): a ramp with overflows measures that timer.
@@ -96,7 +127,7 @@ export function sampleRoles(roles: Record<string, readonly number[]>): Record<st
   for (const [role, pids] of Object.entries(roles)) {
     const total: ProcSample = { cpuUs: 0, rssKiB: 0, hwmKiB: 0, syscr: 0, syscw: 0 }
     for (const pid of pids) {
-      const s = sampleProc(pid)
+      const s = sampleTree(pid)
       total.cpuUs += s.cpuUs
       total.rssKiB += s.rssKiB
       total.hwmKiB += s.hwmKiB
