@@ -37,6 +37,11 @@ export interface BenchOptions {
   /** Also run the raw (non-MQTT.js) direct baseline. */
   rawBaseline: boolean
   scaleDevices: number
+  /**
+   * Gateway workers of the scale run: 1 while one process's open-files limit holds the devices,
+   * else enough to hold them (`--scale N`).
+   */
+  scaleWorkers: number
   /** Device generator processes of the scale run: at most 15,000 descriptors each. */
   scaleProcs: number
   scaleRuns: number
@@ -79,6 +84,8 @@ const HELP = `npm run bench -- [--quick | --soak] [options]
                         --brokers says otherwise; recorded with its credentials redacted
   --runs N              runs per figure (median reported)
   --devices N           devices / direct clients in the message runs
+  --scale N             the scale run alone with N devices, through as many gateway workers as
+                        their descriptors need (N / (open-files limit less 300), rounded up)
   --scale-devices N     devices in the scale run (default: the open-files limit less 300, the
                         gateway's default maxConnections)
   --scale-runs N        scale runs (a run that does not reach its device count is not repeated)
@@ -112,6 +119,7 @@ export function parseOptions(argv: string[], cwd: string): BenchOptions {
       runs: { type: 'string' },
       devices: { type: 'string' },
       'scale-devices': { type: 'string' },
+      scale: { type: 'string' },
       'scale-runs': { type: 'string' },
       'login-concurrency': { type: 'string' },
       'soak-minutes': { type: 'string' },
@@ -142,9 +150,11 @@ export function parseOptions(argv: string[], cwd: string): BenchOptions {
     gateway: resolve(cwd, values.gateway ?? 'dist'),
     build: !values['no-build'] && values.gateway === undefined,
     scenarios: (values.only?.split(',') ??
-      (values['broker-url'] !== undefined
-        ? ['uplink', 'downlink']
-        : ['uplink', 'latency', 'downlink', 'scale'])) as Scenario[],
+      (values.scale !== undefined
+        ? ['scale']
+        : values['broker-url'] !== undefined
+          ? ['uplink', 'downlink']
+          : ['uplink', 'latency', 'downlink', 'scale'])) as Scenario[],
     brokers: (values.brokers?.split(',') ??
       (values['broker-url'] !== undefined ? ['external'] : ['embedded', 'mosquitto'])) as BrokerKind[],
     brokerUrl: values['broker-url'],
@@ -159,7 +169,8 @@ export function parseOptions(argv: string[], cwd: string): BenchOptions {
     rates: [1000, 10_000],
     downlinkWindow: 4,
     rawBaseline: !quick,
-    scaleDevices: int(values['scale-devices'], quick ? 2000 : Math.max(1000, fdLimit - 300)),
+    scaleDevices: int(values.scale ?? values['scale-devices'], quick ? 2000 : Math.max(1000, fdLimit - 300)),
+    scaleWorkers: 1,
     scaleProcs: 0,
     scaleRuns: int(values['scale-runs'], quick ? 1 : 3),
     loginConcurrency: int(values['login-concurrency'], 200),
@@ -176,7 +187,12 @@ export function parseOptions(argv: string[], cwd: string): BenchOptions {
     sides: (values.sides?.split(',') ?? ['gateway', 'direct', 'raw']) as BenchOptions['sides'],
     profileDir: values.profile === undefined ? undefined : resolve(cwd, values.profile),
   }
-  opts.scaleProcs = Math.max(quick ? 1 : 2, Math.ceil(opts.scaleDevices / 15_000))
+  opts.scaleProcs = Math.max(
+    quick ? 1 : 2,
+    Math.ceil(opts.scaleDevices / Math.min(15_000, Math.max(100, fdLimit - 300))),
+  )
+  opts.scaleWorkers = Math.max(1, Math.ceil(opts.scaleDevices / Math.max(100, fdLimit - 300)))
+  if (values.scale !== undefined && values['scale-runs'] === undefined) opts.scaleRuns = 1
   for (const q of opts.qos)
     if (q !== 0 && q !== 1) throw new Error(`QoS ${q}: the benchmark runs QoS 0 and 1`)
   for (const s of opts.scenarios) {

@@ -312,7 +312,7 @@ export function renderTable(r: Results): string {
     out.push('')
     out.push(
       '**Scale** — idle logged-in devices in one gateway process (one descriptor each: bounded by its open-files ' +
-        `limit), ${set.scale_generator_processes} generator process(es); restart = SIGKILL, start again, devices reconnect with jittered backoff; ` +
+        `limit; more through gateway workers, RSS then summed over the primary and its workers), ${set.scale_generator_processes} generator process(es); restart = SIGKILL, start again, devices reconnect with jittered backoff; ` +
         'direct = as many bare MQTT clients from the same generators and ramp to the same broker, each logged in at the SUBACK of its own down topic.',
     )
     out.push('')
@@ -321,6 +321,7 @@ export function renderTable(r: Results): string {
         [
           'broker',
           'devices',
+          'gateway processes',
           'logins/s',
           'direct logins/s',
           'gateway/direct',
@@ -330,10 +331,12 @@ export function renderTable(r: Results): string {
           'heap KiB/device',
           '90 % back',
           'all back after kill',
+          'msgs/s, all connected',
         ],
         r.scale.map((s) => [
           s.broker,
           `${fmt(s.max_devices)} / ${fmt(s.target)}`,
+          s.gateway_workers > 1 ? `${s.gateway_workers} workers + primary` : '1',
           fmt(s.logins_per_s),
           fmt(s.direct_logins_per_s),
           fmt(s.login_ratio, 2),
@@ -343,6 +346,7 @@ export function renderTable(r: Results): string {
           fmt(s.heap_kib_per_device, 2),
           `${fmt(s.restart_s_p90, 2)} s`,
           `${fmt(s.restart_s, 2)} s`,
+          fmt(s.msgs_per_s_connected),
         ]),
       ),
     )
