@@ -72,17 +72,20 @@ export function sampleTree(pid: number): ProcSample {
   const total = sampleProc(pid)
   for (const child of childrenOf(pid)) {
     try {
-      const s = sampleTree(child)
-      total.cpuUs += s.cpuUs
-      total.rssKiB += s.rssKiB
-      total.hwmKiB += s.hwmKiB
-      total.syscr += s.syscr
-      total.syscw += s.syscw
+      addSample(total, sampleTree(child))
     } catch {
       // gone between the listing and the read
     }
   }
   return total
+}
+
+function addSample(total: ProcSample, s: ProcSample): void {
+  total.cpuUs += s.cpuUs
+  total.rssKiB += s.rssKiB
+  total.hwmKiB += s.hwmKiB
+  total.syscr += s.syscr
+  total.syscw += s.syscw
 }
 
 function childrenOf(pid: number): number[] {
@@ -126,14 +129,7 @@ export function sampleRoles(roles: Record<string, readonly number[]>): Record<st
   const out: Record<string, ProcSample> = {}
   for (const [role, pids] of Object.entries(roles)) {
     const total: ProcSample = { cpuUs: 0, rssKiB: 0, hwmKiB: 0, syscr: 0, syscw: 0 }
-    for (const pid of pids) {
-      const s = sampleTree(pid)
-      total.cpuUs += s.cpuUs
-      total.rssKiB += s.rssKiB
-      total.hwmKiB += s.hwmKiB
-      total.syscr += s.syscr
-      total.syscw += s.syscw
-    }
+    for (const pid of pids) addSample(total, sampleTree(pid))
     out[role] = total
   }
   return out

@@ -95,16 +95,21 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
       rmSync(dir, { recursive: true, force: true })
     })
 
+    /** The CLI's arguments for 2 workers on `port`, with the suite's config file. */
+    const twoWorkers = (port: string) => [
+      '--config',
+      join(dir, 'gw.json'),
+      '--workers',
+      '2',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      port,
+    ]
+
     async function start(extra: string[] = []): Promise<Running> {
       const cli = CliProcess.start([
-        '--config',
-        join(dir, 'gw.json'),
-        '--workers',
-        '2',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        '0',
+        ...twoWorkers('0'),
         '--admin-host',
         '127.0.0.1',
         '--admin-port',
@@ -308,14 +313,7 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
       cleanups.push(() => new Promise((resolve) => taken.close(resolve)))
       const port = (taken.address() as AddressInfo).port
       const cli = CliProcess.start([
-        '--config',
-        join(dir, 'gw.json'),
-        '--workers',
-        '2',
-        '--host',
-        '127.0.0.1',
-        '--port',
-        String(port),
+        ...twoWorkers(String(port)),
         '--admin-port',
         'off',
         ...(mosquitto ? ['--mqtt-url', mosquitto.url] : ['--broker-port', '0', '--broker-ws-port', 'off']),
