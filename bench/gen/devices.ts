@@ -157,7 +157,8 @@ export interface ChurnStatus {
 export type DeviceCommands = {
   init: [InitArgs, null]
   login: [LoginArgs, LoginResult]
-  reconnect: [{ enabled: boolean }, null]
+  /** `retryCapMs`: the longest wait between failed attempts (default 1 s). */
+  reconnect: [{ enabled: boolean; retryCapMs?: number }, null]
   status: [null, Status]
   uplinkStart: [UplinkArgs, null]
   uplinkStop: [null, UplinkResult]
@@ -252,6 +253,8 @@ let pingsAnswered = 0
 let lastLoginUs = 0
 /** Devices reconnect by themselves after losing the connection (the restart measurement). */
 let reconnect = false
+/** The longest wait between a device's failed attempts. */
+let retryCapMs = 1000
 /** Login ramp: devices waiting for a slot, logins in progress, the slot count. */
 let rampQueue: Device[] = []
 let rampActive = 0
@@ -375,13 +378,14 @@ function onClose(dev: Device, socket: Socket): void {
 /**
  * When a device tries again: after losing a live connection, at a random moment within 500 ms
  * (devices do not all notice at the same instant); after a failed attempt, with exponential
- * backoff capped at 1 s, jittered — what well-behaved firmware does.
+ * backoff capped at `retryCapMs` (1 s; the project's firmware caps at 30 s), jittered — what
+ * well-behaved firmware does.
  */
 function scheduleRetry(dev: Device, wasOnline: boolean): void {
   if (dev.retryTimer !== undefined) return
   const delay = wasOnline
     ? Math.random() * 500
-    : Math.min(1000, 50 * 2 ** Math.min(dev.attempts, 5)) * (0.5 + Math.random() / 2)
+    : Math.min(retryCapMs, 50 * 2 ** Math.min(dev.attempts, 10)) * (0.5 + Math.random() / 2)
   dev.retryTimer = setTimeout(connect, delay, dev)
 }
 
@@ -737,6 +741,7 @@ serve<DeviceCommands>({
   },
   reconnect(args) {
     reconnect = args.enabled
+    retryCapMs = args.retryCapMs ?? 1000
     return null
   },
   status() {

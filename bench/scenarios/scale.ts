@@ -231,7 +231,10 @@ async function scaleRun(
     log(`  scale: ${Math.round(connectedRate)} msgs/s with ${online} devices connected (one in flight each)`)
 
     // Restart: the devices reconnect by themselves (jittered, with backoff), as firmware does.
-    await Promise.all(workers.map((w) => w.call('reconnect', { enabled: true })))
+    // Past one gateway process the devices retry as the project's firmware does (backoff up to
+    // 30 s): at 100,000 the bench's 1 s cap is a flood of attempts at a gateway still starting.
+    const retryCapMs = gatewayWorkers > 1 ? 30_000 : 1000
+    await Promise.all(workers.map((w) => w.call('reconnect', { enabled: true, retryCapMs })))
     const errorsBefore = sum(
       (await Promise.all(workers.map((w) => w.call('status', null)))).map((s) => s.connectErrors),
     )
