@@ -395,7 +395,9 @@ export class Session implements HandlerContext, OutputOwner {
    */
   describe(info: DeviceInfo): void {
     if (this.state !== 'online') return
+    const same = this._info !== undefined && JSON.stringify(this._info) === JSON.stringify(info)
     this._info = info
+    if (same) return // told again: nothing new for the presence
     if (info.keepaliveMs !== undefined && info.keepaliveMs !== this.keepaliveMs) {
       this.keepaliveMs = info.keepaliveMs
       clearTimeout(this.timer)

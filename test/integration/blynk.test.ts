@@ -172,6 +172,24 @@ describe('Blynk dialect: frames, bad input, info, limits', function () {
     await waitUntil(() => gw.stats().keptNow === 0, 'the store is empty')
   })
 
+  it('republishes its presence only when its info changes, and counts INTERNAL against the rate', async () => {
+    const gw = await gateway({ messageRate: 1, messageBurst: 3 })
+    const w = await watch(gw, 'hypertcp/bl-1/status', 'hypertcp/bl-1/up')
+    const c = await loggedIn(gw)
+    const info = fields('ver', '1.4.0', 'dev', 'ESP32')
+    c.sendFrame(INTERNAL, 1, info)
+    await w.json('hypertcp/bl-1/status', (p: { info?: object }) => p.info !== undefined)
+    c.sendFrame(INTERNAL, 2, info) // the same again: nothing new to say
+    c.sendFrame(HARDWARE, 3, fields('vw', 0, 'sentinel'))
+    expect(await w.json('hypertcp/bl-1/up')).to.deep.equal({ pin: 'V0', value: 'sentinel' })
+    const presences = w.inbox.history.filter(
+      (m) => m.topic === 'hypertcp/bl-1/status' && m.text.includes('"info"'),
+    )
+    expect(presences).to.have.length(1)
+    c.sendFrame(INTERNAL, 4, info) // the burst of 3 is spent
+    expect(await c.response(4)).to.equal(Status.QUOTA_LIMIT)
+  })
+
   it('sends REDIRECT as host\\0port on a control-topic redirect', async () => {
     const gw = await gateway({ redirectAllow: ['blynk.example.com:8442'] })
     const w = await watch(gw)

@@ -47,7 +47,7 @@ export function online(ctx: HandlerContext, type: number, msgId: number, body: B
     case BlynkCmd.EVENT_LOG:
       return publish(ctx, msgId, body, eventUplink)
     case BlynkCmd.INTERNAL:
-      return internal(ctx, body)
+      return internal(ctx, msgId, body)
     case BlynkCmd.GROUP: // a group's begin and end: its writes come as ordinary frames
     case BlynkCmd.DEBUG_PRINT:
     case BlynkCmd.EVENT_CLEAR:
@@ -82,8 +82,12 @@ function publish(ctx: HandlerContext, msgId: number, body: Buffer, read: (f: str
   if (uplink.json !== null) ctx.uplink(msgId, 'server', 'server', uplink.json)
 }
 
-/** INTERNAL: the device's info (kept, shown in its presence); other internal commands are ignored. */
-function internal(ctx: HandlerContext, body: Buffer): void {
+/**
+ * INTERNAL: the device's info (kept, shown in its presence); other internal commands are ignored.
+ * Each counts against the message rate: a presence republished per frame must not be a flood.
+ */
+function internal(ctx: HandlerContext, msgId: number, body: Buffer): void {
+  if (!ctx.allowMessage()) return ctx.reply(msgId, Status.QUOTA_LIMIT)
   const f = fields(body)
   const info = f === undefined ? undefined : parseInfo(f)
   if (info === undefined) return ctx.debug('INTERNAL command ignored', { command: f?.[0] })
