@@ -122,7 +122,8 @@ export class DialOut {
       this.logger.info('dialed device connected', { deviceId: t.entry.id, host, port })
       t.session = this.open(t.entry, socket)
     })
-    socket.once('error', (err: NodeJS.ErrnoException) => {
+    // Every error, not the first only: an unhandled second one would end the process.
+    socket.on('error', (err: NodeJS.ErrnoException) => {
       t.lastError = err.code ?? err.message
     })
     socket.once('close', () => this.closed(t))
