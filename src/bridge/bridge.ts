@@ -25,11 +25,11 @@ import {
   parseJsonObject,
 } from '../protocol/messages.js'
 import { compileTemplate, gatewayStatusTopic, type TopicTemplate } from '../protocol/topics.js'
-import type { DeliverResult, Session } from '../session/session.js'
+import { type DeliverResult, isSettled, type Session } from '../session/session.js'
 import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../session/types.js'
 import { bump, type GatewayStats } from '../stats.js'
 import type { Downlinks } from './downlinks.js'
-import { laneIndex } from './lanes.js'
+import { inShare, laneIndex, type Share } from './lanes.js'
 import { Pacer } from './pacer.js'
 import type { AckLater, MqttPort } from './port.js'
 import { Subscriptions } from './subscriptions.js'
@@ -117,7 +117,7 @@ export interface BridgeOptions {
    * One of `count` workers sharing a host (`workers`): of the devices not seen yet, this one keeps
    * for those whose id falls to it ({@link laneIndex}), so that each has one keeper.
    */
-  readonly share?: { readonly index: number; readonly count: number }
+  readonly share?: Share
 }
 
 /**
@@ -463,7 +463,7 @@ export class Bridge implements SessionHost {
 
   /** Whether this worker keeps for a device not seen yet ({@link BridgeOptions.share}). */
   private mine(deviceId: string): boolean {
-    return this.share === undefined || laneIndex(deviceId, this.share.count) === this.share.index
+    return inShare(this.share, deviceId)
   }
 
   /** The broker connection of a device ({@link laneIndex}). */
@@ -739,7 +739,7 @@ export class Bridge implements SessionHost {
     if (!this.downlinks.atLeastOnce) {
       // At most once: kept only when it cannot be sent now (not reading, not online yet).
       const result = session.deliver(Cmd.JSON_MESSAGE, downlink.body, downlink.payload)
-      if (result === 'ok' || result === 'too_large' || result === 'unsupported') {
+      if (isSettled(result)) {
         this.countDelivery(session, result)
         return undefined
       }
@@ -787,8 +787,7 @@ export class Bridge implements SessionHost {
 
   /** A kept message sent, or not: one not written now (not reading, not online yet) stays kept. */
   private countKept(session: Session, result: DeliverResult): void {
-    if (result === 'ok' || result === 'too_large' || result === 'unsupported')
-      this.countDelivery(session, result)
+    if (isSettled(result)) this.countDelivery(session, result)
   }
 
   /** [HT-5.3] To every device here except the sender. The body is shared, not copied per device. */

@@ -8,7 +8,7 @@
 import type { DownlinkStore, Eviction, Kept } from '../delivery/store.js'
 import type { LogThrottle } from '../log.js'
 import { Cmd } from '../protocol/constants.js'
-import type { DeliverResult, Session } from '../session/session.js'
+import { type DeliverResult, isSettled, type Session } from '../session/session.js'
 import { bump, type GatewayStats } from '../stats.js'
 import type { AckLater } from './port.js'
 
@@ -39,7 +39,7 @@ export class Downlinks {
   /**
    * Sends a kept message to the device's connection. Sent, it is in flight until acknowledged
    * (at-least-once) or gone (at-most-once). Not sent (the device is not reading, or not online
-   * yet), it stays kept for the next login — unless it can never be sent (`too_large`).
+   * yet), it stays kept for the next login — unless it can never be sent ({@link isSettled}).
    */
   send(session: Session, kept: Kept): DeliverResult {
     const result = session.deliver(Cmd.JSON_MESSAGE, kept.body)
@@ -48,7 +48,7 @@ export class Downlinks {
       if (this.atLeastOnce && session.acknowledgesDownlinks)
         this.flights(session).set(session.lastSentId, kept)
       else this.store.remove(kept)
-    } else if (result === 'too_large' || result === 'unsupported') {
+    } else if (isSettled(result)) {
       this.store.remove(kept)
     }
     return result
@@ -63,7 +63,7 @@ export class Downlinks {
     for (const kept of [...this.store.pending(deviceId)]) {
       const result = this.send(session, kept)
       onResult(result)
-      if (result === 'not_online' || result === 'queue_full') return
+      if (!isSettled(result)) return
     }
   }
 

@@ -12,3 +12,14 @@ export function laneIndex(deviceId: string, count: number): number {
   }
   return (h >>> 0) % count
 }
+
+/** One of `count` workers sharing a host (`workers`): the devices whose id hashes to `index` are its. */
+export interface Share {
+  readonly index: number
+  readonly count: number
+}
+
+/** Whether a device falls to this worker ({@link laneIndex} over the workers); with no share, every one does. */
+export function inShare(share: Share | undefined, deviceId: string): boolean {
+  return share === undefined || laneIndex(deviceId, share.count) === share.index
+}

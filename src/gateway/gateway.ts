@@ -6,6 +6,7 @@ import { AuthHook } from '../adapters/auth-hook.js'
 import { createLogger } from '../adapters/logger.js'
 import { DeviceRegistry } from '../auth/registry.js'
 import { Bridge } from '../bridge/bridge.js'
+import type { Share } from '../bridge/lanes.js'
 import { type ConfigInput, resolveConfig } from '../config/resolve.js'
 import { type GatewayConfig, SETTINGS, type Setting } from '../config/settings.js'
 import { GatewayError } from '../errors.js'
@@ -23,7 +24,7 @@ export type GatewayOptions = ConfigInput & {
   /** Use this logger instead of creating one from `logLevel`/`logFormat`. */
   logger?: Logger
   /** Worker `index` of `count` (`workers`): which devices not seen yet it keeps for. */
-  share?: { readonly index: number; readonly count: number }
+  share?: Share
 }
 
 export interface ShutdownResult {

@@ -1,7 +1,7 @@
 import type { AddressInfo, Socket } from 'node:net'
 import { DeviceListener } from '../adapters/device-listener.js'
 import { DialOut, type DialOutView } from '../adapters/dial-out.js'
-import { laneIndex } from '../bridge/lanes.js'
+import { inShare, type Share } from '../bridge/lanes.js'
 import type { DialOutEntry } from '../config/dial-out.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { blynk } from '../dialects/blynk/index.js'
@@ -47,7 +47,7 @@ export class DeviceListeners {
     connections: () => number,
     accept: (socket: Socket, options: SessionOptions) => Session,
     /** Worker `index` of `count`: it dials the entries whose id falls to it, so each is dialed once. */
-    share?: { readonly index: number; readonly count: number },
+    share?: Share,
   ) {
     const c = config
     // The session options of every dialect (each listener adds its own dialect).
@@ -66,13 +66,12 @@ export class DeviceListeners {
       throttle: new LogThrottle(logger),
       batcher: new WriteBatcher(c.ackHoldMs),
     }
-    const dialedOptions = new Map<Dialect, SessionOptions>()
-    for (const dialect of Object.values(DIALED)) dialedOptions.set(dialect, { ...sessionOptions, dialect })
-    const dialed = config.dialOut.filter(
-      (d) => share === undefined || laneIndex(d.id, share.count) === share.index,
-    )
+    const dialedOptions = Object.fromEntries(
+      Object.entries(DIALED).map(([framing, dialect]) => [framing, { ...sessionOptions, dialect }]),
+    ) as Record<DialOutEntry['framing'], SessionOptions>
+    const dialed = config.dialOut.filter((d) => inShare(share, d.id))
     this.dialOut = new DialOut(dialed, logger, (entry, socket) => {
-      const session = accept(socket, dialedOptions.get(DIALED[entry.framing])!)
+      const session = accept(socket, dialedOptions[entry.framing])
       const username = entry.username ?? entry.id
       const identity = {
         deviceId: entry.id,

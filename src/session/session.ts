@@ -61,6 +61,14 @@ export type SessionState = 'awaiting-login' | 'authenticating' | 'online' | 'clo
 /** What may happen to a message handed to {@link Session.deliver}. */
 export type DeliverResult = 'ok' | 'not_online' | 'too_large' | 'queue_full' | 'unsupported'
 
+/**
+ * Whether a message is done with: sent, or never to be sent to this device (over its limit, not
+ * in its dialect). `not_online` and `queue_full` may go later.
+ */
+export function isSettled(result: DeliverResult): boolean {
+  return result !== 'not_online' && result !== 'queue_full'
+}
+
 export type Connection = Duplex & { remoteAddress?: string | undefined; remotePort?: number | undefined }
 
 /** Time the peer gets to close after the gateway ended the connection, before it is destroyed. */
