@@ -9,6 +9,7 @@ import { openFilesLimit } from '../adapters/fd-limit.js'
 import { formatAddress } from '../adapters/listen.js'
 import { hashPassword } from '../auth/passwords.js'
 import type { GatewayConfig } from '../config/settings.js'
+import { maxConnectionsOf } from '../gateway/admission.js'
 import { loopbackFor, startEmbeddedBroker } from '../gateway/broker-side.js'
 import type { Logger } from '../log.js'
 import { WorkersAdmin } from './admin.js'
@@ -42,7 +43,7 @@ interface Slot {
  * SIGHUP, and stops them all within shutdownTimeout. Resolves with the exit code once stopped.
  */
 export async function runPrimary(config: GatewayConfig, logger: Logger, count: number): Promise<number> {
-  explainLimits(count, logger)
+  explainLimits(config, count, logger)
   const brokerSettings: Record<string, unknown> = {}
   let closeBroker = async (): Promise<void> => {}
   if (config.mqttUrl === null) {
@@ -195,12 +196,14 @@ export async function runPrimary(config: GatewayConfig, logger: Logger, count: n
  * Each worker has the open-files limit of one process, and the host one of its own for all of them:
  * says what the workers can hold, and warns when the host cannot give them that many.
  */
-function explainLimits(count: number, logger: Logger): void {
+function explainLimits(config: GatewayConfig, count: number, logger: Logger): void {
   const perProcess = openFilesLimit()
   const hostMax = readHostFileMax()
-  const each = perProcess === undefined ? undefined : Math.max(100, perProcess - 300)
+  // What each worker's admission allows: a worker reaches its broker over MQTT, none in-process.
+  const each = maxConnectionsOf(config.maxConnections, perProcess, 0)
   logger.info(`starting ${count} workers`, {
-    ...(each === undefined ? {} : { devicesPerWorker: each, devicesInAll: each * count }),
+    devicesPerWorker: each,
+    devicesInAll: each * count,
     ...(hostMax === undefined ? {} : { hostOpenFiles: hostMax }),
   })
   if (perProcess !== undefined && hostMax !== undefined && perProcess * count > hostMax) {

@@ -49,8 +49,7 @@ export class Admission implements Gatekeeper {
     const fdLimit = openFilesLimit()
     // The embedded broker's connections come out of the same open files.
     const brokerShare = config.mqttUrl === null ? config.maxBrokerConnections : 0
-    this.maxConnections =
-      config.maxConnections ?? (fdLimit === undefined ? 50_000 : Math.max(100, fdLimit - 300 - brokerShare))
+    this.maxConnections = maxConnectionsOf(config.maxConnections, fdLimit, brokerShare)
     if (fdLimit !== undefined && this.maxConnections + 64 > fdLimit) {
       logger.warn(
         `maxConnections (${this.maxConnections}) is above what the open-files limit (${fdLimit}) allows: ` +
@@ -91,4 +90,16 @@ export class Admission implements Gatekeeper {
     this.draining = true
     clearInterval(this.sweeper)
   }
+}
+
+/**
+ * `maxConnections`, or by default what the open-files limit leaves: 300 for the gateway's own
+ * descriptors, and `brokerShare` for an embedded broker's connections.
+ */
+export function maxConnectionsOf(
+  maxConnections: number | null,
+  fdLimit: number | undefined,
+  brokerShare: number,
+): number {
+  return maxConnections ?? (fdLimit === undefined ? 50_000 : Math.max(100, fdLimit - 300 - brokerShare))
 }
