@@ -7,7 +7,7 @@ import { BROKER_ROLES, type BrokerRole } from '../auth/broker-acl.js'
 import { parseHash } from '../auth/passwords.js'
 import { ConfigError } from '../errors.js'
 import { readJsonFile } from './load.js'
-import { bad, isRecord, suggest } from './messages.js'
+import { bad, checkFields, isRecord } from './messages.js'
 
 export interface BrokerUser {
   readonly username: string
@@ -34,11 +34,7 @@ export function checkBrokerUsers(key: string, value: unknown): BrokerUser[] {
     const at = `${key}[${i}]`
     if (!isRecord(entry))
       throw bad(at, 'an object {"username": "...", "passwordHash": "...", "role": "app"}', entry)
-    const known = Object.keys(BROKER_USER_FIELDS)
-    for (const k of Object.keys(entry)) {
-      if (!known.includes(k))
-        throw new ConfigError(`${at}.${k}`, `unknown broker user setting${suggest(k, known)}`)
-    }
+    checkFields(at, entry, BROKER_USER_FIELDS, 'broker user')
     const { username, password, passwordHash, role = 'app' } = entry
     if (typeof username !== 'string' || username.length === 0 || username.length > 256)
       throw bad(`${at}.username`, 'a non-empty string', username)

@@ -9,7 +9,7 @@ import { ConfigError } from '../errors.js'
 import { Cmd } from '../protocol/constants.js'
 import { isValidTopicLevel } from '../protocol/ids.js'
 import { compileTemplate, TemplateError } from '../protocol/topics.js'
-import { bad, isIntegerIn, isRecord, suggest } from './messages.js'
+import { bad, checkFields, isIntegerIn, isRecord } from './messages.js'
 import type { TopicsConfig } from './settings.js'
 
 /** The fields of a `devices` entry. */
@@ -53,11 +53,7 @@ export function checkDevices(key: string, value: unknown): DeviceEntry[] {
   return value.map((entry: unknown, i): DeviceEntry => {
     const at = `${key}[${i}]`
     if (!isRecord(entry)) throw bad(at, 'an object {"id": "...", "token": "..."}', entry)
-    const known = Object.keys(DEVICE_FIELDS)
-    for (const k of Object.keys(entry)) {
-      if (!known.includes(k))
-        throw new ConfigError(`${at}.${k}`, `unknown device setting${suggest(k, known)}`)
-    }
+    checkFields(at, entry, DEVICE_FIELDS, 'device')
     const id = checkId(`${at}.id`, entry.id)
     const { token, username, allowedIds } = entry
     if (typeof token !== 'string' || token.length === 0)
@@ -112,13 +108,7 @@ export function checkCustomCommands(key: string, value: unknown): CustomCommand[
   return value.map((entry: unknown, i): CustomCommand => {
     const at = `${key}[${i}]`
     if (!isRecord(entry)) throw bad(at, 'an object {"type": 77, "up": "...", "down": "..."}', entry)
-    for (const k of Object.keys(entry)) {
-      if (!Object.hasOwn(CUSTOM_COMMAND_FIELDS, k))
-        throw new ConfigError(
-          `${at}.${k}`,
-          `unknown custom command setting${suggest(k, Object.keys(CUSTOM_COMMAND_FIELDS))}`,
-        )
-    }
+    checkFields(at, entry, CUSTOM_COMMAND_FIELDS, 'custom command')
     const type = entry.type
     if (!isIntegerIn(type, 1, 255)) throw bad(`${at}.type`, 'a command type from 1 to 255', type)
     if (DEFINED_TYPES.has(type)) {

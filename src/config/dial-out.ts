@@ -4,7 +4,7 @@
  */
 import { ConfigError } from '../errors.js'
 import { checkId } from './collections.js'
-import { bad, isIntegerIn, isRecord, suggest } from './messages.js'
+import { bad, checkFields, isIntegerIn, isRecord } from './messages.js'
 
 export type DialOutFraming = 'lines' | 'raw' | 'hypertcp'
 
@@ -44,11 +44,7 @@ export function checkDialOut(key: string, value: unknown): DialOutEntry[] {
   return value.map((entry: unknown, i): DialOutEntry => {
     const at = `${key}[${i}]`
     if (!isRecord(entry)) throw bad(at, 'an object {"id", "host", "port", "framing"}', entry)
-    const known = Object.keys(DIAL_OUT_FIELDS)
-    for (const k of Object.keys(entry)) {
-      if (!known.includes(k))
-        throw new ConfigError(`${at}.${k}`, `unknown dial-out setting${suggest(k, known)}`)
-    }
+    checkFields(at, entry, DIAL_OUT_FIELDS, 'dial-out')
     const id = checkId(`${at}.id`, entry.id)
     const dup = ids.get(id)
     if (dup !== undefined) throw new ConfigError(`${at}.id`, `"${id}" is already ${key}[${dup}]`)

@@ -21,6 +21,14 @@ export function isIntegerIn(value: unknown, min: number, max: number): value is 
   return typeof value === 'number' && Number.isInteger(value) && value >= min && value <= max
 }
 
+/** Refuses a key of an entry that is not one of `fields`: `<at>.<key>: unknown <what> setting (did you mean …?)`. */
+export function checkFields(at: string, entry: Record<string, unknown>, fields: object, what: string): void {
+  const known = Object.keys(fields)
+  for (const k of Object.keys(entry)) {
+    if (!known.includes(k)) throw new ConfigError(`${at}.${k}`, `unknown ${what} setting${suggest(k, known)}`)
+  }
+}
+
 /** ` (did you mean "port"?)` for a near miss, else ''. */
 export function suggest(key: string, known: readonly string[]): string {
   const lower = key.toLowerCase()
