@@ -35,6 +35,7 @@ class SqlitePersistence implements Persistence {
   private readonly insert: Database.Statement
   private readonly del: Database.Statement
   private readonly upsert: Database.Statement
+  private readonly unremember: Database.Statement
   private readonly beginTx: Database.Statement
   private readonly commitTx: Database.Statement
   private open = false
@@ -64,6 +65,7 @@ class SqlitePersistence implements Persistence {
     this.insert = db.prepare('INSERT INTO batches (id, data) VALUES (?, ?)')
     this.del = db.prepare('DELETE FROM batches WHERE id = ?')
     this.upsert = db.prepare('INSERT OR REPLACE INTO devices (device, username) VALUES (?, ?)')
+    this.unremember = db.prepare('DELETE FROM devices WHERE device = ?')
     this.beginTx = db.prepare('BEGIN')
     this.commitTx = db.prepare('COMMIT')
     const kept: Kept[] = []
@@ -103,6 +105,11 @@ class SqlitePersistence implements Persistence {
   remember(device: HeldDevice): void {
     this.begin()
     this.upsert.run(device.deviceId, device.username)
+  }
+
+  forget(deviceId: string): void {
+    this.begin()
+    this.unremember.run(deviceId)
   }
 
   whenWritten(done: () => void): void {

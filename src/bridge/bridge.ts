@@ -172,6 +172,8 @@ export class Bridge implements SessionHost {
   private drainWaiters: (() => void)[] = []
   /** Set when shutting down: skips per-device unsubscribes (the connection is about to go). */
   private closing = false
+  /** When this instance started: a presence of its own from before is from an earlier run. */
+  private readonly startedAt = Date.now()
 
   constructor({ config, mqtt, registry, logger, stats, externalAuth, downlinks, share }: BridgeOptions) {
     this.config = config
@@ -269,21 +271,37 @@ export class Bridge implements SessionHost {
    * [HT-6.3] Another instance serves the device, or served it last (its presence, online or
    * offline, names that gateway — read retained at start, or live): that one keeps its queue. What
    * is kept for it here is published to its down topic, in order, where that instance takes it;
-   * this one keeps nothing more for it until the device logs in here.
+   * this one keeps nothing more for it until the device logs in here. A presence naming this
+   * gateway online from an earlier run (it stopped uncleanly: nothing said the device left) is
+   * put right: offline, `connection_lost`; so is another gateway's offline presence of a device
+   * online here (a correction of that kind crossing this login), by this one's online presence.
    */
   private onPresence(held: Held, message: Buffer): void {
-    if (this.devices.has(held.deviceId)) return // here: its own presence, or a stale one
     const presence = parseJsonObject(message)
     const gateway = presence?.gateway
+    const here = this.devices.get(held.deviceId)
+    if (here !== undefined) {
+      if (presence?.online === false && typeof gateway === 'string' && gateway !== this.gatewayId)
+        this.publishPresence(here, this.onlineState(here, here.at), true).catch((err: Error) =>
+          here.session.logger.warn('presence not republished', { error: err.message }),
+        )
+      return // else its own presence, or a stale one
+    }
     const pending = this.takenOver.get(held.deviceId)
     if (pending !== undefined && presence?.online === true && gateway === pending.gateway) {
       clearTimeout(pending.timer)
       this.takenOver.delete(held.deviceId)
       bump(this.stats.takeovers, 'confirmed')
     }
+    if (gateway === this.gatewayId) {
+      const at = presence?.at
+      if (presence?.online === true && typeof at === 'number' && at < this.startedAt) this.lost(held, at)
+      return
+    }
     // A takeover's offline presence is the old owner's: the new one announces itself next.
-    if (typeof gateway !== 'string' || gateway === this.gatewayId || presence?.reason === 'takeover') return
+    if (typeof gateway !== 'string' || presence?.reason === 'takeover') return
     this.held.delete(held.deviceId)
+    this.downlinks!.store.forget(held.deviceId)
     this.routes.delete(held.down)
     this.routes.delete(held.status)
     held.lane.subscriptions.remove([held.down, held.status])
@@ -301,6 +319,25 @@ export class Bridge implements SessionHost {
         if (err)
           this.logger.warn('kept downlink not handed over', { deviceId: held.deviceId, error: err.message })
       })
+  }
+
+  /** `held` was online here in an earlier run, since `since`: its presence says it is not. */
+  private lost(held: Held, since: number): void {
+    const state = { online: false, at: Date.now(), gateway: this.gatewayId, reason: 'connection_lost' }
+    this.logger.info('presence put right: the device was online here before a restart', {
+      deviceId: held.deviceId,
+      since: new Date(since).toISOString(),
+    })
+    this.publish(
+      held.lane.mqtt,
+      held.status,
+      JSON.stringify(state),
+      this.config.qos.presence,
+      true,
+      (err) => {
+        if (err) this.logger.warn('presence not put right', { deviceId: held.deviceId, error: err.message })
+      },
+    )
   }
 
   /**
@@ -405,8 +442,9 @@ export class Bridge implements SessionHost {
     const previous = this.devices.get(identity.deviceId)
     this.devices.set(identity.deviceId, device)
     if (this.downlinks !== undefined) {
-      // Served here: kept for from now on (an auth hook device, across restarts too).
-      if (identity.external && !this.held.has(identity.deviceId))
+      // Served here: kept for from now on, across restarts too (a device this instance does not
+      // hold by itself: the auth hook's, or one outside a worker's share).
+      if (!this.held.has(identity.deviceId))
         this.downlinks.store.remember({ deviceId: identity.deviceId, username: identity.username })
       this.hold(identity.deviceId, identity.username).catch(noop)
     }

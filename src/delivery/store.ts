@@ -37,8 +37,13 @@ export interface Persistence {
   add(kept: Kept): void
   /** `kept` has left the store (its `gone` is set already). */
   remove(kept: Kept): void
-  /** A device of the auth hook, served here once: its messages are kept from now on. */
+  /**
+   * A device served here that this instance would not hold by itself (the auth hook's, or, with
+   * workers, one outside its share): its messages are kept from now on, across restarts.
+   */
   remember(device: HeldDevice): void
+  /** A remembered device now served elsewhere: no longer held at the next start. */
+  forget(deviceId: string): void
   /** Calls `done` once everything written so far is durable (at once when nothing is pending). */
   whenWritten(done: () => void): void
   /** `live`: what is still in the store (so that what left it does not come back). */
@@ -73,6 +78,8 @@ export class DownlinkStore {
   private count = 0
   private bytes = 0
   private nextSeq = 1
+  /** The devices remembered ({@link Persistence.remember}) and their usernames: each written once. */
+  private readonly remembered = new Map<string, string>()
 
   constructor(
     private readonly persistence: Persistence,
@@ -87,6 +94,7 @@ export class DownlinkStore {
       this.index(k)
       this.nextSeq = Math.max(this.nextSeq, k.seq + 1)
     }
+    for (const d of devices) this.remembered.set(d.deviceId, d.username)
     return devices
   }
 
@@ -163,7 +171,13 @@ export class DownlinkStore {
   }
 
   remember(device: HeldDevice): void {
+    if (this.remembered.get(device.deviceId) === device.username) return
+    this.remembered.set(device.deviceId, device.username)
     this.persistence.remember(device)
+  }
+
+  forget(deviceId: string): void {
+    if (this.remembered.delete(deviceId)) this.persistence.forget(deviceId)
   }
 
   /** Calls `done` once what was kept so far is durable. */
@@ -223,6 +237,7 @@ export class MemoryPersistence implements Persistence {
   add(): void {}
   remove(): void {}
   remember(): void {}
+  forget(): void {}
   whenWritten(done: () => void): void {
     done()
   }

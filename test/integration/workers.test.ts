@@ -9,6 +9,7 @@ import { type AddressInfo, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { expect } from 'chai'
+import { laneIndex } from '../../src/bridge/lanes.js'
 import { useCleanups } from '../helpers/cleanups.js'
 import { CliProcess, requireBuild } from '../helpers/cli.js'
 import { BROKER_ADMIN, DEVICES, TEST_BROKER_USERS } from '../helpers/gateway.js'
@@ -293,10 +294,83 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
       await w.publish('hypertcp/dev-3/dn', '{"after":1}')
       await dev.events.take((e) => e.kind === 'message' && 'after' in e.payload, 5000, 'the later message')
       const copies = dev.events.history.filter((e) => e.kind === 'message' && 'kept' in e.payload)
-      expect(copies).to.have.length(1)
+      expect(
+        copies,
+        `copies ${JSON.stringify(copies)}; the gateway said:\n${run.cli.lines.history.filter((l) => l.includes('dev-3')).join('\n')}`,
+      ).to.have.length(1)
       const metrics = (await call(run, '/metrics')).text
       expect(metrics).to.match(/^hypertcp_downlinks_kept_total\{event="acknowledged"\} [12]$/m)
     })
+
+    /**
+     * dev-2 logged in on the worker its id does not hash to (connections alternate between the
+     * workers), with no presence of it left by the tests before; `kill` ends that worker (or the
+     * whole gateway), then dev-2's presence must be put right (it said "online" at a worker that is
+     * gone) and a message sent while it is away must be kept, and arrive once.
+     */
+    async function keptAfter(
+      kill: (run: Running, worker: number, data: string) => Promise<Running>,
+    ): Promise<void> {
+      const id = 'dev-2'
+      if (mosquitto) {
+        const clear = await MqttWatcher.connect(mosquitto.url)
+        await clear.publish(`hypertcp/${id}/status`, '', true)
+        await clear.end()
+      }
+      const data = mkdtempSync(join(dir, 'data-'))
+      const run = await start(['--data-dir', data])
+      const w = await watch(run, 'hypertcp/+/status')
+      const keeper = laneIndex(id, 2) + 1
+      let moved: OriginalDevice | undefined
+      let worker = keeper
+      for (let i = 0; i < 6 && worker === keeper; i++) {
+        moved?.destroy()
+        moved = await device(run, 'tok-2')
+        worker = Number((await w.json<Presence>(`hypertcp/${id}/status`, (p) => p.online)).gateway.slice(-1))
+      }
+      expect(worker, 'a login on the worker that does not keep for its id').to.not.equal(keeper)
+      const after = await kill(run, worker, data)
+      await moved!.closed
+      const lost = await w.json<Presence>(
+        `hypertcp/${id}/status`,
+        (p) => p.reason === 'connection_lost',
+        15000,
+      )
+      expect(lost).to.deep.include({ online: false })
+      expect(lost.gateway).to.match(new RegExp(`-w${worker}$`))
+      await w.publish(`hypertcp/${id}/dn`, '{"kept":2}')
+      const again = await device(after, 'tok-2')
+      const got = await again.events.take((e) => e.kind === 'message', 5000, 'the message kept meanwhile')
+      expect(got).to.deep.include({ payload: { kept: 2 } })
+      await w.publish(`hypertcp/${id}/dn`, '{"after":2}')
+      await again.events.take((e) => e.kind === 'message' && 'after' in e.payload, 5000, 'the later message')
+      expect(again.events.history.filter((e) => e.kind === 'message' && 'kept' in e.payload)).to.have.length(
+        1,
+      )
+    }
+
+    it('keeps for a device whose worker was killed, though another worker keeps for its id at first', () =>
+      keptAfter(async (run, worker) => {
+        const pid = run.pids.get(worker)!
+        process.kill(pid, 'SIGKILL')
+        await run.cli.lines.take(
+          (l) => l.includes(`worker ${worker} ready`) && !l.includes(`pid=${pid}`),
+          10000,
+          'the killed worker ready again',
+        )
+        return run
+      }))
+
+    if (broker === 'mosquitto')
+      // The embedded broker goes with the gateway, and its presence with it.
+      it('keeps for it too when the whole gateway was killed and started again', () =>
+        keptAfter(async (run, _worker, data) => {
+          const pids = [...run.pids.values()]
+          run.cli.kill('SIGKILL')
+          await run.cli.exited
+          await waitUntil(() => pids.every(gone), 'the workers have exited', 10000)
+          return start(['--data-dir', data])
+        }))
 
     it('stops every worker on SIGTERM, cleanly (exit 0, no process left)', async () => {
       const run = await start()
