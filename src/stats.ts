@@ -30,6 +30,8 @@ export interface GatewayStats {
   refusedByBroker: number
   /** Subscriptions the broker refused (SUBACK failure): their messages never reach the gateway. */
   subscriptionsRefused: number
+  /** Subscriptions a broker session kept from before that the gateway no longer wanted: ended. */
+  subscriptionsLeftOver: number
   /** MQTT messages delivered to devices as frames. */
   delivered: number
   /** MQTT messages not delivered to a device: not JSON, over the device's limit, or queue full. */
@@ -118,6 +120,7 @@ export function createStats(): GatewayStats {
     rejected: 0,
     refusedByBroker: 0,
     subscriptionsRefused: 0,
+    subscriptionsLeftOver: 0,
     delivered: 0,
     dropped: 0,
     droppedBy: {},

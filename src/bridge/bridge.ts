@@ -219,8 +219,10 @@ export class Bridge implements SessionHost {
       config.loginFlapWindow * 1000,
       config.loginTimeout * 500,
     )
-    for (const port of mqtt) {
-      port.onMessage((topic, payload, retained) => {
+    for (const lane of this.lanes) {
+      lane.mqtt.onMessage((topic, payload, retained) => {
+        if (lane.mqtt.keepsSession === true && topic !== this.broadcastTopic && !this.routes.has(topic))
+          return this.stray(lane, topic)
         // A retained message replayed at subscription time is not a command for now: replaying a
         // retained kick, toggle or broadcast at every login would be a hazard, not a feature. Only
         // a held device's retained presence is read: it says where the device is.
@@ -319,6 +321,16 @@ export class Bridge implements SessionHost {
         if (err)
           this.logger.warn('kept downlink not handed over', { deviceId: held.deviceId, error: err.message })
       })
+  }
+
+  /** A message no route wants from a broker that keeps sessions: a subscription left over is ended. */
+  private stray(lane: Lane, topic: string): undefined {
+    if (lane.subscriptions.stray(topic)) {
+      this.stats.subscriptionsLeftOver++
+      this.logger.debug('a subscription left in the broker session from before: unsubscribing', { topic })
+      this.pacer.request()
+    }
+    return undefined
   }
 
   /** `held` was online here in an earlier run, since `since`: its presence says it is not. */

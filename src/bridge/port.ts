@@ -34,6 +34,11 @@ export interface MqttPort {
   /** Whether the connection to the broker is up right now. */
   readonly connected: boolean
   /**
+   * Whether the broker keeps this connection's subscriptions across its reconnections (a session
+   * that outlives it): a message may then come from a subscription the gateway no longer has.
+   */
+  readonly keepsSession?: boolean
+  /**
    * Publishes; `done` runs once the broker accepted it (PUBACK at QoS 1, PUBCOMP at QoS 2,
    * written at QoS 0) or with the error that stopped it (a PublishRefusedError when the broker
    * refused it). While the connection is down the publish waits for it, in order.

@@ -86,6 +86,18 @@ export class Subscriptions {
     }
   }
 
+  /**
+   * A message came on `topic`, which is neither wanted nor being changed: a subscription the
+   * broker kept in its session from before (a run that ended uncleanly, a topic removed while the
+   * connection was down). Unsubscribed at the next {@link flush}; true when it was such a one.
+   */
+  stray(topic: string): boolean {
+    if (this.topics.has(topic)) return false
+    this.state(topic).subscribed = true
+    this.dirty.add(topic)
+    return true
+  }
+
   /** Sends what `add` and `remove` changed: at most one SUBSCRIBE and one UNSUBSCRIBE per 500 topics. */
   flush(): void {
     if (this.dirty.size === 0) return

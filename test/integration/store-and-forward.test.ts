@@ -16,7 +16,7 @@ import { Cmd, Status } from '../../src/protocol/constants.js'
 import { captureLogger } from '../helpers/capture-logger.js'
 import { useCleanups } from '../helpers/cleanups.js'
 import { CliProcess, requireBuild } from '../helpers/cli.js'
-import { BROKER_ADMIN, PEER_GATEWAY, startGateway } from '../helpers/gateway.js'
+import { BROKER_ADMIN, DEVICES, PEER_GATEWAY, startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { Mosquitto, requireMosquitto } from '../helpers/mosquitto.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
@@ -325,6 +325,25 @@ describe('store-and-forward downlinks, at least once to the device', function ()
         { while: 'down', n: 1 },
         { while: 'down', n: 2 },
       ])
+    })
+
+    it('ends a subscription its session kept for a device it no longer holds', async () => {
+      // Closing, the gateway leaves its subscriptions to the session (the connection is going);
+      // started again without dev-4 in its registry, it no longer wants dev-4's down topic.
+      const options = { mqttUrl: [mosquitto.url], gatewayId: 'sf-left-over', mqttConnections: 1 }
+      await (await gateway(options)).close()
+      const second = await gateway({ ...options, devices: DEVICES.filter((d) => d.id !== 'dev-4') })
+      const w = await MqttWatcher.connect(mosquitto.url)
+      cleanups.push(() => w.end())
+      await w.publish('hypertcp/dev-4/dn', '{"n":1}')
+      await waitUntil(() => second.stats().subscriptionsLeftOver === 1, 'the left-over subscription seen')
+      // A login's SUBSCRIBE, answered after the UNSUBSCRIBE on the one connection: from then on a
+      // message for dev-4 would come before one for dev-3 published after it, and be seen.
+      const c = await device(second, 'tok-3')
+      await w.publish('hypertcp/dev-4/dn', '{"n":2}')
+      await w.publish('hypertcp/dev-3/dn', '{"n":3}')
+      expect((await downlinks(c, 1)).payloads).to.deep.equal([{ n: 3 }])
+      expect(second.stats().subscriptionsLeftOver).to.equal(1)
     })
   })
 })

@@ -44,6 +44,7 @@ interface Running {
   readonly cli: CliProcess
   readonly port: number
   readonly mqttUrl: string
+  readonly gatewayId: string
   /** Worker pids by worker number, once all were ready. */
   readonly pids: Map<number, number>
   /** The primary's admin listener. */
@@ -108,9 +109,17 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
       port,
     ]
 
-    async function start(extra: string[] = []): Promise<Running> {
+    let starts = 0
+    /**
+     * The CLI with 2 workers; a gateway id of its own unless `gatewayId` is given: Mosquitto keeps
+     * the sessions of the workers' client ids (store-and-forward), and a test's gateway would
+     * otherwise get the subscriptions a test before left in them.
+     */
+    async function start(extra: string[] = [], gatewayId = `wk-${broker}-${++starts}`): Promise<Running> {
       const cli = CliProcess.start([
         ...twoWorkers('0'),
+        '--gateway-id',
+        gatewayId,
         '--admin-host',
         '127.0.0.1',
         '--admin-port',
@@ -143,7 +152,7 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
       await cli.match(/gateway started .*workers=2/)
       const pids = new Map([...startedPids(cli)].map(([n, all]) => [n, all.at(-1)!]))
       expect([...pids.keys()].sort()).to.deep.equal([1, 2])
-      return { cli, port, mqttUrl, pids, admin }
+      return { cli, port, mqttUrl, gatewayId, pids, admin }
     }
 
     async function watch(run: Running, ...topics: string[]): Promise<MqttWatcher> {
@@ -369,7 +378,7 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
           run.cli.kill('SIGKILL')
           await run.cli.exited
           await waitUntil(() => pids.every(gone), 'the workers have exited', 10000)
-          return start(['--data-dir', data])
+          return start(['--data-dir', data], run.gatewayId)
         }))
 
     it('stops every worker on SIGTERM, cleanly (exit 0, no process left)', async () => {

@@ -73,6 +73,26 @@ describe('subscriptions', () => {
     expect(subs.size).to.equal(1)
   })
 
+  it('unsubscribes a stray topic (a session left over) once, and leaves wanted or changing ones alone', async () => {
+    const port = new RecordingPort()
+    const subs = new Subscriptions(port, 1)
+    void subs.add(['wanted'])
+    subs.flush()
+    port.sent[0]!.done()
+    expect(subs.stray('wanted')).to.equal(false)
+    expect(subs.stray('old')).to.equal(true)
+    expect(subs.stray('old')).to.equal(false) // its UNSUBSCRIBE is on its way
+    subs.flush()
+    expect(port.log).to.deep.equal(['sub wanted', 'unsub old'])
+    const again = subs.add(['old']) // the device is back while it is in flight: subscribed after
+    subs.flush()
+    port.sent[1]!.done()
+    expect(port.log).to.deep.equal(['sub wanted', 'unsub old', 'sub old'])
+    port.sent[2]!.done()
+    expect(await outcome(again)).to.equal('resolved')
+    expect(subs.size).to.equal(2)
+  })
+
   it('forgets a topic added and removed before a flush without sending anything', () => {
     const port = new RecordingPort()
     const subs = new Subscriptions(port, 1)

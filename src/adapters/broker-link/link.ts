@@ -151,6 +151,10 @@ export class BrokerLink implements BrokerConnection {
     return this.state === 'connected'
   }
 
+  get keepsSession(): boolean {
+    return this.options.sessionExpiry > 0
+  }
+
   /** The broker in use (or being tried), its credentials shown as `***`. */
   get url(): string {
     return redactUrl(this.urls[this.urlIndex]!.toString())
