@@ -1016,7 +1016,14 @@ export class Bridge implements SessionHost {
   }
 
   /** The sessions of the devices logged in here (for the admin API). */
-  online(): Session[] {
+  online(): Session[]
+  /** The device `deviceId`'s session, if it is logged in here. */
+  online(deviceId: string): Session | undefined
+  online(deviceId?: string): Session[] | Session | undefined {
+    if (deviceId !== undefined) {
+      const session = this.devices.get(deviceId)?.session
+      return session?.state === 'online' ? session : undefined
+    }
     const out: Session[] = []
     for (const device of this.devices.values())
       if (device.session.state === 'online') out.push(device.session)

@@ -1,7 +1,13 @@
 import type { Worker } from 'node:cluster'
 import { AggregatorRegistry } from 'prom-client'
 import { GatewayMetrics, type MetricsSource } from '../adapters/admin/metrics.js'
-import type { AdminBackend, DeviceView, MetricsText } from '../adapters/admin/server.js'
+import {
+  type AdminBackend,
+  type DeviceQuery,
+  type DeviceView,
+  type MetricsText,
+  selectDevices,
+} from '../adapters/admin/server.js'
 import type { DialOutView } from '../adapters/dial-out.js'
 import { GatewayError } from '../errors.js'
 
@@ -11,7 +17,7 @@ import { GatewayError } from '../errors.js'
  * /metrics is prom-client's cluster aggregation of the workers' registries.
  */
 
-type Op = 'devices' | 'dialOut' | 'kick' | 'send' | 'counters' | 'missing'
+type Op = 'devices' | 'device' | 'dialOut' | 'kick' | 'send' | 'counters' | 'missing'
 
 interface Request {
   readonly type: 'hypertcp:admin'
@@ -48,7 +54,9 @@ export function serveAdmin(backend: AdminBackend & MetricsSource): void {
 async function answer(backend: AdminBackend, op: Op, args: readonly string[]): Promise<unknown> {
   switch (op) {
     case 'devices':
-      return backend.devices()
+      return backend.devices({ prefix: args[0]!, after: args[1] || null, limit: Number(args[2]) })
+    case 'device':
+      return backend.device(args[0]!)
     case 'dialOut':
       return backend.dialOut()
     case 'kick':
@@ -85,9 +93,15 @@ export class WorkersAdmin implements AdminBackend {
     })
   }
 
-  async devices(): Promise<DeviceView[]> {
-    const all = (await this.ask<DeviceView[]>('devices')).flatMap((r) => r.value ?? [])
-    return all.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  /** Each worker's first `limit`, merged: the first `limit` of all (ids are never empty: '' is no `after`). */
+  async devices(query: DeviceQuery): Promise<DeviceView[]> {
+    const args = [query.prefix, query.after ?? '', String(query.limit)]
+    const all = (await this.ask<DeviceView[]>('devices', args)).flatMap((r) => r.value ?? [])
+    return selectDevices(all, (d) => d.id, query)
+  }
+
+  async device(id: string): Promise<DeviceView | undefined> {
+    return (await this.ask<DeviceView | undefined>('device', [id])).find((r) => r.value != null)?.value
   }
 
   async dialOut(): Promise<DialOutView[]> {

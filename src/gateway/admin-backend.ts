@@ -1,5 +1,5 @@
 import type { MetricsSource } from '../adapters/admin/metrics.js'
-import type { AdminBackend, DeviceView } from '../adapters/admin/server.js'
+import { type AdminBackend, type DeviceView, selectDevices } from '../adapters/admin/server.js'
 import type { Bridge } from '../bridge/bridge.js'
 import { redactUrl } from '../config/redact.js'
 import type { Session } from '../session/session.js'
@@ -20,7 +20,11 @@ export function adminBackend(
     maxDownlinkSize: gateway.config.maxDownlinkSize,
     stats: () => gateway.stats(),
     brokerConnected: () => broker.ports.map((port) => port.connected),
-    devices: () => bridge.online().map(view),
+    devices: (query) => selectDevices(bridge.online(), (s) => s.deviceId!, query).map(view),
+    device: (id) => {
+      const session = bridge.online(id)
+      return session === undefined ? undefined : view(session)
+    },
     dialOut: () => listeners.dialed(),
     kick: (id) => bridge.kick(id, 'the admin API'),
     send: (id, payloadJson) => bridge.sendFromServer(id, payloadJson),

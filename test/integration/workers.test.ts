@@ -202,6 +202,19 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
       expect((await call(run, '/readyz')).body).to.deep.equal({ status: 'ready' })
       const listed = (await call(run, '/api/v1/devices')).body as { devices: { id: string }[] }
       expect(listed.devices.map((d) => d.id)).to.deep.equal(['dev-1', 'dev-3', 'dev-4'])
+      // Pages over both workers (each asked for its first limit + 1 after the cursor), and one device.
+      const pageOf = async (query: string) => {
+        const { devices, next } = (await call(run, `/api/v1/devices?${query}`)).body
+        return { ids: (devices as { id: string }[]).map((d) => d.id), next }
+      }
+      expect(await pageOf('limit=2')).to.deep.equal({ ids: ['dev-1', 'dev-3'], next: 'dev-3' })
+      expect(await pageOf('limit=2&cursor=dev-3')).to.deep.equal({ ids: ['dev-4'], next: null })
+      expect(await pageOf('limit=1&cursor=dev-1')).to.deep.equal({ ids: ['dev-3'], next: 'dev-3' })
+      expect(await pageOf('prefix=dev-4')).to.deep.equal({ ids: ['dev-4'], next: null })
+      const one = await call(run, `/api/v1/devices/${b}`)
+      expect(one.status).to.equal(200)
+      expect(one.body).to.include({ id: b, dialect: 'hypertcp' })
+      expect((await call(run, '/api/v1/devices/dev-2')).status).to.equal(404)
       const metrics = (await call(run, '/metrics')).text
       expect(metrics).to.match(/^hypertcp_devices_connected 3$/m)
       expect(metrics).to.match(/^hypertcp_logins_total\{result="ok"\} 3$/m)

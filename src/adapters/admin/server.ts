@@ -24,6 +24,25 @@ export interface DeviceView {
   readonly down: number
 }
 
+/** Which devices a list asks for: ids starting with `prefix`, after `after` (null: from the first). */
+export interface DeviceQuery {
+  readonly prefix: string
+  readonly after: string | null
+  readonly limit: number
+}
+
+/** The first `query.limit` of `items` (by `idOf`) in id order that the query selects. */
+export function selectDevices<T>(items: Iterable<T>, idOf: (item: T) => string, query: DeviceQuery): T[] {
+  const picked: T[] = []
+  for (const item of items) {
+    const id = idOf(item)
+    if (id.startsWith(query.prefix) && (query.after === null || id > query.after)) picked.push(item)
+  }
+  picked.sort((a, b) => (idOf(a) < idOf(b) ? -1 : idOf(a) > idOf(b) ? 1 : 0))
+  if (picked.length > query.limit) picked.length = query.limit
+  return picked
+}
+
 /** A value now, or (a primary asking its workers) once they answered. */
 type Later<T> = T | Promise<T>
 
@@ -31,8 +50,10 @@ type Later<T> = T | Promise<T>
 export interface AdminBackend {
   readonly gatewayId: string
   readonly maxDownlinkSize: number
-  /** The devices connected to this instance. */
-  devices(): Later<DeviceView[]>
+  /** The devices connected to this instance that `query` selects ({@link selectDevices}). */
+  devices(query: DeviceQuery): Later<DeviceView[]>
+  /** One device connected to this instance. */
+  device(id: string): Later<DeviceView | undefined>
   /** The devices this instance dials (`dialOut`), and where each is. */
   dialOut(): Later<DialOutView[]>
   /** Closes a device's connection (reason `kicked`); false if it is not connected here. */
@@ -180,7 +201,7 @@ export class AdminServer {
     }
     if (path === '/api/v1/devices') {
       allow(method, 'GET')
-      return send(res, 200, page(await backend.devices(), url.searchParams))
+      return send(res, 200, await page(backend, url.searchParams))
     }
     if (path === '/api/v1/dial-out') {
       allow(method, 'GET')
@@ -202,25 +223,29 @@ export class AdminServer {
       return
     }
     allow(method, 'GET')
-    const device = (await backend.devices()).find((d) => d.id === id)
+    const device = await backend.device(id)
     if (device === undefined) throw new HttpError(404, `device ${id} is not connected to this gateway`)
     return send(res, 200, device)
   }
 }
 
 /** `?limit=&cursor=&prefix=`: devices in id order, from after `cursor`, with the cursor of the next page. */
-function page(devices: DeviceView[], query: URLSearchParams): { devices: DeviceView[]; next: string | null } {
+async function page(
+  backend: AdminBackend,
+  query: URLSearchParams,
+): Promise<{ devices: DeviceView[]; next: string | null }> {
   const limitText = query.get('limit')
   const limit = limitText === null ? DEFAULT_PAGE : Number(limitText)
   if (!Number.isInteger(limit) || limit < 1 || limit > PAGE_LIMIT)
     throw new HttpError(400, `limit: expected an integer from 1 to ${PAGE_LIMIT}`)
-  const prefix = query.get('prefix') ?? ''
-  const cursor = query.get('cursor')
-  const sorted = devices
-    .filter((d) => d.id.startsWith(prefix) && (cursor === null || d.id > cursor))
-    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-  const shown = sorted.slice(0, limit)
-  return { devices: shown, next: sorted.length > limit ? shown.at(-1)!.id : null }
+  // One more than shown: whether there is a next page.
+  const devices = await backend.devices({
+    prefix: query.get('prefix') ?? '',
+    after: query.get('cursor'),
+    limit: limit + 1,
+  })
+  const shown = devices.slice(0, limit)
+  return { devices: shown, next: devices.length > limit ? shown.at(-1)!.id : null }
 }
 
 /** `{"payload": <any JSON>}` from the request body: the payload's JSON text. */
