@@ -11,6 +11,7 @@ import { readTlsFiles, type TlsFiles } from './device-listener.js'
 import { formatAddress, listenOn } from './listen.js'
 import { guardPacketSize } from './packet-size-guard.js'
 import { RetainedBudget } from './retained-budget.js'
+import { indexedMemoryPersistence } from './retained-index.js'
 
 export interface EmbeddedBrokerOptions {
   readonly host: string
@@ -74,6 +75,7 @@ export class EmbeddedBroker {
     const brokerOptions: AedesOptions = {
       id: 'hypertcp-embedded',
       connectTimeout: options.connectTimeoutMs,
+      persistence: indexedMemoryPersistence(),
       ...options.auth.hooks(),
     }
     const aedes = await Aedes.createBroker(brokerOptions)
