@@ -221,12 +221,10 @@ export class Bridge implements SessionHost {
     )
     for (const lane of this.lanes) {
       lane.mqtt.onMessage((topic, payload, retained) => {
-        if (lane.mqtt.keepsSession === true && topic !== this.broadcastTopic && !this.routes.has(topic))
-          return this.stray(lane, topic)
         // A retained message replayed at subscription time is not a command for now: replaying a
         // retained kick, toggle or broadcast at every login would be a hazard, not a feature. Only
         // a held device's retained presence is read: it says where the device is.
-        if (!retained) return this.onMessage(topic, payload)
+        if (!retained) return this.onMessage(lane, topic, payload)
         const route = this.routes.get(topic)
         if (route?.kind === 'presence') this.onPresence(route.held, payload)
         return undefined
@@ -323,9 +321,9 @@ export class Bridge implements SessionHost {
       })
   }
 
-  /** A message no route wants from a broker that keeps sessions: a subscription left over is ended. */
+  /** A message no route wants: from a broker that keeps sessions, a subscription left over is ended. */
   private stray(lane: Lane, topic: string): undefined {
-    if (lane.subscriptions.stray(topic)) {
+    if (lane.mqtt.keepsSession === true && lane.subscriptions.stray(topic)) {
       this.stats.subscriptionsLeftOver++
       this.logger.debug('a subscription left in the broker session from before: unsubscribing', { topic })
       this.pacer.request()
@@ -741,10 +739,11 @@ export class Bridge implements SessionHost {
     return new Promise((resolve, reject) => fn((err) => (err ? reject(err) : resolve())))
   }
 
-  private onMessage(topic: string, message: Buffer): AckLater | undefined {
+  private onMessage(lane: Lane, topic: string, message: Buffer): AckLater | undefined {
     const route = topic === this.broadcastTopic ? BROADCAST : this.routes.get(topic)
-    // Not ours: a late message for a device that has left (or, embedded, any client's publish).
-    if (route === undefined) return undefined
+    // Not ours: a late message for a device that has left (or, embedded, any client's publish),
+    // or one from a subscription a kept broker session still has.
+    if (route === undefined) return this.stray(lane, topic)
     // Size before parse: a message no device could be sent is dropped before a byte of it is read
     // (a raw custom-command message, never parsed, is checked by the session as it is delivered).
     if (message.length > this.config.maxDownlinkSize && route.kind !== 'raw') {
