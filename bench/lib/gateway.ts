@@ -100,6 +100,8 @@ export interface GatewaySpec {
   readonly flags: Readonly<Record<string, string>>
   /** Extra node options, e.g. `--cpu-prof`. */
   readonly nodeArgs?: readonly string[]
+  /** How long it may take to listen (ms; default 20 s): workers holding 100,000 devices need more. */
+  readonly startTimeoutMs?: number
 }
 
 /**
@@ -170,7 +172,7 @@ export class GatewayProc {
     track(child)
     const gw = new GatewayProc(spec, child, dir)
     try {
-      await waitListening(spec.port, 20_000, () =>
+      await waitListening(spec.port, spec.startTimeoutMs ?? 20_000, () =>
         child.exitCode !== null || child.signalCode !== null
           ? `gateway exited (${child.exitCode ?? child.signalCode}): ${gw.output.join('\n')}`
           : undefined,

@@ -181,6 +181,8 @@ async function scaleRun(
     },
     nodeArgs: opts.gatewayNodeArgs,
     ...(mqttUrl !== undefined ? { mqttUrl } : {}),
+    // Workers subscribe the topics of every device they hold, and read their presence, first.
+    ...(gatewayWorkers > 1 ? { startTimeoutMs: 120_000 } : {}),
   }
   const start = async (): Promise<GatewayProc> => {
     const started = await GatewayProc.start(spec)

@@ -20,6 +20,8 @@ export type TopicClass =
   | 'control'
   | 'broadcast'
   | 'gatewayStatus'
+  | 'peer'
+  | 'peerBroadcast'
   | 'rawUp'
   | 'rawDown'
   | 'sys'
@@ -33,13 +35,15 @@ const EVERY = set(
   'control',
   'broadcast',
   'gatewayStatus',
+  'peer',
+  'peerBroadcast',
   'rawUp',
   'rawDown',
   'sys',
   'other',
 )
 /** What an application may read: devices' messages and presence, broadcasts, the gateways' status. */
-const APP_READ = set('up', 'status', 'broadcast', 'gatewayStatus', 'rawUp', 'other')
+const APP_READ = set('up', 'status', 'broadcast', 'peerBroadcast', 'gatewayStatus', 'rawUp', 'other')
 
 /** The classes each role may subscribe to and receive. */
 export const READ: Readonly<Record<BrokerRole, ReadonlySet<TopicClass>>> = {
@@ -51,13 +55,14 @@ export const READ: Readonly<Record<BrokerRole, ReadonlySet<TopicClass>>> = {
 
 /**
  * The classes each role may publish to. Only gateways publish what devices said, their presence
- * and the gateways' status; only admins (and gateways) use the control topic.
+ * and the gateways' status, and only they speak to each other on the peer topics; only admins
+ * (and gateways) use the control topic.
  */
 export const WRITE: Readonly<Record<BrokerRole, ReadonlySet<TopicClass>>> = {
   app: set('down', 'broadcast', 'rawDown', 'other'),
   monitor: set(),
   admin: set('down', 'broadcast', 'rawDown', 'control', 'other'),
-  gateway: set('up', 'down', 'status', 'control', 'broadcast', 'gatewayStatus', 'rawUp', 'rawDown', 'other'),
+  gateway: set(...[...EVERY].filter((c) => c !== 'sys')),
 }
 
 /** One level of a template: a literal, or a level holding a placeholder (matched by its regex). */
@@ -83,6 +88,8 @@ export class BrokerAcl {
     this.add('control', topics.control, ['c', 'u'])
     this.add('broadcast', topics.broadcast, [])
     this.add('gatewayStatus', topics.gatewayStatus, ['g'])
+    if (topics.peer !== null) this.add('peer', topics.peer, ['c', 'u'])
+    if (topics.peerBroadcast !== null) this.add('peerBroadcast', topics.peerBroadcast, [])
     for (const c of customCommands) {
       if (c.up !== null) this.add('rawUp', c.up, ['c', 'u', 'g'])
       if (c.down !== null) this.add('rawDown', c.down, ['c', 'u'])

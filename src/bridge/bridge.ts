@@ -41,6 +41,8 @@ interface Attached {
   readonly down: string
   readonly status: string
   readonly control: string
+  /** Its peer topic (`topics.peer`), if gateways use one. */
+  readonly peer: string | undefined
   /** When it was attached (ms), to ignore takeovers older than this login. */
   readonly at: number
   /** `{"from":"<id>","payload":` of the envelopes it sends ([HT-4.4], [HT-5.3]). */
@@ -63,19 +65,24 @@ interface Held {
   readonly username: string
   readonly down: string
   readonly status: string
+  readonly peer: string | undefined
   readonly lane: Lane
 }
 
 type Route =
-  | { readonly kind: 'down' | 'control'; readonly device: Attached }
+  | { readonly kind: 'down' | 'control' | 'peer'; readonly device: Attached }
   /** [HT-5.6] Messages sent to the device as frames of `type`. */
   | { readonly kind: 'raw'; readonly device: Attached; readonly type: number }
-  /** A held device's down topic while it is not here: kept. Its status topic: where it went. */
-  | { readonly kind: 'held' | 'presence'; readonly held: Held }
-  /** [HT-5.3] The broadcast topic. */
-  | { readonly kind: 'broadcast' }
+  /**
+   * A held device's down (or peer) topic while it is not here: kept. Its status topic: where it
+   * went.
+   */
+  | { readonly kind: 'held' | 'heldPeer' | 'presence'; readonly held: Held }
+  /** [HT-5.3] The broadcast topic; the peer broadcast topic, whose `from` is believed. */
+  | { readonly kind: 'broadcast'; readonly trusted: boolean }
 
-const BROADCAST: Route = { kind: 'broadcast' }
+/** How every message gateways send each other on a peer topic that is not an envelope begins. */
+const ACTION = Buffer.from('{"action":')
 
 /** A login waiting for the next flush of broker work. */
 interface PendingLogin {
@@ -136,6 +143,15 @@ export class Bridge implements SessionHost {
   private readonly externalAuth: ExternalAuth | undefined
   private readonly templates: Record<'up' | 'down' | 'status' | 'control', TopicTemplate>
   private readonly broadcastTopic: string
+  /**
+   * `topics.peer`, `topics.peerBroadcast`: where gateways send each other what only they may say
+   * (a device's `from`, a takeover), when set; then neither is believed on the down, broadcast or
+   * control topic, which others write too.
+   */
+  private readonly peer: { readonly template: TopicTemplate; readonly broadcast: string } | undefined
+  /** The broadcast topics' routes: a `from` believed unless peer topics carry the true ones. */
+  private readonly broadcastRoute: Route
+  private readonly peerBroadcastRoute: Route = { kind: 'broadcast', trusted: true }
   readonly gatewayStatusTopic: string
   /** [HT-5.6] Custom command types taken from devices → their up topic. */
   private readonly rawUp = new Map<number, TopicTemplate>()
@@ -203,6 +219,12 @@ export class Bridge implements SessionHost {
       control: compileTemplate(t.control, ['c', 'u']),
     }
     this.broadcastTopic = compileTemplate(t.broadcast, []).render({})
+    if (t.peer !== null && t.peerBroadcast !== null)
+      this.peer = {
+        template: compileTemplate(t.peer, ['c', 'u']),
+        broadcast: compileTemplate(t.peerBroadcast, []).render({}),
+      }
+    this.broadcastRoute = { kind: 'broadcast', trusted: this.peer === undefined }
     for (const custom of config.customCommands) {
       if (custom.up !== null) this.rawUp.set(custom.type, compileTemplate(custom.up, ['c', 'u', 'g']))
       if (custom.down !== null)
@@ -226,7 +248,7 @@ export class Bridge implements SessionHost {
         // a held device's retained presence is read: it says where the device is.
         if (!retained) return this.onMessage(lane, topic, payload)
         const route = this.routes.get(topic)
-        if (route?.kind === 'presence') this.onPresence(route.held, payload)
+        if (route?.kind === 'presence') this.onPresence(route.held, payload, true)
         return undefined
       })
     }
@@ -237,7 +259,9 @@ export class Bridge implements SessionHost {
    * first connection's {@link restore}. Resolves once the broker confirmed them.
    */
   start(): Promise<void> {
-    const waits = [this.lanes[0]!.subscriptions.add([this.broadcastTopic])]
+    const broadcasts =
+      this.peer === undefined ? [this.broadcastTopic] : [this.broadcastTopic, this.peer.broadcast]
+    const waits = [this.lanes[0]!.subscriptions.add(broadcasts)]
     if (this.downlinks !== undefined) {
       // Store-and-forward: every device of the registry, and the auth hook's devices served here
       // before, whether they ever log in or not.
@@ -259,12 +283,19 @@ export class Bridge implements SessionHost {
       username,
       down: this.templates.down.render(values),
       status: this.templates.status.render(values),
+      peer: this.peer?.template.render(values),
       lane: this.laneOf(deviceId),
     }
     this.held.set(deviceId, held)
-    if (!this.devices.has(deviceId)) this.routes.set(held.down, { kind: 'held', held })
+    if (!this.devices.has(deviceId)) this.keepRoutes(held)
     this.routes.set(held.status, { kind: 'presence', held })
-    return held.lane.subscriptions.add([held.down, held.status])
+    return held.lane.subscriptions.add(heldTopics(held))
+  }
+
+  /** A held device not here: what comes on its down and peer topics is kept. */
+  private keepRoutes(held: Held): void {
+    this.routes.set(held.down, { kind: 'held', held })
+    if (held.peer !== undefined) this.routes.set(held.peer, { kind: 'heldPeer', held })
   }
 
   /**
@@ -274,14 +305,17 @@ export class Bridge implements SessionHost {
    * this one keeps nothing more for it until the device logs in here. A presence naming this
    * gateway online from an earlier run (it stopped uncleanly: nothing said the device left) is
    * put right: offline, `connection_lost`; so is another gateway's offline presence of a device
-   * online here (a correction of that kind crossing this login), by this one's online presence.
+   * online here (a correction of that kind crossing this login), by this one's online presence —
+   * unless it is a retained one from before this login, replayed as the status topic was
+   * subscribed: this login's presence went to the broker after that SUBSCRIBE and replaced it.
    */
-  private onPresence(held: Held, message: Buffer): void {
+  private onPresence(held: Held, message: Buffer, retained = false): void {
     const presence = parseJsonObject(message)
     const gateway = presence?.gateway
     const here = this.devices.get(held.deviceId)
     if (here !== undefined) {
-      if (presence?.online === false && typeof gateway === 'string' && gateway !== this.gatewayId)
+      const stale = retained && typeof presence?.at === 'number' && presence.at <= here.at
+      if (!stale && presence?.online === false && typeof gateway === 'string' && gateway !== this.gatewayId)
         this.publishPresence(here, this.onlineState(here, here.at), true).catch((err: Error) =>
           here.session.logger.warn('presence not republished', { error: err.message }),
         )
@@ -303,8 +337,9 @@ export class Bridge implements SessionHost {
     this.held.delete(held.deviceId)
     this.downlinks!.store.forget(held.deviceId)
     this.routes.delete(held.down)
+    if (held.peer !== undefined) this.routes.delete(held.peer)
     this.routes.delete(held.status)
-    held.lane.subscriptions.remove([held.down, held.status])
+    held.lane.subscriptions.remove(heldTopics(held))
     this.pacer.request()
     const kept = this.downlinks!.handOver(held.deviceId)
     if (kept.length === 0) return
@@ -314,8 +349,10 @@ export class Bridge implements SessionHost {
       gateway,
       messages: kept.length,
     })
+    // What is kept is what this gateway made of each message (a `from` it believed, or `server`):
+    // with peer topics, the other gateway is to believe it too.
     for (const k of kept)
-      this.publish(held.lane.mqtt, held.down, k.body, 1, false, (err) => {
+      this.publish(held.lane.mqtt, held.peer ?? held.down, k.body, 1, false, (err) => {
         if (err)
           this.logger.warn('kept downlink not handed over', { deviceId: held.deviceId, error: err.message })
       })
@@ -444,6 +481,7 @@ export class Bridge implements SessionHost {
       down: this.templates.down.render(values),
       status: this.templates.status.render(values),
       control: this.templates.control.render(values),
+      peer: this.peer?.template.render(values),
       at: Date.now(),
       fromPrefix: envelopePrefix(identity.deviceId),
       rawDown: this.rawDown.length === 0 ? NONE : this.rawDown.map((r) => r.template.render(values)),
@@ -460,6 +498,7 @@ export class Bridge implements SessionHost {
     }
     this.routes.set(device.down, { kind: 'down', device })
     this.routes.set(device.control, { kind: 'control', device })
+    if (device.peer !== undefined) this.routes.set(device.peer, { kind: 'peer', device })
     for (let i = 0; i < device.rawDown.length; i++) {
       this.routes.set(device.rawDown[i]!, { kind: 'raw', device, type: this.rawDown[i]!.type })
     }
@@ -489,10 +528,10 @@ export class Bridge implements SessionHost {
     }
     for (const { device } of current) {
       const takeover = `${this.ownTakeoverText}"session":${JSON.stringify(device.session.id)},"at":${device.at}}`
-      device.lane.mqtt.publish(device.control, takeover, { qos: 0 }, noop)
+      device.lane.mqtt.publish(device.peer ?? device.control, takeover, { qos: 0 }, noop)
     }
     const subscribed = current.map(({ device }) =>
-      device.lane.subscriptions.add([device.down, device.control, ...device.rawDown]),
+      device.lane.subscriptions.add(attachedTopics(device, true)),
     )
     for (const lane of this.lanes) if (lane.mqtt.connected) lane.subscriptions.flush()
     for (let i = 0; i < current.length; i++) {
@@ -554,12 +593,15 @@ export class Bridge implements SessionHost {
         topic = device.up
         qos = this.config.qos.up
         break
-      case 'direct': // [HT-4.4]: the target's down topic, whichever instance holds it
-        topic = this.templates.down.render({ c: targetId, u: this.registry.usernameOf(targetId) })
+      case 'direct': // [HT-4.4]: the target's down (or peer) topic, whichever instance holds it
+        topic = (this.peer?.template ?? this.templates.down).render({
+          c: targetId,
+          u: this.registry.usernameOf(targetId),
+        })
         qos = this.config.qos.direct
         break
       case 'broadcast': // [HT-5.3]
-        topic = this.broadcastTopic
+        topic = this.peer?.broadcast ?? this.broadcastTopic
         qos = this.config.qos.broadcast
         break
     }
@@ -649,16 +691,13 @@ export class Bridge implements SessionHost {
       this.devices.delete(id)
       this.routes.delete(device.down)
       this.routes.delete(device.control)
+      if (device.peer !== undefined) this.routes.delete(device.peer)
       for (const topic of device.rawDown) this.routes.delete(topic)
       const held = this.held.get(id)
-      // Held: its down topic stays subscribed, and what comes is kept.
-      if (held !== undefined) this.routes.set(held.down, { kind: 'held', held })
+      // Held: its down and peer topics stay subscribed, and what comes is kept.
+      if (held !== undefined) this.keepRoutes(held)
       if (!this.closing) {
-        device.lane.subscriptions.remove(
-          held !== undefined
-            ? [device.control, ...device.rawDown]
-            : [device.down, device.control, ...device.rawDown],
-        )
+        device.lane.subscriptions.remove(attachedTopics(device, held === undefined))
         this.pacer.request()
       }
     }
@@ -740,7 +779,12 @@ export class Bridge implements SessionHost {
   }
 
   private onMessage(lane: Lane, topic: string, message: Buffer): AckLater | undefined {
-    const route = topic === this.broadcastTopic ? BROADCAST : this.routes.get(topic)
+    const route =
+      topic === this.broadcastTopic
+        ? this.broadcastRoute
+        : topic === this.peer?.broadcast
+          ? this.peerBroadcastRoute
+          : this.routes.get(topic)
     // Not ours: a late message for a device that has left (or, embedded, any client's publish),
     // or one from a subscription a kept broker session still has.
     if (route === undefined) return this.stray(lane, topic)
@@ -757,27 +801,33 @@ export class Bridge implements SessionHost {
     }
     switch (route.kind) {
       case 'broadcast':
-        this.onBroadcast(message)
+        this.onBroadcast(message, route.trusted)
         return undefined
       case 'down':
-        return this.onDownlink(route.device, message)
+        return this.onDownlink(route.device, message, this.peer === undefined)
       case 'held':
-        return this.keepFor(route.held, message)
+        return this.keepFor(route.held, message, this.peer === undefined)
       case 'presence':
         this.onPresence(route.held, message)
         return undefined
       case 'control':
-        this.onControl(route.device, message)
+        this.onControl(route.device, message, this.peer === undefined)
         return undefined
+      case 'peer': // from another gateway: a takeover notice, or a device's message
+        if (isAction(message)) this.onControl(route.device, message, true)
+        else return this.onDownlink(route.device, message, true)
+        return undefined
+      case 'heldPeer': // a takeover of a device not here concerns nobody here
+        return isAction(message) ? undefined : this.keepFor(route.held, message, true)
       case 'raw': // [HT-5.6] the message's bytes are the frame's body
         this.deliver(route.device.session, route.type, message)
         return undefined
     }
   }
 
-  /** [HT-5.2] A message on a device's down topic. */
-  private onDownlink(device: Attached, message: Buffer): AckLater | undefined {
-    const downlink = this.readDownlink(device.session.deviceId!, message)
+  /** [HT-5.2] A message on a device's down topic (or, from a gateway, its peer topic). */
+  private onDownlink(device: Attached, message: Buffer, trusted: boolean): AckLater | undefined {
+    const downlink = this.readDownlink(device.session.deviceId!, message, trusted)
     if (downlink === undefined) return undefined
     const session = device.session
     if (this.downlinks === undefined || !this.held.has(session.deviceId!)) {
@@ -800,20 +850,27 @@ export class Bridge implements SessionHost {
   }
 
   /** A message for a held device that is not here: kept for its next login. */
-  private keepFor(held: Held, message: Buffer): AckLater | undefined {
-    const downlink = this.readDownlink(held.deviceId, message)
+  private keepFor(held: Held, message: Buffer, trusted: boolean): AckLater | undefined {
+    const downlink = this.readDownlink(held.deviceId, message, trusted)
     if (downlink === undefined) return undefined
     this.downlinks!.keep(held.deviceId, downlink.body)
     return this.downlinks!.ackLater
   }
 
-  /** A down-topic message made ready for the device, or undefined (dropped: not JSON). */
+  /**
+   * A down-topic message made ready for the device, or undefined (dropped: not JSON). `trusted`:
+   * whether its `from` is believed (else it reads `server`).
+   */
   private readDownlink(
     deviceId: string,
     message: Buffer,
+    trusted: boolean,
   ): { body: Buffer | string; payload: unknown } | undefined {
-    const downlink = parseDownlink(message)
-    if (downlink.ok) return downlink
+    const downlink = parseDownlink(message, trusted)
+    if (downlink.ok) {
+      if (downlink.replaced) this.fromReplaced('down', deviceId)
+      return downlink
+    }
     this.countDrop('not_json')
     this.throttle.warn('downlink_invalid', 'downlink dropped', {
       deviceId,
@@ -839,8 +896,21 @@ export class Bridge implements SessionHost {
     if (isSettled(result)) this.countDelivery(session, result)
   }
 
+  /**
+   * A `from` naming someone on a topic anyone may write, with peer topics on: it reads `server`
+   * (counted; a warning at most every 10 s, for applications that still name a sender).
+   */
+  private fromReplaced(topic: 'down' | 'broadcast', deviceId?: string): void {
+    bump(this.stats.controlRefused, 'from_not_believed')
+    this.throttle.warn('from_not_believed', 'a "from" replaced by "server": only gateways name a sender', {
+      topic: topic === 'down' ? 'down' : this.broadcastTopic,
+      deviceId: deviceId ?? null,
+      reason: 'topics.peer is set: device-to-device messages and broadcasts come on the peer topics',
+    })
+  }
+
   /** [HT-5.3] To every device here except the sender. The body is shared, not copied per device. */
-  private onBroadcast(message: Buffer): void {
+  private onBroadcast(message: Buffer, trusted: boolean): void {
     if (!this.broadcastsIn.take(Date.now())) {
       this.countDrop('broadcast_rate')
       this.throttle.warn('broadcast_rate_down', 'broadcast from the broker dropped: over broadcastRate', {
@@ -849,7 +919,8 @@ export class Bridge implements SessionHost {
       })
       return
     }
-    const downlink = parseDownlink(message)
+    const downlink = parseDownlink(message, trusted)
+    if (downlink.ok && downlink.replaced) this.fromReplaced('broadcast')
     if (!downlink.ok) {
       this.countDrop('not_json')
       this.throttle.warn('broadcast_invalid', 'broadcast dropped', {
@@ -907,8 +978,11 @@ export class Bridge implements SessionHost {
     })
   }
 
-  /** [HT-5.5] kick, redirect; and takeovers announced by other instances ([HT-3.3]). */
-  private onControl(device: Attached, message: Buffer): void {
+  /**
+   * [HT-5.5] kick, redirect; and takeovers announced by other instances ([HT-3.3]), believed
+   * (`takeovers`) unless peer topics carry them and this came on the control topic.
+   */
+  private onControl(device: Attached, message: Buffer, takeovers: boolean): void {
     // Every login announces itself here, and this instance hears its own announcement back
     // (in-process, its subscription exists before the announcement is routed): recognise it by
     // its first bytes instead of parsing it.
@@ -942,6 +1016,15 @@ export class Bridge implements SessionHost {
       }
       case 'takeover':
         if (control.gateway === this.gatewayId) return // our own announcement
+        if (!takeovers) {
+          bump(this.stats.controlRefused, 'takeover_not_believed')
+          this.throttle.warn('takeover_not_believed', 'takeover notice on the control topic ignored', {
+            deviceId: session.deviceId,
+            gateway: control.gateway,
+            reason: 'topics.peer is set: gateways announce takeovers on the peer topic',
+          })
+          return
+        }
         if (control.at < device.at) return // older than this login: the device has moved on since
         session.logger.info('taken over by another gateway', { gateway: control.gateway })
         session.close('takeover')
@@ -1098,4 +1181,22 @@ type RateBudget = { take(now: number): boolean }
 /** A token bucket, or no limit at rate 0. */
 function rateBudget(rate: number, burst: number): RateBudget {
   return rate > 0 ? new TokenBucket(rate, burst, Date.now()) : { take: () => true }
+}
+
+/** What a held device has subscribed: its down, status and (when on) peer topics. */
+function heldTopics(held: Held): string[] {
+  return held.peer === undefined ? [held.down, held.status] : [held.down, held.status, held.peer]
+}
+
+/** The topics subscribed for an attached device; its down (and peer) topic only `withDown`. */
+function attachedTopics(device: Attached, withDown: boolean): string[] {
+  const topics = withDown ? [device.down, device.control] : [device.control]
+  if (withDown && device.peer !== undefined) topics.push(device.peer)
+  topics.push(...device.rawDown)
+  return topics
+}
+
+/** A control message a gateway sent on a peer topic (else it is a device's envelope). */
+function isAction(message: Buffer): boolean {
+  return message.length > ACTION.length && ACTION.compare(message, 0, ACTION.length) === 0
 }

@@ -2,7 +2,7 @@
  * The two settings that are lists of entries, file only: the device registry (`devices`) and the
  * custom command types (`customCommands`, [HT-5.6]). Their fields are declared in the tables below
  * (what the checks accept and the reference documents); their entries are checked here, with
- * messages that name the entry and the field.
+ * messages that name the entry and the field. The topics that must not clash are checked here too.
  */
 import type { DeviceEntry } from '../auth/registry.js'
 import { ConfigError } from '../errors.js'
@@ -142,9 +142,11 @@ export function checkCustomTopics(config: {
   topics: TopicsConfig
   customCommands: readonly CustomCommand[]
 }): void {
-  const taken = new Map<string, string>(
-    (['up', 'down', 'status', 'control', 'broadcast'] as const).map((t) => [config.topics[t], `topics.${t}`]),
-  )
+  const taken = new Map<string, string>()
+  for (const t of ['up', 'down', 'status', 'control', 'broadcast', 'peer', 'peerBroadcast'] as const) {
+    const topic = config.topics[t]
+    if (topic !== null) taken.set(topic, `topics.${t}`)
+  }
   config.customCommands.forEach((c, i) => {
     const at = `customCommands[${i}]`
     for (const [name, template, allowed] of [
@@ -166,6 +168,28 @@ export function checkCustomTopics(config: {
     if (clash !== undefined) throw new ConfigError(`${at}.down`, `must differ from ${clash}`)
     taken.set(c.down, `${at}.down`)
   })
+}
+
+/**
+ * The peer topics (docs/PROTOCOL.md, decision 38) are one guarantee on two topics, and a topic of their own:
+ * with one of them alone, or one that others may write, the gateway would still believe any `from`.
+ */
+export function checkPeerTopics(topics: TopicsConfig): void {
+  if ((topics.peer === null) !== (topics.peerBroadcast === null))
+    throw new ConfigError(
+      topics.peer === null ? 'topics.peer' : 'topics.peerBroadcast',
+      'topics.peer and topics.peerBroadcast go together: set both, or neither',
+    )
+  for (const name of ['peer', 'peerBroadcast'] as const) {
+    const same = (['up', 'down', 'status', 'control', 'broadcast', 'gatewayStatus'] as const).find(
+      (other) => topics[name] !== null && topics[other] === topics[name],
+    )
+    if (same !== undefined)
+      throw new ConfigError(
+        `topics.${name}`,
+        `is topics.${same}: the peer topics must be topics of their own`,
+      )
+  }
 }
 
 export function checkId(key: string, value: unknown): string {

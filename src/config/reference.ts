@@ -46,7 +46,7 @@ export function renderReference(): string {
   for (const [key, t] of Object.entries(TOPICS)) {
     const placeholders = t.placeholders.length === 0 ? 'none' : t.placeholders.map((p) => `%${p}`).join(' ')
     out.push(
-      `| \`${key}\` | \`${envName(key, 'topics')}\` | \`${t.default}\` | ${placeholders}${t.perDevice ? ' (%c required)' : ''} | ${t.doc} |`,
+      `| \`${key}\` | \`${envName(key, 'topics')}\` | ${t.default === null ? 'off' : `\`${t.default}\``} | ${placeholders}${t.perDevice ? ' (%c required)' : ''} | ${t.doc} |`,
     )
   }
   out.push('', '## QoS', '', 'QoS per flow, `qos.<name>` in the file.', '')

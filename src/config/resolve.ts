@@ -3,9 +3,9 @@ import { isAllowedId } from '../protocol/ids.js'
 import { compileTemplate, TemplateError } from '../protocol/topics.js'
 import type { BrokerUser } from './broker-users.js'
 import { checkBrokerUsers, readBrokerUsersFile } from './broker-users.js'
-import { checkCustomCommands, checkCustomTopics, checkDevices } from './collections.js'
+import { checkCustomCommands, checkCustomTopics, checkDevices, checkPeerTopics } from './collections.js'
 import { checkDialOut, checkDialOutIds, type DialOutInput } from './dial-out.js'
-import { type Kind, text } from './kinds.js'
+import { type Kind, nullable, text } from './kinds.js'
 import { describe, isRecord, suggest } from './messages.js'
 import {
   type GatewayConfig,
@@ -81,6 +81,7 @@ export function resolveConfig(layers: readonly ConfigLayer[]): GatewayConfig {
     addBrokerUsers(config, [legacy], 'brokerUsername')
   }
   checkTemplates(config.topics)
+  checkPeerTopics(config.topics)
   checkCustomTopics(config)
   checkDialOutIds(config)
   checkCombinations(config)
@@ -136,7 +137,7 @@ export function check(where: string, kind: Kind<unknown>, value: unknown): unkno
 }
 
 const TOPIC_KINDS: Record<string, Kind<unknown>> = Object.fromEntries(
-  Object.keys(TOPICS).map((k) => [k, text()]),
+  Object.entries(TOPICS).map(([k, t]) => [k, t.default === null ? nullable(text()) : text()]),
 )
 const QOS_KINDS: Record<string, Kind<unknown>> = Object.fromEntries(
   Object.entries(QOS).map(([k, q]) => [k, q.kind as Kind<unknown>]),
@@ -188,8 +189,10 @@ function sameUser(a: BrokerUser, b: BrokerUser): boolean {
 function checkTemplates(topics: TopicsConfig): void {
   for (const [name, t] of Object.entries(TOPICS) as [TopicKey, (typeof TOPICS)[TopicKey]][]) {
     const key = `topics.${name}`
+    const value = topics[name]
+    if (value === null) continue // an optional topic, off
     try {
-      const template = compileTemplate(topics[name], t.placeholders)
+      const template = compileTemplate(value, t.placeholders)
       if (t.perDevice && !template.uses.has('c'))
         throw new TemplateError('must contain %c (one topic per device)')
     } catch (err) {
@@ -276,7 +279,11 @@ export function envLayer(env: NodeJS.ProcessEnv): { layer: ConfigLayer; unknown:
       names[key] = name
     })
   }
-  for (const key of Object.keys(TOPICS)) readers.set(envName(key, 'topics'), (t) => (topics[key] = t.trim()))
+  for (const [key, spec] of Object.entries(TOPICS))
+    readers.set(
+      envName(key, 'topics'),
+      (t) => (topics[key] = spec.default === null ? t.trim() || null : t.trim()),
+    )
   for (const [key, q] of Object.entries(QOS))
     readers.set(envName(key, 'qos'), (t) => (qos[key] = q.kind.fromText(t.trim())))
   const unknown: string[] = []

@@ -487,7 +487,8 @@ export const SETTINGS = {
 
 /** A topic template ([HT-5]); placeholders: %c device id, %u username, %g gateway id. */
 export interface TopicSetting {
-  readonly default: string
+  /** null: off unless set (the optional topics between gateway instances). */
+  readonly default: string | null
   /** The placeholders it may use. */
   readonly placeholders: readonly Placeholder[]
   /** It must use %c: one topic per device. */
@@ -533,6 +534,24 @@ export const TOPICS = {
     perDevice: false,
     doc: "[HT-5.4] the gateway's own retained status and last will",
   },
+  peer: {
+    default: null,
+    placeholders: ['c', 'u'],
+    perDevice: true,
+    doc:
+      '[HT-4.4] off unless set (with `peerBroadcast`), e.g. `hypertcp/%c/peer`: gateway instances send each other ' +
+      'device-to-device messages and takeover notices here instead of on the down and control topics, so that ' +
+      "a broker's ACL can let only gateways write them; a `from` on the down topic then reads `server`, and a " +
+      'takeover on the control topic is ignored',
+  },
+  peerBroadcast: {
+    default: null,
+    placeholders: [],
+    perDevice: false,
+    doc:
+      "[HT-5.3] off unless set (with `peer`), e.g. `hypertcp/$peers/broadcast`: devices' broadcasts between " +
+      'gateway instances; a broadcast on `broadcast` then comes `from` `server`',
+  },
 } as const satisfies Record<string, TopicSetting>
 
 /** QoS per flow ([HT-5.7]): `qos.<name>` in the file, `HYPERTCP_QOS_<NAME>` in the environment. */
@@ -550,7 +569,10 @@ export type QosKey = keyof typeof QOS
 
 type ValueOf<S> = S extends { readonly kind: Kind<infer T> } ? T : never
 export type ScalarConfig = { -readonly [K in SettingKey]: ValueOf<(typeof SETTINGS)[K]> }
-export type TopicsConfig = Record<TopicKey, string>
+/** Every template; the optional ones ({@link TopicSetting.default} null) are null when off. */
+export type TopicsConfig = {
+  [K in TopicKey]: (typeof TOPICS)[K]['default'] extends null ? string | null : string
+}
 export type QosConfig = { [K in QosKey]: ValueOf<(typeof QOS)[K]> }
 
 /** Every setting of the gateway, resolved. Sources: defaults < config file < HYPERTCP_* env < flags. */

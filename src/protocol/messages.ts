@@ -62,6 +62,8 @@ export type Downlink =
       readonly ok: true
       readonly from: string
       readonly body: Buffer | string
+      /** A `from` naming someone other than `server` was not believed: it now reads `server`. */
+      readonly replaced?: true
       /** The parsed payload (to count its members against a device's limit). */
       readonly payload: unknown
     }
@@ -72,9 +74,10 @@ export type Downlink =
  * sent to the device. A JSON object with a `payload` key and a string (or absent) `from` is an
  * envelope: delivered as-is (verbatim bytes), `"from": "server"` added when absent. Any other
  * JSON value is the payload of a `{"from": "server"}` envelope. Not UTF-8 JSON: refused.
- * The size limit is the caller's to apply, on the returned body.
+ * Unless `trustFrom`, an envelope's `from` other than `server` is replaced by `server` (nobody
+ * but a gateway may speak for a device). The size limit is the caller's to apply, on the body.
  */
-export function parseDownlink(message: Buffer): Downlink {
+export function parseDownlink(message: Buffer, trustFrom = true): Downlink {
   if (message.length === 0) return { ok: false, reason: 'empty message' }
   if (!isUtf8(message)) return { ok: false, reason: 'message is not valid UTF-8' }
   const text = message.toString('utf8')
@@ -86,7 +89,11 @@ export function parseDownlink(message: Buffer): Downlink {
   }
   if (isPlainObject(value) && 'payload' in value) {
     const payload = value.payload
-    if (typeof value.from === 'string') return { ok: true, from: value.from, body: message, payload }
+    if (typeof value.from === 'string') {
+      if (trustFrom || value.from === 'server') return { ok: true, from: value.from, body: message, payload }
+      const body = JSON.stringify({ ...value, from: 'server' })
+      return { ok: true, from: 'server', body, payload, replaced: true }
+    }
     if (value.from === undefined) {
       // Keep the sender's bytes; only the `from` member is new.
       const brace = text.indexOf('{')

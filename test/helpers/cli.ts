@@ -86,23 +86,27 @@ export class CliProcess {
    */
   static async standalone(
     args: string[],
-    options: { ws?: boolean } = {},
+    options: { ws?: boolean; wrapper?: string[] } = {},
   ): Promise<{ gw: CliProcess; port: number; mqttPort: number; wsPort: number | undefined }> {
-    const gw = CliProcess.start([
-      ...args,
-      '--host',
-      '127.0.0.1',
-      '--port',
-      '0',
-      '--broker-host',
-      '127.0.0.1',
-      '--broker-port',
-      '0',
-      '--broker-ws-port',
-      options.ws ? '0' : 'off',
-      '--log-level',
-      'info',
-    ])
+    const gw = CliProcess.start(
+      [
+        ...args,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        '0',
+        '--broker-host',
+        '127.0.0.1',
+        '--broker-port',
+        '0',
+        '--broker-ws-port',
+        options.ws ? '0' : 'off',
+        '--log-level',
+        'info',
+      ],
+      {},
+      options.wrapper,
+    )
     const mqttPort = Number((await gw.match(/embedded MQTT broker listening on 127\.0\.0\.1:(\d+)/))[1])
     const wsPort = options.ws
       ? Number((await gw.match(/MQTT-over-WebSocket listening on 127\.0\.0\.1:(\d+)/))[1])

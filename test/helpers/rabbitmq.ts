@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -427,6 +427,29 @@ export class RabbitCluster {
    */
   rabbitmqctl(index: number, args: string[], timeoutMs = 30_000): Promise<string> {
     return keepAlive(() => this.ctl(this.member(index), args, timeoutMs, true))
+  }
+
+  /**
+   * Runs a shell script that manages node `index` (deploy/rabbitmq/permissions.sh) with
+   * `RABBITMQCTL` set to this node's rabbitmqctl and `env` added; resolves with its stdout.
+   */
+  script(index: number, path: string, env: NodeJS.ProcessEnv): Promise<string> {
+    const node = this.member(index)
+    return keepAlive(
+      () =>
+        new Promise((resolve, reject) => {
+          execFile(
+            'sh',
+            [path],
+            {
+              env: { ...node.env, ...env, RABBITMQCTL: `${rabbitmqctlBin} -n ${node.name}` },
+              timeout: 120_000,
+            },
+            (err, stdout, stderr) =>
+              err ? reject(new Error(`${path} failed: ${err.message}\n${stdout}${stderr}`)) : resolve(stdout),
+          )
+        }),
+    )
   }
 
   /** `withTail`: add the node's output to a failure (start() adds every node's itself). */

@@ -201,6 +201,46 @@ describe('broker security: users and roles on the embedded broker', function () 
   })
 })
 
+describe('broker security: peer topics on the embedded broker too', function () {
+  this.timeout(30_000)
+
+  it("lets only gateways write them; devices' messages and broadcasts still carry their sender", async () => {
+    const gw = await startGateway({
+      brokerUsers: [
+        { ...APP, role: 'app' },
+        { ...BROKER_ADMIN, role: 'admin' },
+      ],
+      topics: { peer: 'hypertcp/%c/peer', peerBroadcast: 'hypertcp/$peers/broadcast' },
+    })
+    try {
+      const one = await track(RawClient.connect(gw.port!))
+      const two = await track(RawClient.connect(gw.port!))
+      expect(await one.login('tok-1')).to.equal(Status.SUCCESS)
+      expect(await two.login('tok-2')).to.equal(Status.SUCCESS)
+      one.sendFrame(Cmd.JSON_MESSAGE, 2, { targetId: 'dev-2', payload: { hi: 1 } })
+      expect(await one.response(2)).to.equal(0)
+      const message = await two.frames.take((f) => f.type === Cmd.JSON_MESSAGE)
+      expect(JSON.parse(message.text)).to.deep.equal({ from: 'dev-1', payload: { hi: 1 } })
+      two.sendFrame(Cmd.BROADCAST, 3, { targetId: 'broadcast', payload: { all: 1 } })
+      const broadcast = await one.frames.take((f) => f.type === Cmd.BROADCAST)
+      expect(JSON.parse(broadcast.text)).to.deep.equal({ from: 'dev-2', payload: { all: 1 } })
+      for (const login of [APP, BROKER_ADMIN, undefined]) {
+        const c = await client(gw.mqttUrl, login ?? {})
+        expect(
+          await published(c, 'hypertcp/dev-1/peer', '{"from":"dev-2","payload":{}}'),
+          login?.username ?? 'anonymous',
+        ).to.equal(false)
+      }
+      const admin = await client(gw.mqttUrl, BROKER_ADMIN)
+      expect(await published(admin, 'hypertcp/$peers/broadcast', '{"from":"dev-2","payload":{}}')).to.equal(
+        false,
+      )
+    } finally {
+      await gw.close()
+    }
+  })
+})
+
 describe('broker security: anonymous clients and the network', function () {
   this.timeout(30_000)
 
@@ -573,6 +613,51 @@ describe('broker security: the broker port has limits too', function () {
     } finally {
       for (const s of idle) s.destroy()
       await gw.close()
+    }
+  })
+
+  it("survives the issue's flood with the defaults: twice the open-files limit in idle broker connections, devices still log in", async function () {
+    // The attack: idle TCP connections to the broker port (never a CONNECT) until the process has
+    // no file descriptors left, so device logins are reset. Here the limit is 2,000 (prlimit) and
+    // the flood 4,000 connections; the defaults (maxBrokerConnections 1000, out of the same
+    // open-files budget as maxConnections) hold the broker side to its share.
+    this.timeout(60_000)
+    requireBuild()
+    const config = join(tmpdir(), `htgw-flood-${process.pid}.json`)
+    const devices = Array.from({ length: 100 }, (_, i) => ({ id: `flood-${i}`, token: `flood-tok-${i}` }))
+    writeFileSync(config, JSON.stringify({ devices }))
+    const { gw, port, mqttPort } = await CliProcess.standalone(['--config', config], {
+      wrapper: ['prlimit', '--nofile=2000:2000'],
+    })
+    const held: Socket[] = []
+    try {
+      let refused = 0
+      for (let batch = 0; batch < 8; batch++) {
+        const opened = await Promise.all(
+          Array.from({ length: 500 }, () => rawMqtt(mqttPort).catch(() => undefined)),
+        )
+        for (const s of opened) {
+          if (s === undefined) refused++
+          else {
+            held.push(s)
+            s.once('close', () => held.splice(held.indexOf(s), 1))
+          }
+        }
+      }
+      // What the broker did not take it closed at once; at most its share stays open.
+      await waitUntil(() => held.length <= 1000, 'the flood past maxBrokerConnections closed')
+      expect(held.length + refused, 'the flood was not refused by the OS').to.be.greaterThan(900)
+      // Devices log in while the flood holds the broker's share: 100 of them, all served.
+      const clients = await Promise.all(devices.map(() => track(RawClient.connect(port))))
+      const statuses = await Promise.all(clients.map((c, i) => c.login(devices[i]!.token)))
+      expect(new Set(statuses)).to.deep.equal(new Set([Status.SUCCESS]))
+      const last = clients.at(-1)!
+      last.sendFrame(Cmd.PING, 7)
+      expect(await last.response(7)).to.equal(0)
+    } finally {
+      for (const s of held.splice(0)) s.destroy()
+      gw.kill('SIGKILL')
+      await gw.exited
     }
   })
 

@@ -3,7 +3,10 @@ import { BrokerAcl, type BrokerRole, withoutShare } from '../../src/auth/broker-
 import { hashPassword, parseHash, verifyPassword } from '../../src/auth/passwords.js'
 import { defaults } from '../../src/config/resolve.js'
 
-const acl = new BrokerAcl(defaults().topics, [{ type: 77, up: 'raw/%c/in', down: 'raw/%c/out' }])
+const acl = new BrokerAcl(
+  { ...defaults().topics, peer: 'hypertcp/%c/peer', peerBroadcast: 'hypertcp/$peers/broadcast' },
+  [{ type: 77, up: 'raw/%c/in', down: 'raw/%c/out' }],
+)
 
 const topics = {
   up: 'hypertcp/sensor-1/up',
@@ -12,6 +15,8 @@ const topics = {
   control: 'hypertcp/sensor-1/ctl',
   broadcast: 'hypertcp/broadcast',
   gatewayStatus: 'hypertcp/$gateway/gw-1/status',
+  peer: 'hypertcp/sensor-1/peer',
+  peerBroadcast: 'hypertcp/$peers/broadcast',
   rawUp: 'raw/sensor-1/in',
   rawDown: 'raw/sensor-1/out',
   other: 'lab/temperature',
@@ -23,9 +28,12 @@ type Name = keyof typeof topics
 const RIGHTS: Record<BrokerRole, { write: Name[]; read: Name[] }> = {
   app: {
     write: ['down', 'broadcast', 'rawDown', 'other'],
-    read: ['up', 'status', 'broadcast', 'gatewayStatus', 'rawUp', 'other'],
+    read: ['up', 'status', 'broadcast', 'peerBroadcast', 'gatewayStatus', 'rawUp', 'other'],
   },
-  monitor: { write: [], read: ['up', 'status', 'broadcast', 'gatewayStatus', 'rawUp', 'other', 'sys'] },
+  monitor: {
+    write: [],
+    read: ['up', 'status', 'broadcast', 'peerBroadcast', 'gatewayStatus', 'rawUp', 'other', 'sys'],
+  },
   admin: {
     write: ['down', 'broadcast', 'rawDown', 'control', 'other'],
     read: Object.keys(topics) as Name[],

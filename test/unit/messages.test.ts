@@ -75,6 +75,20 @@ describe('messages: downlinks [HT-5.2]', () => {
     expect(text(dn('{"from":7,"payload":1}'))).to.equal('{"from":"server","payload":{"from":7,"payload":1}}')
   })
 
+  it('replaces a from it is not to believe by server, and says so', () => {
+    const untrusted = (t: string) => parseDownlink(Buffer.from(t), false)
+    const forged = untrusted('{"from":"sensor-1","payload":{"command":"unlock"},"x":1}')
+    expect(forged.ok && forged.from).to.equal('server')
+    expect(forged.ok && forged.replaced).to.equal(true)
+    expect(text(forged)).to.equal('{"from":"server","payload":{"command":"unlock"},"x":1}')
+    // Nothing to replace: as when believed, and not counted as replaced.
+    for (const t of ['{"from":"server","payload":1}', '{"payload":1}', '{"command":"toggle"}']) {
+      const d = untrusted(t)
+      expect(text(d), t).to.equal(text(dn(t)))
+      expect(d.ok && d.replaced, t).to.equal(undefined)
+    }
+  })
+
   it('matches the golden downlink frame body', () => {
     const body = vector('downlink').frame.text!
     expect(text(dn('{"command":"control","device":"relay_1","action":"toggle"}'))).to.equal(body)
