@@ -249,11 +249,23 @@ async function scaleRun(
     let errors = 0
     const when = { p50: Number.NaN, p90: Number.NaN, p99: Number.NaN }
     const deadline = Date.now() + limitMs
+    let nextReport = Date.now() + 10_000
+    const before = await Promise.all(workers.map((w) => w.call('status', null)))
     while (Date.now() < deadline) {
       const status = await Promise.all(workers.map((w) => w.call('status', null)))
       const t = round((nowUs() - killUs) / 1e6, 3)
       back = sum(status.map((s) => s.online))
       errors = sum(status.map((s) => s.connectErrors)) - errorsBefore
+      if (Date.now() >= nextReport) {
+        // Progress, to tell a slow gateway from refused logins or connections it drops.
+        nextReport += 10_000
+        const delta = (k: 'loginFailures' | 'closes' | 'logins') =>
+          sum(status.map((s) => s[k])) - sum(before.map((s) => s[k]))
+        log(
+          `  scale: ${t} s after the kill: ${back} back, ${delta('logins')} logins, ${delta('loginFailures')} refused, ` +
+            `${errors} connect errors, ${delta('closes')} closes${await closeReasons(adminPort)}`,
+        )
+      }
       lastLoginUs = Math.max(...status.map((s) => s.lastLoginUs))
       if (Number.isNaN(when.p50) && back >= online * 0.5) when.p50 = t
       if (Number.isNaN(when.p90) && back >= online * 0.9) when.p90 = t
@@ -261,7 +273,10 @@ async function scaleRun(
       if (back >= online) break
       await sleep(50)
     }
-    if (back < online) log(`  scale: only ${back} of ${online} devices came back within ${opts.scaleRampS} s`)
+    if (back < online) {
+      log(`  scale: only ${back} of ${online} devices came back within ${opts.scaleRampS} s`)
+      for (const line of gw.output.slice(-20)) log(`  gateway: ${line}`)
+    }
 
     // The direct side, on a gateway started afresh as for its own ramp. Not the one the devices
     // have just left: each left its retained presence in the embedded broker, and Aedes's
@@ -378,5 +393,17 @@ async function waitReady(adminPort: number, timeoutMs: number): Promise<void> {
     if (status === 200) return
     if (Date.now() > deadline) throw new Error(`gateway workers not ready within ${timeoutMs} ms`)
     await sleep(100)
+  }
+}
+
+/** The gateway's own count of closed connections by reason (its admin API), for the progress lines. */
+async function closeReasons(adminPort: number | undefined): Promise<string> {
+  if (adminPort === undefined) return ''
+  try {
+    const res = await fetch(`http://127.0.0.1:${adminPort}/api/v1/stats`, { signal: AbortSignal.timeout(2000) })
+    const stats = (await res.json()) as { closes?: Record<string, number>; refused?: Record<string, number> }
+    return `; gateway: closes ${JSON.stringify(stats.closes ?? {})}, refused ${JSON.stringify(stats.refused ?? {})}`
+  } catch (err) {
+    return `; gateway stats: ${(err as Error).message}`
   }
 }
