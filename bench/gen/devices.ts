@@ -89,6 +89,8 @@ export interface Status {
   loginFailures: number
   connectErrors: number
   closes: number
+  /** Closes by what came before them: an error's code, or none (`before connect`, `connected`). */
+  closesBy: Record<string, number>
   pingsAnswered: number
   lastLoginUs: number
 }
@@ -249,6 +251,7 @@ let logins = 0
 let loginFailures = 0
 let connectErrors = 0
 let closes = 0
+const closesBy: Record<string, number> = {}
 let pingsAnswered = 0
 let lastLoginUs = 0
 /** Devices reconnect by themselves after losing the connection (the restart measurement). */
@@ -285,18 +288,25 @@ function connect(dev: Device): void {
     'device',
   )
   dev.decoder = decoder
+  let why = 'before connect'
   socket.on('connect', () => {
+    why = 'connected'
     decoder.expectLoginReply = true
     socket.write(dev.login)
   })
   socket.on('data', (chunk: Buffer) => {
+    why = dev.online ? 'logged in' : 'answered'
     decoder.push(chunk)
     if (dev.toSend > 0 || dev.replies.length > 0) flush(dev)
   })
-  socket.on('error', () => {
+  socket.on('error', (err: NodeJS.ErrnoException) => {
+    why = `${why}: ${err.code ?? err.message}`
     if (!dev.online) connectErrors++
   })
-  socket.on('close', () => onClose(dev, socket))
+  socket.on('close', () => {
+    closesBy[why] = (closesBy[why] ?? 0) + 1
+    onClose(dev, socket)
+  })
 }
 
 /** A direct MQTT client's login: TCP connect, CONNECT, CONNACK, SUBSCRIBE, SUBACK. */
@@ -745,7 +755,7 @@ serve<DeviceCommands>({
     return null
   },
   status() {
-    return { online, logins, loginFailures, connectErrors, closes, pingsAnswered, lastLoginUs }
+    return { online, logins, loginFailures, connectErrors, closes, closesBy, pingsAnswered, lastLoginUs }
   },
   async uplinkStart(args) {
     for (const dev of devices) {

@@ -9,6 +9,7 @@
 import { join } from 'node:path'
 import type { Mosquitto } from '../../test/helpers/mosquitto.js'
 import { freePort } from '../../test/helpers/net.js'
+import type { Status } from '../gen/devices.js'
 import { nowUs, sleep } from '../lib/clock.js'
 import { GatewayProc, type GatewaySpec } from '../lib/gateway.js'
 import { startBenchMosquitto } from '../lib/mosquitto.js'
@@ -263,7 +264,7 @@ async function scaleRun(
           sum(status.map((s) => s[k])) - sum(before.map((s) => s[k]))
         log(
           `  scale: ${t} s after the kill: ${back} back, ${delta('logins')} logins, ${delta('loginFailures')} refused, ` +
-            `${errors} connect errors, ${delta('closes')} closes${await closeReasons(adminPort)}`,
+            `${errors} connect errors, ${delta('closes')} closes ${JSON.stringify(closeKinds(status, before))}${await closeReasons(adminPort)}`,
         )
       }
       lastLoginUs = Math.max(...status.map((s) => s.lastLoginUs))
@@ -400,10 +401,20 @@ async function waitReady(adminPort: number, timeoutMs: number): Promise<void> {
 async function closeReasons(adminPort: number | undefined): Promise<string> {
   if (adminPort === undefined) return ''
   try {
-    const res = await fetch(`http://127.0.0.1:${adminPort}/api/v1/stats`, { signal: AbortSignal.timeout(2000) })
+    const res = await fetch(`http://127.0.0.1:${adminPort}/api/v1/stats`, {
+      signal: AbortSignal.timeout(2000),
+    })
     const stats = (await res.json()) as { closes?: Record<string, number>; refused?: Record<string, number> }
     return `; gateway: closes ${JSON.stringify(stats.closes ?? {})}, refused ${JSON.stringify(stats.refused ?? {})}`
   } catch (err) {
     return `; gateway stats: ${(err as Error).message}`
   }
+}
+
+/** The generators' closes since `before`, by what came before each (see Status.closesBy). */
+function closeKinds(now: Status[], before: Status[]): Record<string, number> {
+  const kinds: Record<string, number> = {}
+  for (const s of now) for (const [k, n] of Object.entries(s.closesBy)) kinds[k] = (kinds[k] ?? 0) + n
+  for (const s of before) for (const [k, n] of Object.entries(s.closesBy)) kinds[k] = (kinds[k] ?? 0) - n
+  return kinds
 }
