@@ -1,3 +1,4 @@
+import { setPriority } from 'node:os'
 import { Mosquitto } from '../../test/helpers/mosquitto.js'
 import { track } from './procs.js'
 
@@ -18,9 +19,25 @@ export const MOSQUITTO_SETTINGS = {
   persistence: false,
 } as const
 
-/** A Mosquitto for the benchmark (the tests' launcher, these settings), killed if the run dies. */
-export async function startBenchMosquitto(): Promise<Mosquitto> {
+/**
+ * A Mosquitto for the benchmark (the tests' launcher, these settings), killed if the run dies.
+ * `priority` (a nice value, e.g. -10) puts it ahead of the gateway's and generators' processes
+ * where they outnumber the cores; logged, not fatal, where the system refuses it.
+ */
+export async function startBenchMosquitto(
+  priority?: number,
+  log: (line: string) => void = () => {},
+): Promise<Mosquitto> {
   const m = await Mosquitto.start({ settings: MOSQUITTO_SETTINGS })
   if (m.process) track(m.process)
+  const pid = m.process?.pid
+  if (priority !== undefined && pid !== undefined) {
+    try {
+      setPriority(pid, priority)
+      log(`  mosquitto: nice ${priority} (pid ${pid})`)
+    } catch (err) {
+      log(`  mosquitto: nice ${priority} refused (${(err as Error).message}): it shares the cores evenly`)
+    }
+  }
   return m
 }

@@ -100,7 +100,14 @@ export async function runScale(
   broker: BrokerKind,
   log: (line: string) => void,
 ): Promise<ScaleRow> {
-  const mosquitto = broker === 'mosquitto' ? await startBenchMosquitto() : undefined
+  // With workers, the gateway's and the generators' processes outnumber the cores many times over
+  // (here 6 + 7 on 2): shared evenly, Mosquitto's one thread gets a fourteenth of the machine and
+  // every login waits for it (bench/README, "100,000 devices"). A deployment gives the broker a
+  // host or cores of its own; on one host, priority is the nearest thing.
+  const mosquitto =
+    broker === 'mosquitto'
+      ? await startBenchMosquitto(opts.scaleWorkers > 1 ? -10 : undefined, log)
+      : undefined
   const mqttUrl = broker === 'external' ? opts.brokerUrl : mosquitto?.url
   const runs: ScaleRun[] = []
   try {
@@ -175,10 +182,16 @@ async function scaleRun(
     devices: target,
     qosUp: 1,
     flags: {
-      ...opts.gatewayFlags,
       ...(adminPort !== undefined
-        ? { workers: String(gatewayWorkers), 'admin-port': String(adminPort) }
+        ? {
+            workers: String(gatewayWorkers),
+            'admin-port': String(adminPort),
+            // Round robin hands connections over one at a time per worker: too slow for a restart
+            // of 100,000 (README "Workers"). `--gateway-flag worker-balancing=round-robin` for it.
+            'worker-balancing': 'kernel',
+          }
         : {}),
+      ...opts.gatewayFlags,
     },
     nodeArgs: opts.gatewayNodeArgs,
     ...(mqttUrl !== undefined ? { mqttUrl } : {}),

@@ -44,6 +44,10 @@ interface Slot {
  */
 export async function runPrimary(config: GatewayConfig, logger: Logger, count: number): Promise<number> {
   explainLimits(config, count, logger)
+  // Frozen by node:cluster at the first fork. Round robin hands every connection over IPC, one at a
+  // time per worker, waiting for its answer: under load a few hundred a second, and what waits past
+  // the primary's open-files limit is accepted and closed (README "Workers").
+  cluster.schedulingPolicy = config.workerBalancing === 'kernel' ? cluster.SCHED_NONE : cluster.SCHED_RR
   const brokerSettings: Record<string, unknown> = {}
   let closeBroker = async (): Promise<void> => {}
   if (config.mqttUrl === null) {
@@ -120,7 +124,11 @@ export async function runPrimary(config: GatewayConfig, logger: Logger, count: n
       logger.info(`worker ${slot.index + 1} ready`, { pid: worker.process.pid })
       if (!announced && slots.every((s) => s.ready)) {
         announced = true
-        logger.info('gateway started', { gateway: config.gatewayId, workers: count })
+        logger.info('gateway started', {
+          gateway: config.gatewayId,
+          workers: count,
+          balancing: config.workerBalancing,
+        })
       }
     })
     worker.on('exit', (code, signal) => {

@@ -186,6 +186,11 @@ export const SETTINGS = {
     default: 1,
     doc: "gateway processes sharing the device ports ('auto' = one per core); above 1 a primary process runs the embedded broker and forks them (command line only)",
   },
+  workerBalancing: {
+    kind: choice(['round-robin', 'kernel']),
+    default: 'round-robin',
+    doc: "with workers, who accepts device connections: 'round-robin' (the primary, handing them to each worker in turn: an even spread) or 'kernel' (each worker from the shared port: faster at large reconnects, the spread uneven)",
+  },
   mqttConnections: {
     kind: integer(1, 64),
     default: 8,

@@ -234,6 +234,25 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
       expect((await call(run, `/api/v1/devices/${a}`, 'DELETE')).status).to.equal(404)
     })
 
+    it("takes the devices' connections on the workers themselves with workerBalancing kernel", async () => {
+      const run = await start(['--worker-balancing', 'kernel'])
+      expect(run.cli.lines.history.some((l) => /gateway started .*balancing=kernel/.test(l))).to.equal(true)
+      const w = await watch(run, 'hypertcp/+/status')
+      const ids = ['dev-1', 'dev-3', 'dev-4']
+      const devices = [await device(run, 'tok-1'), await device(run, 'tok-3'), await device(run, 'tok-4')]
+      for (const id of ids) await w.json<Presence>(`hypertcp/${id}/status`, (s) => s.online)
+      // Which worker takes which is the kernel's choice; every one is served, and counted once.
+      const stats = (await call(run, '/api/v1/stats')).body as {
+        online: number
+        workers: { worker: number; online: number }[]
+      }
+      expect(stats.online).to.equal(3)
+      expect(stats.workers.map((x) => x.online).reduce((a, b) => a + b, 0)).to.equal(3)
+      devices[0]!.sendMessage(ids[1]!, { hello: ids[1] })
+      const got = await devices[1]!.events.take((e) => e.kind === 'message', 5000, 'the message of dev-1')
+      expect(got).to.deep.include({ from: ids[0], payload: { hello: ids[1] } })
+    })
+
     it('ends a device id logged in on both workers with one connection (takeover across them)', async () => {
       const run = await start()
       const w = await watch(run, 'hypertcp/dev-1/status')
