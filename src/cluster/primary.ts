@@ -10,11 +10,14 @@ import { formatAddress } from '../adapters/listen.js'
 import { hashPassword } from '../auth/passwords.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { maxConnectionsOf } from '../gateway/admission.js'
-import { loopbackFor, startEmbeddedBroker } from '../gateway/broker-side.js'
+import { BrokerSide, loopbackFor, startEmbeddedBroker } from '../gateway/broker-side.js'
 import type { Logger } from '../log.js'
+import { createStats } from '../stats.js'
 import { WorkersAdmin } from './admin.js'
 import { WORKER_ENV, type WorkerBrief, type WorkerMessage } from './worker.js'
 
+/** How long the primary's stop waits for the broker to take its offline status. */
+const STATUS_TIMEOUT_MS = 2000
 /** A worker that lived this long has its next restart after the first step again. */
 const STABLE_MS = 10_000
 /** How long past shutdownTimeout the primary waits for its workers before it kills them. */
@@ -68,6 +71,14 @@ export async function runPrimary(config: GatewayConfig, logger: Logger, count: n
     brokerSettings.mqttPassword = password
     brokerSettings.mqttProtocolVersion = '3.1.1' // what Aedes speaks
   }
+  // [HT-5.4] The gateway's own status, published as one gateway does: online from the primary's own
+  // broker connection, offline (shutdown) once the workers stopped, else its last will.
+  const status = await BrokerSide.open(
+    { ...config, ...brokerSettings, mqttConnections: 1 } as GatewayConfig,
+    logger,
+    createStats(),
+  )
+  status.onConnect(() => {})
   const slots: Slot[] = Array.from({ length: count }, (_, index) => ({
     index,
     worker: undefined,
@@ -106,6 +117,9 @@ export async function runPrimary(config: GatewayConfig, logger: Logger, count: n
       gatewayId: `${config.gatewayId}-w${index + 1}`,
       adminPort: 'off',
       workers: 1,
+      // Each worker's connections their own client ids, as their gateway ids are (a broker would
+      // otherwise close one worker's connection at each login of another's).
+      ...(config.mqttClientId === null ? {} : { mqttClientId: `${config.mqttClientId}-w${index + 1}` }),
       ...(config.dataDir === 'off' ? {} : { dataDir: path.join(config.dataDir, `w${index + 1}`) }),
     },
   })
@@ -195,6 +209,8 @@ export async function runPrimary(config: GatewayConfig, logger: Logger, count: n
     process.on('SIGTERM', stop)
   })
   await server?.close()
+  await status.announceStop(STATUS_TIMEOUT_MS)
+  await status.close(STATUS_TIMEOUT_MS)
   await closeBroker()
   logger.info('stopped', { workers: count })
   return code

@@ -413,11 +413,18 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
           return start(['--data-dir', data], run.gatewayId)
         }))
 
-    it('stops every worker on SIGTERM, cleanly (exit 0, no process left)', async () => {
+    it('stops every worker on SIGTERM, cleanly (exit 0, no process left), and says so in its status', async () => {
       const run = await start()
+      const statusTopic = `hypertcp/$gateway/${run.gatewayId}/status`
+      const w = await watch(run, statusTopic)
+      // The gateway's own status, as one gateway's: its id, not a worker's (theirs have -w1, -w2).
+      const up = await w.json<{ online: boolean; gateway: string }>(statusTopic, (s) => s.online)
+      expect(up.gateway).to.equal(run.gatewayId)
       await device(run, 'tok-1')
       const pids = [...run.pids.values()]
       run.cli.kill('SIGTERM')
+      const down = await w.json<{ online: boolean; reason: string }>(statusTopic, (s) => !s.online)
+      expect(down.reason).to.equal('shutdown')
       expect(await run.cli.exited).to.equal(0)
       for (const pid of pids) expect(gone(pid), `worker ${pid} gone`).to.equal(true)
     })
@@ -442,10 +449,40 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
 
     it('takes the workers with it when the primary is killed (no orphans)', async () => {
       const run = await start()
+      const statusTopic = `hypertcp/$gateway/${run.gatewayId}/status`
+      const w = mosquitto ? await watch(run, statusTopic) : undefined
+      await w?.json(statusTopic, (s) => s.online === true)
       const pids = [...run.pids.values()]
       run.cli.kill('SIGKILL')
       await run.cli.exited
       await waitUntil(() => pids.every(gone), 'the workers have exited', 10000)
+      // With an external broker, the primary's last will says the gateway is gone.
+      const lost = await w?.json<{ online: boolean; reason: string }>(statusTopic, (s) => !s.online)
+      if (w) expect(lost?.reason).to.equal('connection_lost')
     })
+
+    if (broker === 'mosquitto')
+      it('gives each worker client ids of its own from a configured mqttClientId', async () => {
+        const stem = `wk-cid-${starts}`
+        const run = await start(['--mqtt-client-id', stem])
+        const w = await watch(run, 'hypertcp/+/status')
+        const where = new Map<string, string>()
+        const devices = new Map<string, OriginalDevice>()
+        for (const [id, token] of [
+          ['dev-1', 'tok-1'],
+          ['dev-3', 'tok-3'],
+          ['dev-4', 'tok-4'],
+        ] as const) {
+          devices.set(id, await device(run, token))
+          where.set(id, (await w.json<Presence>(`hypertcp/${id}/status`, (s) => s.online)).gateway)
+        }
+        const a = [...where.keys()].find((id) => where.get(id)!.endsWith('-w1'))!
+        const b = [...where.keys()].find((id) => where.get(id)!.endsWith('-w2'))!
+        devices.get(a)!.sendMessage(b, { hello: b })
+        await devices.get(b)!.events.take((e) => e.kind === 'message', 5000, 'the message across workers')
+        // Sharing client ids, each worker's connection would close the other's at the broker.
+        const lost = run.cli.lines.history.filter((l) => /connection lost|keeps closing connection/.test(l))
+        expect(lost, 'broker connections lost').to.deep.equal([])
+      })
   })
 }
