@@ -10,6 +10,7 @@ import { root } from '../helpers/cli.js'
 import { startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { Mosquitto, requireMosquitto } from '../helpers/mosquitto.js'
+import { expectPeerTraffic, nextMessage } from '../helpers/peer-topics.js'
 import { RawClient, trackRawClients } from '../helpers/raw-client.js'
 
 // The README's Mosquitto set-up with peer topics (topics.peer, topics.peerBroadcast): what only
@@ -73,25 +74,8 @@ describe('security with Mosquitto: peer topics (the shipped acl_file)', function
     return d
   }
 
-  async function nextMessage(d: RawClient, type: number = Cmd.JSON_MESSAGE): Promise<unknown> {
-    return JSON.parse((await d.frames.take((f) => f.type === type)).text)
-  }
-
   it('carries device-to-device messages and broadcasts between gateways, with their sender', async () => {
-    const dev1 = await device(a, 'tok-1')
-    const dev3 = await device(b, 'tok-3')
-    const app = await login('app')
-    const seen: string[] = []
-    app.on('message', (topic) => seen.push(topic))
-    await app.subscribeAsync('hypertcp/$peers/broadcast', { qos: 1 })
-    dev1.sendFrame(Cmd.JSON_MESSAGE, 2, { targetId: 'dev-3', payload: { hi: 1 } })
-    expect(await dev1.response(2)).to.equal(0)
-    expect(await nextMessage(dev3)).to.deep.equal({ from: 'dev-1', payload: { hi: 1 } })
-    dev3.sendFrame(Cmd.BROADCAST, 3, { targetId: 'broadcast', payload: { all: true } })
-    expect(await dev3.response(3)).to.equal(0)
-    expect(await nextMessage(dev1, Cmd.BROADCAST)).to.deep.equal({ from: 'dev-3', payload: { all: true } })
-    // Applications still see devices' broadcasts (the acl_file lets them read the peer broadcast).
-    await waitUntil(() => seen.includes('hypertcp/$peers/broadcast'), "the app's copy of the broadcast")
+    await expectPeerTraffic(await device(a, 'tok-1'), await device(b, 'tok-3'), await login('app'))
   })
 
   it("believes no other client's from, peer message or takeover notice", async () => {

@@ -6,6 +6,7 @@ import { Cmd, Status } from '../../src/protocol/constants.js'
 import { root } from '../helpers/cli.js'
 import { startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
+import { expectPeerTraffic, nextMessage } from '../helpers/peer-topics.js'
 import { RabbitCluster, requireRabbitmq } from '../helpers/rabbitmq.js'
 import { RawClient, trackRawClients } from '../helpers/raw-client.js'
 
@@ -92,10 +93,6 @@ describe('security with RabbitMQ: topic permissions (deploy/rabbitmq/permissions
     return d
   }
 
-  async function nextMessage(d: RawClient, type: number = Cmd.JSON_MESSAGE): Promise<unknown> {
-    return JSON.parse((await d.frames.take((f) => f.type === type, 10_000)).text)
-  }
-
   /** Whether the broker took a QoS 1 publish (PUBACK), or closed the connection instead. */
   async function published(c: MqttClient, topic: string, body: string): Promise<boolean> {
     const closed = new Promise<false>((resolve) => c.once('close', () => resolve(false)))
@@ -116,19 +113,7 @@ describe('security with RabbitMQ: topic permissions (deploy/rabbitmq/permissions
   })
 
   it('carries device-to-device messages and broadcasts between gateways, with their sender', async () => {
-    const dev1 = await device(a, 'tok-1')
-    const dev3 = await device(b, 'tok-3')
-    const app = await login('app')
-    const seen: string[] = []
-    app.on('message', (topic) => seen.push(topic))
-    await app.subscribeAsync('hypertcp/$peers/broadcast', { qos: 1 })
-    dev1.sendFrame(Cmd.JSON_MESSAGE, 2, { targetId: 'dev-3', payload: { hi: 1 } })
-    expect(await dev1.response(2)).to.equal(0)
-    expect(await nextMessage(dev3)).to.deep.equal({ from: 'dev-1', payload: { hi: 1 } })
-    dev3.sendFrame(Cmd.BROADCAST, 3, { targetId: 'broadcast', payload: { all: true } })
-    expect(await dev3.response(3)).to.equal(0)
-    expect(await nextMessage(dev1, Cmd.BROADCAST)).to.deep.equal({ from: 'dev-3', payload: { all: true } })
-    await waitUntil(() => seen.includes('hypertcp/$peers/broadcast'), "the app's copy of the broadcast")
+    await expectPeerTraffic(await device(a, 'tok-1'), await device(b, 'tok-3'), await login('app'))
   })
 
   it('lets an app and a monitor read uplinks and presence, not dn, ctl or the peer topics', async () => {

@@ -161,15 +161,10 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
       return w
     }
 
-    async function device(run: Running, token: string): Promise<OriginalDevice> {
-      const d = await OriginalDevice.connect(run.port, token, { pingIntervalMs: 0 })
-      cleanups.push(() => d.destroy())
-      expect(d.loginStatus).to.equal(200)
-      return d
-    }
-
-    it('spreads devices over both workers, which reach one another through the broker', async () => {
-      const run = await start()
+    /** dev-1, dev-3 and dev-4 logged in one after the other, and the gateway (worker) each is on. */
+    async function threeDevices(
+      run: Running,
+    ): Promise<{ devices: Map<string, OriginalDevice>; where: Map<string, string> }> {
       const w = await watch(run, 'hypertcp/+/status')
       const devices = new Map<string, OriginalDevice>()
       const where = new Map<string, string>()
@@ -179,9 +174,21 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
         ['dev-4', 'tok-4'],
       ] as const) {
         devices.set(id, await device(run, token))
-        const p = await w.json<Presence>(`hypertcp/${id}/status`, (s) => s.online)
-        where.set(id, p.gateway)
+        where.set(id, (await w.json<Presence>(`hypertcp/${id}/status`, (s) => s.online)).gateway)
       }
+      return { devices, where }
+    }
+
+    async function device(run: Running, token: string): Promise<OriginalDevice> {
+      const d = await OriginalDevice.connect(run.port, token, { pingIntervalMs: 0 })
+      cleanups.push(() => d.destroy())
+      expect(d.loginStatus).to.equal(200)
+      return d
+    }
+
+    it('spreads devices over both workers, which reach one another through the broker', async () => {
+      const run = await start()
+      const { devices, where } = await threeDevices(run)
       const gateways = new Set(where.values())
       expect([...gateways].sort(), 'connections are spread over both workers').to.have.members([
         ...[...gateways].filter((g) => /-w[12]$/.test(g)),
@@ -237,10 +244,7 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
     it("takes the devices' connections on the workers themselves with workerBalancing kernel", async () => {
       const run = await start(['--worker-balancing', 'kernel'])
       expect(run.cli.lines.history.some((l) => /gateway started .*balancing=kernel/.test(l))).to.equal(true)
-      const w = await watch(run, 'hypertcp/+/status')
-      const ids = ['dev-1', 'dev-3', 'dev-4']
-      const devices = [await device(run, 'tok-1'), await device(run, 'tok-3'), await device(run, 'tok-4')]
-      for (const id of ids) await w.json<Presence>(`hypertcp/${id}/status`, (s) => s.online)
+      const { devices } = await threeDevices(run)
       // Which worker takes which is the kernel's choice; every one is served, and counted once.
       const stats = (await call(run, '/api/v1/stats')).body as {
         online: number
@@ -248,9 +252,9 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
       }
       expect(stats.online).to.equal(3)
       expect(stats.workers.map((x) => x.online).reduce((a, b) => a + b, 0)).to.equal(3)
-      devices[0]!.sendMessage(ids[1]!, { hello: ids[1] })
-      const got = await devices[1]!.events.take((e) => e.kind === 'message', 5000, 'the message of dev-1')
-      expect(got).to.deep.include({ from: ids[0], payload: { hello: ids[1] } })
+      devices.get('dev-1')!.sendMessage('dev-3', { hello: 'dev-3' })
+      const got = await devices.get('dev-3')!.events.take((e) => e.kind === 'message', 5000, 'the message')
+      expect(got).to.deep.include({ from: 'dev-1', payload: { hello: 'dev-3' } })
     })
 
     it('ends a device id logged in on both workers with one connection (takeover across them)', async () => {
@@ -465,17 +469,7 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
       it('gives each worker client ids of its own from a configured mqttClientId', async () => {
         const stem = `wk-cid-${starts}`
         const run = await start(['--mqtt-client-id', stem])
-        const w = await watch(run, 'hypertcp/+/status')
-        const where = new Map<string, string>()
-        const devices = new Map<string, OriginalDevice>()
-        for (const [id, token] of [
-          ['dev-1', 'tok-1'],
-          ['dev-3', 'tok-3'],
-          ['dev-4', 'tok-4'],
-        ] as const) {
-          devices.set(id, await device(run, token))
-          where.set(id, (await w.json<Presence>(`hypertcp/${id}/status`, (s) => s.online)).gateway)
-        }
+        const { devices, where } = await threeDevices(run)
         const a = [...where.keys()].find((id) => where.get(id)!.endsWith('-w1'))!
         const b = [...where.keys()].find((id) => where.get(id)!.endsWith('-w2'))!
         devices.get(a)!.sendMessage(b, { hello: b })
