@@ -4,6 +4,9 @@ import { Cmd } from '../../src/protocol/constants.js'
 import { waitUntil } from './inbox.js'
 import type { RawClient } from './raw-client.js'
 
+/** The peer topics the suites set (the shipped Mosquitto acl_file and RabbitMQ script expect them). */
+export const PEER_TOPICS = { peer: 'hypertcp/%c/peer', peerBroadcast: 'hypertcp/$peers/broadcast' }
+
 /** The next message frame of `type` a device got, parsed. */
 export async function nextMessage(d: RawClient, type: number = Cmd.JSON_MESSAGE): Promise<unknown> {
   return JSON.parse((await d.frames.take((f) => f.type === type)).text)
@@ -25,4 +28,29 @@ export async function expectPeerTraffic(dev1: RawClient, dev3: RawClient, app: M
   expect(await dev3.response(3)).to.equal(0)
   expect(await nextMessage(dev1, Cmd.BROADCAST)).to.deep.equal({ from: 'dev-3', payload: { all: true } })
   await waitUntil(() => seen.includes('hypertcp/$peers/broadcast'), "the app's copy of the broadcast")
+}
+
+/**
+ * dev-2 logs in on one gateway (`first`), then on the other (`second`): the first connection is
+ * closed, the second served, and both logins announce themselves on the peer topic only (`admin`
+ * may read both the peer and the control topic).
+ */
+export async function expectPeerTakeover(
+  admin: MqttClient,
+  first: () => Promise<RawClient>,
+  second: () => Promise<RawClient>,
+): Promise<void> {
+  const notices: string[] = []
+  admin.on('message', (topic, body) => {
+    if (body.toString().startsWith('{"action":"takeover"')) notices.push(topic)
+  })
+  await admin.subscribeAsync(['hypertcp/dev-2/peer', 'hypertcp/dev-2/ctl'], { qos: 1 })
+  const one = await first()
+  const two = await second()
+  await one.waitClosed()
+  two.sendFrame(Cmd.PING, 4)
+  expect(await two.response(4)).to.equal(0)
+  // Each login announces itself (the first one's finds nobody); none on the control topic.
+  await waitUntil(() => notices.length === 2, 'both logins announced')
+  expect(notices).to.deep.equal(['hypertcp/dev-2/peer', 'hypertcp/dev-2/peer'])
 }

@@ -10,7 +10,7 @@ import { root } from '../helpers/cli.js'
 import { startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
 import { Mosquitto, requireMosquitto } from '../helpers/mosquitto.js'
-import { expectPeerTraffic, nextMessage } from '../helpers/peer-topics.js'
+import { expectPeerTakeover, expectPeerTraffic, nextMessage, PEER_TOPICS } from '../helpers/peer-topics.js'
 import { RawClient, trackRawClients } from '../helpers/raw-client.js'
 
 // The README's Mosquitto set-up with peer topics (topics.peer, topics.peerBroadcast): what only
@@ -19,7 +19,6 @@ import { RawClient, trackRawClients } from '../helpers/raw-client.js'
 
 const USERS = { gateway: 'gw-pw', app: 'app-pw', admin: 'admin-pw' } as const
 type User = keyof typeof USERS
-const PEER_TOPICS = { peer: 'hypertcp/%c/peer', peerBroadcast: 'hypertcp/$peers/broadcast' }
 
 describe('security with Mosquitto: peer topics (the shipped acl_file)', function () {
   this.timeout(30_000)
@@ -118,19 +117,10 @@ describe('security with Mosquitto: peer topics (the shipped acl_file)', function
   })
 
   it('takes a device over from one gateway to the other, the notice on the peer topic', async () => {
-    const admin = await login('admin')
-    const notices: string[] = []
-    admin.on('message', (topic, body) => {
-      if (body.toString().startsWith('{"action":"takeover"')) notices.push(topic)
-    })
-    await admin.subscribeAsync(['hypertcp/dev-2/peer', 'hypertcp/dev-2/ctl'], { qos: 1 })
-    const first = await device(a, 'tok-2')
-    const second = await device(b, 'tok-2')
-    await first.waitClosed()
-    second.sendFrame(Cmd.PING, 4)
-    expect(await second.response(4)).to.equal(0)
-    // Each login announces itself (the first one's finds nobody); none on the control topic.
-    await waitUntil(() => notices.length === 2, 'both logins announced')
-    expect(notices).to.deep.equal(['hypertcp/dev-2/peer', 'hypertcp/dev-2/peer'])
+    await expectPeerTakeover(
+      await login('admin'),
+      () => device(a, 'tok-2'),
+      () => device(b, 'tok-2'),
+    )
   })
 })
