@@ -109,20 +109,23 @@ export async function runPrimary(config: GatewayConfig, logger: Logger, count: n
           logger,
         })
 
-  const brief = (index: number): WorkerBrief => ({
-    index,
-    count,
-    settings: {
-      ...brokerSettings,
-      gatewayId: `${config.gatewayId}-w${index + 1}`,
-      adminPort: 'off',
-      workers: 1,
-      // Each worker's connections their own client ids, as their gateway ids are (a broker would
-      // otherwise close one worker's connection at each login of another's).
-      ...(config.mqttClientId === null ? {} : { mqttClientId: `${config.mqttClientId}-w${index + 1}` }),
-      ...(config.dataDir === 'off' ? {} : { dataDir: path.join(config.dataDir, `w${index + 1}`) }),
-    },
-  })
+  const brief = (index: number): WorkerBrief => {
+    const name = `w${index + 1}`
+    return {
+      index,
+      count,
+      settings: {
+        ...brokerSettings,
+        gatewayId: `${config.gatewayId}-${name}`,
+        adminPort: 'off',
+        workers: 1,
+        // Each worker's connections their own client ids, as their gateway ids are (a broker would
+        // otherwise close one worker's connection at each login of another's).
+        ...(config.mqttClientId === null ? {} : { mqttClientId: `${config.mqttClientId}-${name}` }),
+        ...(config.dataDir === 'off' ? {} : { dataDir: path.join(config.dataDir, name) }),
+      },
+    }
+  }
 
   const fork = (slot: Slot): void => {
     const worker = cluster.fork({ [WORKER_ENV]: JSON.stringify(brief(slot.index)) })

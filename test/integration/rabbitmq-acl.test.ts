@@ -2,7 +2,7 @@ import { join } from 'node:path'
 import { expect } from 'chai'
 import mqtt, { type MqttClient } from 'mqtt'
 import type { Gateway } from '../../src/gateway/gateway.js'
-import { Status } from '../../src/protocol/constants.js'
+import { Cmd, Status } from '../../src/protocol/constants.js'
 import { root } from '../helpers/cli.js'
 import { startGateway } from '../helpers/gateway.js'
 import { waitUntil } from '../helpers/inbox.js'
@@ -15,6 +15,8 @@ import { RawClient, trackRawClients } from '../helpers/raw-client.js'
 
 const PASSWORDS = { gateway: 'gw-pw', app: 'app-pw', monitor: 'mon-pw', admin: 'admin-pw' } as const
 type User = keyof typeof PASSWORDS
+/** How long a device waits for a message through the cluster (slower than one broker). */
+const MESSAGE_WAIT_MS = 10_000
 
 describe('security with RabbitMQ: topic permissions (deploy/rabbitmq/permissions.sh)', function () {
   this.timeout(30_000)
@@ -112,7 +114,12 @@ describe('security with RabbitMQ: topic permissions (deploy/rabbitmq/permissions
   })
 
   it('carries device-to-device messages and broadcasts between gateways, with their sender', async () => {
-    await expectPeerTraffic(await device(a, 'tok-1'), await device(b, 'tok-3'), await login('app'))
+    await expectPeerTraffic(
+      await device(a, 'tok-1'),
+      await device(b, 'tok-3'),
+      await login('app'),
+      MESSAGE_WAIT_MS,
+    )
   })
 
   it('lets an app and a monitor read uplinks and presence, not dn, ctl or the peer topics', async () => {
@@ -146,7 +153,10 @@ describe('security with RabbitMQ: topic permissions (deploy/rabbitmq/permissions
     expect(
       await published(app, 'hypertcp/dev-3/dn', '{"from":"dev-1","payload":{"command":"unlock"}}'),
     ).to.equal(true)
-    expect(await nextMessage(dev3)).to.deep.equal({ from: 'server', payload: { command: 'unlock' } })
+    expect(await nextMessage(dev3, Cmd.JSON_MESSAGE, MESSAGE_WAIT_MS)).to.deep.equal({
+      from: 'server',
+      payload: { command: 'unlock' },
+    })
     expect(b.stats().controlRefused.from_not_believed).to.equal(replaced + 1)
     // What only gateways may write: the broker closes the client instead of routing it.
     for (const [user, topic, body] of [
@@ -170,7 +180,10 @@ describe('security with RabbitMQ: topic permissions (deploy/rabbitmq/permissions
     )
     // Nothing refused reached the device: the next message is this downlink.
     expect(await published(admin, 'hypertcp/dev-3/dn', '{"n":2}')).to.equal(true)
-    expect(await nextMessage(dev3)).to.deep.equal({ from: 'server', payload: { n: 2 } })
+    expect(await nextMessage(dev3, Cmd.JSON_MESSAGE, MESSAGE_WAIT_MS)).to.deep.equal({
+      from: 'server',
+      payload: { n: 2 },
+    })
     expect(await published(admin, 'hypertcp/dev-3/ctl', '{"action":"kick"}')).to.equal(true)
     await dev3.waitClosed()
   })
