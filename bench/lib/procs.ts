@@ -149,6 +149,26 @@ export function cpuPercent(
 }
 
 /**
+ * Each role's CPU µs per unit of work (a login, a message) between two {@link sampleRoles}
+ * snapshots, and their sum as `all`.
+ */
+export function cpuUsPer(
+  before: Record<string, ProcSample>,
+  after: Record<string, ProcSample>,
+  units: number,
+): Record<string, number> {
+  const out: Record<string, number> = {}
+  let all = 0
+  for (const role of Object.keys(before)) {
+    const us = after[role]!.cpuUs - before[role]!.cpuUs
+    all += us
+    out[role] = round(us / Math.max(1, units), 3)
+  }
+  out.all = round(all / Math.max(1, units), 3)
+  return out
+}
+
+/**
  * Waits until `pids` together use less than `maxPct` % of one core over `windowMs`, or
  * `timeoutMs` has passed; returns how long it waited (ms). A saturation run leaves the broker
  * busy after its last message arrived (Mosquitto reads the subscriber's backlog of PUBACKs one

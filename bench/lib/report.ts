@@ -327,6 +327,8 @@ export function renderTable(r: Results): string {
           'gateway/direct',
           'gw CPU µs/login',
           'ramp CPU % gw / broker / gen',
+          'CPU µs/login, all processes: gw / direct',
+          'broker µs/login: gw / direct',
           'RSS KiB/device',
           'heap KiB/device',
           '90 % back',
@@ -342,6 +344,10 @@ export function renderTable(r: Results): string {
           fmt(s.login_ratio, 2),
           fmt(s.gateway_cpu_us_per_login),
           rampCpu(s.login_cpu_pct),
+          `${fmt(s.login_cpu_us?.all)} / ${fmt(s.direct_login_cpu_us?.all)}`,
+          s.login_cpu_us?.mosquitto === undefined
+            ? 'in gw'
+            : `${fmt(s.login_cpu_us.mosquitto)} / ${fmt(s.direct_login_cpu_us?.mosquitto)}`,
           fmt(s.rss_kib_per_device, 2),
           fmt(s.heap_kib_per_device, 2),
           `${fmt(s.restart_s_p90, 2)} s`,

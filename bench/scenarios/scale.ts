@@ -14,7 +14,7 @@ import { nowUs, sleep } from '../lib/clock.js'
 import { GatewayProc, type GatewaySpec } from '../lib/gateway.js'
 import { startBenchMosquitto } from '../lib/mosquitto.js'
 import type { BenchOptions, BrokerKind } from '../lib/options.js'
-import { cpuPercent, listenOverflows, sampleRoles, waitQuiet } from '../lib/procs.js'
+import { cpuPercent, cpuUsPer, listenOverflows, sampleRoles, waitQuiet } from '../lib/procs.js'
 import type { Rig } from '../lib/rig.js'
 import { median, medianByKey, round, split, sum } from '../lib/stats.js'
 
@@ -50,6 +50,11 @@ export interface ScaleRun {
   /** The gateway's CPU time per login during the ramp, µs. */
   gateway_cpu_us_per_login: number
   /**
+   * CPU µs per login of each role during the ramp, and of them `all`: on a saturated machine the
+   * ramp's rate is its cores divided by `all`, which is what bounds the login ratio.
+   */
+  login_cpu_us: Record<string, number>
+  /**
    * Handshakes dropped by a full accept queue during the ramp (this machine's TcpExt
    * ListenOverflows): each waited for a retransmission, 1 s or more. Non-zero: the ramp's rate is
    * partly the kernel's timer, not the server's.
@@ -64,6 +69,8 @@ export interface ScaleRun {
   direct_logins_per_s: number
   /** CPU (% of one core) per role during the direct ramp (the embedded broker is in the gateway process). */
   direct_login_cpu_pct: Record<string, number>
+  /** CPU µs per login of each role (and `all`) during the direct ramp. */
+  direct_login_cpu_us: Record<string, number>
   /**
    * The same during the direct ramp. Mosquitto listens with a backlog of 100, below the 200 logins
    * in progress per generator: it can overflow (an external broker on another host: not counted).
@@ -85,6 +92,8 @@ export interface ScaleRow {
   gateway_cpu_us_per_login: number
   direct_logins_per_s: number
   direct_login_cpu_pct: Record<string, number>
+  login_cpu_us: Record<string, number>
+  direct_login_cpu_us: Record<string, number>
   /** logins_per_s / direct_logins_per_s (medians). */
   login_ratio: number
   gateway_workers: number
@@ -121,8 +130,10 @@ export async function runScale(
           `all back ${run.restart_s_from_kill} s after the kill (${run.restart_back} devices); ` +
           `ramp cpu ${Object.entries(run.login_cpu_pct)
             .map(([k, v]) => `${k} ${Math.round(v)} %`)
-            .join(', ')}, gateway ${Math.round(run.gateway_cpu_us_per_login)} µs/login; ` +
-          `direct: ${run.direct_online}/${run.target} subscribed, ${Math.round(run.direct_logins_per_s)} logins/s ` +
+            .join(', ')}, gateway ${Math.round(run.gateway_cpu_us_per_login)} µs/login, ` +
+          `all processes ${Math.round(run.login_cpu_us.all ?? Number.NaN)} µs/login; ` +
+          `direct: ${run.direct_online}/${run.target} subscribed, ${Math.round(run.direct_logins_per_s)} logins/s, ` +
+          `all processes ${Math.round(run.direct_login_cpu_us.all ?? Number.NaN)} µs/login ` +
           `(gateway/direct ${(run.logins_per_s / run.direct_logins_per_s).toFixed(2)})`,
       )
       if (run.listen_overflows > 0 || run.direct_listen_overflows > 0) {
@@ -156,6 +167,8 @@ export async function runScale(
     gateway_cpu_us_per_login: round(median(runs.map((r) => r.gateway_cpu_us_per_login)), 3),
     direct_logins_per_s: directLoginsPerS,
     direct_login_cpu_pct: medianByKey(runs.map((r) => r.direct_login_cpu_pct)),
+    login_cpu_us: medianByKey(runs.map((r) => r.login_cpu_us)),
+    direct_login_cpu_us: medianByKey(runs.map((r) => r.direct_login_cpu_us)),
     login_ratio: round(loginsPerS / directLoginsPerS, 3),
     gateway_workers: opts.scaleWorkers,
     msgs_per_s_connected: round(median(runs.map((r) => r.msgs_per_s_connected)), 4),
@@ -302,6 +315,7 @@ async function scaleRun(
       online: Number.NaN,
       loginUs: Number.NaN,
       cpuPct: {} as Record<string, number>,
+      cpuUs: {} as Record<string, number>,
       overflows: 0,
     }
     if (directSide) {
@@ -334,6 +348,7 @@ async function scaleRun(
       restart_connect_errors: errors,
       gateway_start_s: round((listenUs - killUs) / 1e6, 4),
       login_cpu_pct: cpuPercent(cpuBefore, cpuAfter, rampUs),
+      login_cpu_us: cpuUsPer(cpuBefore, cpuAfter, online),
       gateway_cpu_us_per_login: round(
         (cpuAfter.gateway!.cpuUs - cpuBefore.gateway!.cpuUs) / Math.max(1, online),
         3,
@@ -343,6 +358,7 @@ async function scaleRun(
       direct_logins_per_s: round(direct.online / (direct.loginUs / 1e6), 4),
       listen_overflows: overflows,
       direct_login_cpu_pct: direct.cpuPct,
+      direct_login_cpu_us: direct.cpuUs,
       direct_listen_overflows: direct.overflows,
     }
   } finally {
@@ -363,7 +379,13 @@ async function directRamp(
   ranges: { first: number; count: number }[],
   gw: GatewayProc,
   mosquitto: Mosquitto | undefined,
-): Promise<{ online: number; loginUs: number; cpuPct: Record<string, number>; overflows: number }> {
+): Promise<{
+  online: number
+  loginUs: number
+  cpuPct: Record<string, number>
+  cpuUs: Record<string, number>
+  overflows: number
+}> {
   const roles: Record<string, number[]> = { gateway: [gw.pid], generators: workers.map((w) => w.pid) }
   if (mosquitto) roles.mosquitto = [mosquitto.pid]
   // Until the gateway's start (and, with Mosquitto, the old one's leaving) has settled.
@@ -379,10 +401,12 @@ async function directRamp(
     ),
   )
   const after = sampleRoles(roles)
+  const online = sum(logins.map((l) => l.online))
   return {
-    online: sum(logins.map((l) => l.online)),
+    online,
     loginUs: Math.max(...logins.map((l) => l.lastLoginUs)) - Math.min(...logins.map((l) => l.startUs)),
     cpuPct: cpuPercent(before, after, nowUs() - startUs),
+    cpuUs: cpuUsPer(before, after, online),
     overflows: listenOverflows() - overflowsBefore,
   }
 }
