@@ -213,6 +213,30 @@ function openFile(file: string, logger: Logger): SqlitePersistence {
   }
 }
 
+/** What a store file holds, read without changing it: kept messages per device, remembered devices. */
+export interface StoreContents {
+  readonly kept: ReadonlyMap<string, number>
+  readonly remembered: ReadonlySet<string>
+}
+
+/** Reads a store file written by {@link openPersistence} (throws when it cannot: corrupt, another version). */
+export function readStore(file: string): StoreContents {
+  const db = new Database(file, { fileMustExist: true })
+  try {
+    const version = db.pragma('user_version', { simple: true }) as number
+    if (version !== SCHEMA)
+      throw new GatewayError('HT_ERR_STORE', `not a downlink store of this version (${version})`)
+    const kept = new Map<string, number>()
+    for (const row of db.prepare('SELECT data FROM batches').all() as { data: Buffer }[]) {
+      for (const k of decode(row.data)) kept.set(k.deviceId, (kept.get(k.deviceId) ?? 0) + 1)
+    }
+    const devices = db.prepare('SELECT device FROM devices').all() as { device: string }[]
+    return { kept, remembered: new Set(devices.map((d) => d.device)) }
+  } finally {
+    db.close()
+  }
+}
+
 /**
  * The store's persistence for `dataDir`: memory only for 'off'. A file that cannot be read (corrupt,
  * not SQLite, another version) is moved aside (`<file>.bad-<ms>`) and reported with its path, and

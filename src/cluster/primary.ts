@@ -11,6 +11,7 @@ import { hashPassword } from '../auth/passwords.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { maxConnectionsOf } from '../gateway/admission.js'
 import { BrokerSide, loopbackFor, startEmbeddedBroker } from '../gateway/broker-side.js'
+import { checkDataDir } from '../gateway/store.js'
 import type { Logger } from '../log.js'
 import { createStats } from '../stats.js'
 import { WorkersAdmin } from './admin.js'
@@ -47,6 +48,7 @@ interface Slot {
  */
 export async function runPrimary(config: GatewayConfig, logger: Logger, count: number): Promise<number> {
   explainLimits(config, count, logger)
+  checkDataDir(config, count, logger)
   // Frozen by node:cluster at the first fork. Round robin hands every connection over IPC, one at a
   // time per worker, waiting for its answer: under load a few hundred a second, and what waits past
   // the primary's open-files limit is accepted and closed (README "Workers").

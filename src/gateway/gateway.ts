@@ -17,7 +17,7 @@ import { adminBackend } from './admin-backend.js'
 import { Admission } from './admission.js'
 import { BrokerSide } from './broker-side.js'
 import { DeviceListeners } from './listeners.js'
-import { type Delivery, openDelivery } from './store.js'
+import { checkDataDir, type Delivery, openDelivery } from './store.js'
 
 /** Options of a {@link Gateway}: any setting (docs/CONFIGURATION.md), plus an injected logger. */
 export type GatewayOptions = ConfigInput & {
@@ -89,6 +89,8 @@ export class Gateway {
       logger.warn('the device registry is empty and there is no authUrl: every login will be refused')
     const broker = await BrokerSide.open(config, logger, this.counters, this.admission.guard)
     this.broker = broker
+    // One process: dataDir's own store (a primary checks its workers' before they start).
+    if (this.share === undefined) checkDataDir(config, 1, logger)
     // Loaded in the same turn as the bridge is made: before any message from the broker is read.
     const delivery = openDelivery(config, logger, this.counters)
     this.delivery = delivery

@@ -1,4 +1,6 @@
 import { openPersistence } from '../adapters/sqlite-store.js'
+import { checkStoreLayout } from '../adapters/store-layout.js'
+import { DeviceRegistry } from '../auth/registry.js'
 import { Downlinks } from '../bridge/downlinks.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { DownlinkStore } from '../delivery/store.js'
@@ -14,6 +16,20 @@ export interface Delivery {
   /** Fills the store's gauges into `stats`. */
   gauge(stats: GatewayStats): void
   close(): void
+}
+
+/**
+ * Before the store of a gateway of `workers` processes is opened (by the primary for its workers):
+ * warns of what `dataDir`'s stores keep that this layout will not deliver (adapters/store-layout.ts).
+ */
+export function checkDataDir(config: GatewayConfig, workers: number, logger: Logger): void {
+  if (config.offlineQueueMessages === 0 || config.dataDir === 'off') return
+  checkStoreLayout(
+    config.dataDir,
+    workers,
+    new DeviceRegistry(config.devices).ids(),
+    logger.child({ component: 'store' }),
+  )
 }
 
 /**

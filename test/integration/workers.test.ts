@@ -17,6 +17,7 @@ import { waitUntil } from '../helpers/inbox.js'
 import { Mosquitto, requireMosquitto } from '../helpers/mosquitto.js'
 import { MqttWatcher } from '../helpers/mqtt.js'
 import { OriginalDevice } from '../helpers/original-device.js'
+import { writeStore } from '../helpers/store.js'
 
 type Presence = { online: boolean; gateway: string; reason?: string }
 
@@ -416,6 +417,18 @@ for (const broker of ['embedded', 'mosquitto'] as const) {
           await waitUntil(() => pids.every(gone), 'the workers have exited', 10000)
           return start(['--data-dir', data], run.gatewayId)
         }))
+
+    if (broker === 'embedded')
+      // The check itself: test/integration/store-layout.test.ts.
+      it('warns at start of what the store of a worker no longer started keeps (workers lowered from 3 to 2)', async () => {
+        const data = mkdtempSync(join(dir, 'data-'))
+        await writeStore(join(data, 'w3'), { 'dev-3': 2 })
+        const run = await start(['--data-dir', data])
+        const line = await run.cli.match(/downlink store of another number of workers.*/)
+        expect(line[0])
+          .to.contain(join(data, 'w3'))
+          .and.match(/messages.{0,3}2/)
+      })
 
     it('stops every worker on SIGTERM, cleanly (exit 0, no process left), and says so in its status', async () => {
       const run = await start()
