@@ -4,35 +4,31 @@
  * Longer than 300 lines: attaching a device (takeover, subscriptions, presence), its uplinks and
  * what arrives for it — kept while it is away, handed over when it moves — share one map of
  * devices and topics; subscriptions (subscriptions.ts), the pacing of broker work (pacer.ts), the
- * choice of connection (lanes.ts) and the store's delivery rules (downlinks.ts) are apart.
+ * choice of connection (lanes.ts), the store's delivery rules (downlinks.ts), what reaches a device
+ * and is counted (to-device.ts) and the control topic's kicks, redirects and takeovers
+ * (control.ts) are apart.
  */
 import { performance } from 'node:perf_hooks'
 import type { ExternalAuth } from '../auth/external.js'
 import type { AuthResult, DeviceRegistry } from '../auth/registry.js'
-import { parseHostPort } from '../config/kinds.js'
 import type { GatewayConfig } from '../config/settings.js'
 import { GatewayError, PublishRefusedError } from '../errors.js'
 import { FlapGuard } from '../limits/flap-guard.js'
 import { TokenBucket } from '../limits/token-bucket.js'
 import { type Logger, LogThrottle } from '../log.js'
 import { Cmd, Status } from '../protocol/constants.js'
-import {
-  countMembers,
-  envelopePrefix,
-  type LoginRequest,
-  parseControl,
-  parseDownlink,
-  parseJsonObject,
-} from '../protocol/messages.js'
+import { envelopePrefix, type LoginRequest, parseJsonObject } from '../protocol/messages.js'
 import { compileTemplate, gatewayStatusTopic, type TopicTemplate } from '../protocol/topics.js'
-import { type DeliverResult, isSettled, type Session } from '../session/session.js'
+import { isSettled, type Session } from '../session/session.js'
 import type { CloseReason, SessionHost, UplinkDone, UplinkKind } from '../session/types.js'
-import { bump, type GatewayStats } from '../stats.js'
+import type { GatewayStats } from '../stats.js'
+import { ControlTopic } from './control.js'
 import type { Downlinks } from './downlinks.js'
 import { inShare, laneIndex, type Share } from './lanes.js'
 import { Pacer } from './pacer.js'
 import type { AckLater, MqttPort } from './port.js'
 import { Subscriptions } from './subscriptions.js'
+import { ToDevice } from './to-device.js'
 
 /** A logged-in (or logging-in) device as the bridge tracks it. */
 interface Attached {
@@ -103,9 +99,6 @@ const NOT_AUTHORIZED = 0x87
  */
 export const BROKER_BATCH_MS = 2
 
-/** How long a takeover by another instance waits for that instance's "online" ({@link Bridge.awaitTakeover}). */
-export const TAKEOVER_CONFIRM_MS = 5000
-
 export interface BridgeOptions {
   readonly config: GatewayConfig
   /**
@@ -162,8 +155,6 @@ export class Bridge implements SessionHost {
   private readonly devices = new Map<string, Attached>()
   /** Devices whose messages are kept here while they are away, by id. */
   private readonly held = new Map<string, Held>()
-  /** Devices another instance took over, until it announces them (by id: that gateway, the timer). */
-  private readonly takenOver = new Map<string, { readonly gateway: string; readonly timer: NodeJS.Timeout }>()
   private readonly downlinks: Downlinks | undefined
   private readonly share: BridgeOptions['share']
   /** Subscribed topic → what it is for. */
@@ -173,16 +164,17 @@ export class Bridge implements SessionHost {
   private readonly pacer = new Pacer(BROKER_BATCH_MS, () => this.flush())
   /** Warnings a stream of messages can trigger, at most one per kind per 10 s. */
   private readonly throttle: LogThrottle
+  /** What reaches devices from the broker: read, limited, counted. */
+  private readonly out: ToDevice
   /** How this instance's takeover announcements begin ([HT-3.3]). */
   private readonly ownTakeoverText: string
-  private readonly ownTakeover: Buffer
+  /** [HT-5.5] Kicks, redirects and takeovers from the control (and peer) topics. */
+  private readonly control: ControlTopic<Attached>
   /** Broadcasts taken from devices here, and from the broker ([HT-5.3]): `broadcastRate`. */
   private readonly broadcastsOut: RateBudget
   private readonly broadcastsIn: RateBudget
   /** Logins of one id too often: delayed ({@link FlapGuard}). */
   private readonly flaps: FlapGuard
-  /** [HT-5.5] Where a control-topic redirect may send a device, from the list it was made of (a reload changes it). */
-  private redirectAllow: { readonly from: readonly string[]; readonly keys: ReadonlySet<string> } | undefined
   /** Publishes handed to the broker and not yet settled. */
   private pending = 0
   private drainWaiters: (() => void)[] = []
@@ -232,8 +224,35 @@ export class Bridge implements SessionHost {
     }
     this.gatewayStatusTopic = gatewayStatusTopic(t.gatewayStatus, this.gatewayId)
     this.throttle = new LogThrottle(logger)
+    this.out = new ToDevice(stats, this.throttle, this.broadcastTopic)
     this.ownTakeoverText = `{"action":"takeover","gateway":${JSON.stringify(this.gatewayId)},`
-    this.ownTakeover = Buffer.from(this.ownTakeoverText)
+    this.control = new ControlTopic<Attached>(
+      {
+        gatewayId: this.gatewayId,
+        holds: (id) => this.held.has(id),
+        serves: (id) => this.devices.has(id),
+        publishOffline: (device, state) =>
+          this.publish(
+            device.lane.mqtt,
+            device.status,
+            JSON.stringify(state),
+            config.qos.presence,
+            true,
+            (err) => {
+              if (err)
+                this.logger.warn('offline presence not published', {
+                  deviceId: device.session.deviceId,
+                  error: err.message,
+                })
+            },
+          ),
+      },
+      config,
+      this.ownTakeoverText,
+      logger,
+      stats,
+      this.throttle,
+    )
     this.broadcastsOut = rateBudget(config.broadcastRate, config.broadcastBurst)
     this.broadcastsIn = rateBudget(config.broadcastRate, config.broadcastBurst)
     this.flaps = new FlapGuard(
@@ -321,12 +340,7 @@ export class Bridge implements SessionHost {
         )
       return // else its own presence, or a stale one
     }
-    const pending = this.takenOver.get(held.deviceId)
-    if (pending !== undefined && presence?.online === true && gateway === pending.gateway) {
-      clearTimeout(pending.timer)
-      this.takenOver.delete(held.deviceId)
-      bump(this.stats.takeovers, 'confirmed')
-    }
+    if (presence?.online === true) this.control.online(held.deviceId, gateway)
     if (gateway === this.gatewayId) {
       const at = presence?.at
       if (presence?.online === true && typeof at === 'number' && at < this.startedAt) this.lost(held, at)
@@ -791,7 +805,7 @@ export class Bridge implements SessionHost {
     // Size before parse: a message no device could be sent is dropped before a byte of it is read
     // (a raw custom-command message, never parsed, is checked by the session as it is delivered).
     if (message.length > this.config.maxDownlinkSize && route.kind !== 'raw') {
-      this.countDrop('too_large')
+      this.out.drop('too_large')
       this.throttle.warn('message_too_large', 'message from the broker dropped unread', {
         topic,
         bytes: message.length,
@@ -811,73 +825,50 @@ export class Bridge implements SessionHost {
         this.onPresence(route.held, message)
         return undefined
       case 'control':
-        this.onControl(route.device, message, this.peer === undefined)
+        this.control.onMessage(route.device, message, this.peer === undefined)
         return undefined
       case 'peer': // from another gateway: a takeover notice, or a device's message
-        if (isAction(message)) this.onControl(route.device, message, true)
+        if (isAction(message)) this.control.onMessage(route.device, message, true)
         else return this.onDownlink(route.device, message, true)
         return undefined
       case 'heldPeer': // a takeover of a device not here concerns nobody here
         return isAction(message) ? undefined : this.keepFor(route.held, message, true)
       case 'raw': // [HT-5.6] the message's bytes are the frame's body
-        this.deliver(route.device.session, route.type, message)
+        this.out.deliver(route.device.session, route.type, message)
         return undefined
     }
   }
 
   /** [HT-5.2] A message on a device's down topic (or, from a gateway, its peer topic). */
   private onDownlink(device: Attached, message: Buffer, trusted: boolean): AckLater | undefined {
-    const downlink = this.readDownlink(device.session.deviceId!, message, trusted)
+    const downlink = this.out.read(device.session.deviceId!, message, trusted)
     if (downlink === undefined) return undefined
     const session = device.session
     if (this.downlinks === undefined || !this.held.has(session.deviceId!)) {
-      this.deliver(session, Cmd.JSON_MESSAGE, downlink.body, downlink.payload)
+      this.out.deliver(session, Cmd.JSON_MESSAGE, downlink.body, downlink.payload)
       return undefined
     }
-    if (!this.withinLimits(session, downlink.body, downlink.payload)) return undefined
+    if (!this.out.withinLimits(session, downlink.body, downlink.payload)) return undefined
     if (!this.downlinks.atLeastOnce) {
       // At most once: kept only when it cannot be sent now (not reading, not online yet).
       const result = session.deliver(Cmd.JSON_MESSAGE, downlink.body, downlink.payload)
       if (isSettled(result)) {
-        this.countDelivery(session, result)
+        this.out.count(session, result)
         return undefined
       }
     }
     // At least once: kept first, so that nothing is lost if it is not acknowledged.
     const kept = this.downlinks.keep(session.deviceId!, downlink.body)
-    this.countKept(session, this.downlinks.send(session, kept))
+    this.out.countKept(session, this.downlinks.send(session, kept))
     return this.downlinks.ackLater
   }
 
   /** A message for a held device that is not here: kept for its next login. */
   private keepFor(held: Held, message: Buffer, trusted: boolean): AckLater | undefined {
-    const downlink = this.readDownlink(held.deviceId, message, trusted)
+    const downlink = this.out.read(held.deviceId, message, trusted)
     if (downlink === undefined) return undefined
     this.downlinks!.keep(held.deviceId, downlink.body)
     return this.downlinks!.ackLater
-  }
-
-  /**
-   * A down-topic message made ready for the device, or undefined (dropped: not JSON). `trusted`:
-   * whether its `from` is believed (else it reads `server`).
-   */
-  private readDownlink(
-    deviceId: string,
-    message: Buffer,
-    trusted: boolean,
-  ): { body: Buffer | string; payload: unknown } | undefined {
-    const downlink = parseDownlink(message, trusted)
-    if (downlink.ok) {
-      if (downlink.replaced) this.fromReplaced('down', deviceId)
-      return downlink
-    }
-    this.countDrop('not_json')
-    this.throttle.warn('downlink_invalid', 'downlink dropped', {
-      deviceId,
-      reason: downlink.reason,
-      bytes: message.length,
-    })
-    return undefined
   }
 
   /** [HT-3.6] The device acknowledged a frame: a kept message it carried leaves the store. */
@@ -888,213 +879,25 @@ export class Bridge implements SessionHost {
   /** Logged in: what was kept for the device goes first, in order. */
   loggedIn(session: Session): void {
     if (this.downlinks === undefined || this.attached(session) === undefined) return
-    this.downlinks.replay(session, session.deviceId!, (result) => this.countKept(session, result))
-  }
-
-  /** A kept message sent, or not: one not written now (not reading, not online yet) stays kept. */
-  private countKept(session: Session, result: DeliverResult): void {
-    if (isSettled(result)) this.countDelivery(session, result)
-  }
-
-  /**
-   * A `from` naming someone on a topic anyone may write, with peer topics on: it reads `server`
-   * (counted; a warning at most every 10 s, for applications that still name a sender).
-   */
-  private fromReplaced(topic: 'down' | 'broadcast', deviceId?: string): void {
-    bump(this.stats.controlRefused, 'from_not_believed')
-    this.throttle.warn('from_not_believed', 'a "from" replaced by "server": only gateways name a sender', {
-      topic: topic === 'down' ? 'down' : this.broadcastTopic,
-      deviceId: deviceId ?? null,
-      reason: 'topics.peer is set: device-to-device messages and broadcasts come on the peer topics',
-    })
+    this.downlinks.replay(session, session.deviceId!, (result) => this.out.countKept(session, result))
   }
 
   /** [HT-5.3] To every device here except the sender. The body is shared, not copied per device. */
   private onBroadcast(message: Buffer, trusted: boolean): void {
     if (!this.broadcastsIn.take(Date.now())) {
-      this.countDrop('broadcast_rate')
+      this.out.drop('broadcast_rate')
       this.throttle.warn('broadcast_rate_down', 'broadcast from the broker dropped: over broadcastRate', {
         rate: this.config.broadcastRate,
         bytes: message.length,
       })
       return
     }
-    const downlink = parseDownlink(message, trusted)
-    if (downlink.ok && downlink.replaced) this.fromReplaced('broadcast')
-    if (!downlink.ok) {
-      this.countDrop('not_json')
-      this.throttle.warn('broadcast_invalid', 'broadcast dropped', {
-        reason: downlink.reason,
-        bytes: message.length,
-      })
-      return
-    }
+    const downlink = this.out.readBroadcast(message, trusted)
+    if (downlink === undefined) return
     const body = typeof downlink.body === 'string' ? Buffer.from(downlink.body) : downlink.body
     for (const [id, device] of this.devices) {
-      if (id !== downlink.from) this.deliver(device.session, Cmd.BROADCAST, body, downlink.payload)
+      if (id !== downlink.from) this.out.deliver(device.session, Cmd.BROADCAST, body, downlink.payload)
     }
-  }
-
-  /** `payload`: the parsed payload of a JSON message, counted against the device's member limit. */
-  private deliver(session: Session, type: number, body: Buffer | string, payload?: unknown): void {
-    if (payload !== undefined && !this.withinLimits(session, body, payload)) return
-    this.countDelivery(session, session.deliver(type, body, payload))
-  }
-
-  /**
-   * Whether a JSON message fits the device's own limits (its member limit; the size is the
-   * session's to check as it sends). One that does not is dropped, counted and logged.
-   */
-  private withinLimits(session: Session, body: Buffer | string, payload: unknown): boolean {
-    const maxMembers = session.maxDownlinkMembers
-    if (maxMembers === undefined || session.state !== 'online') return true
-    const members = countMembers(payload, maxMembers)
-    if (members <= maxMembers) return true
-    this.countDrop('too_many_members')
-    this.throttle.warn('deliver_too_many_members', 'message to device dropped', {
-      deviceId: session.deviceId,
-      reason: `more than ${maxMembers} members and elements (the device's maxDownlinkMembers)`,
-      bytes: typeof body === 'string' ? Buffer.byteLength(body) : body.length,
-    })
-    return false
-  }
-
-  private countDelivery(session: Session, result: DeliverResult): void {
-    if (result === 'ok') {
-      this.stats.delivered++
-      return
-    }
-    if (result === 'not_online') return // still logging in, or gone: not its message yet
-    this.countDrop(result === 'queue_full' ? 'not_reading' : result)
-    // Throttled: one oversize broadcast would otherwise log once per device.
-    this.throttle.warn(`deliver_${result}`, 'message to device dropped', {
-      deviceId: session.deviceId,
-      reason:
-        result === 'too_large'
-          ? `over the ${session.maxDownlinkSize}-byte downlink limit`
-          : result === 'unsupported'
-            ? `not a message a ${session.dialect} device can be sent`
-            : 'device is not reading',
-    })
-  }
-
-  /**
-   * [HT-5.5] kick, redirect; and takeovers announced by other instances ([HT-3.3]), believed
-   * (`takeovers`) unless peer topics carry them and this came on the control topic.
-   */
-  private onControl(device: Attached, message: Buffer, takeovers: boolean): void {
-    // Every login announces itself here, and this instance hears its own announcement back
-    // (in-process, its subscription exists before the announcement is routed): recognise it by
-    // its first bytes instead of parsing it.
-    if (
-      message.length > this.ownTakeover.length &&
-      message.subarray(0, this.ownTakeover.length).equals(this.ownTakeover)
-    ) {
-      return
-    }
-    const control = parseControl(message)
-    const session = device.session
-    switch (control.action) {
-      case 'kick':
-        session.logger.info('kicked via control topic')
-        session.close('kicked')
-        return
-      case 'redirect': {
-        const target = { server: control.server, port: control.port }
-        // A redirect sends the device, and its token, elsewhere: only to a known target.
-        if (!this.mayRedirect(control.server, control.port)) {
-          bump(this.stats.controlRefused, 'redirect_not_allowed')
-          this.throttle.warn('redirect_not_allowed', 'redirect refused: target not in redirectAllow', {
-            deviceId: session.deviceId,
-            ...target,
-          })
-          return
-        }
-        session.logger.info('redirected via control topic', target)
-        session.redirect(control.server, control.port)
-        return
-      }
-      case 'takeover':
-        if (control.gateway === this.gatewayId) return // our own announcement
-        if (!takeovers) {
-          bump(this.stats.controlRefused, 'takeover_not_believed')
-          this.throttle.warn('takeover_not_believed', 'takeover notice on the control topic ignored', {
-            deviceId: session.deviceId,
-            gateway: control.gateway,
-            reason: 'topics.peer is set: gateways announce takeovers on the peer topic',
-          })
-          return
-        }
-        if (control.at < device.at) return // older than this login: the device has moved on since
-        session.logger.info('taken over by another gateway', { gateway: control.gateway })
-        session.close('takeover')
-        this.awaitTakeover(device, control.gateway)
-        return
-      case 'invalid':
-        this.logger.warn('control message ignored', { topic: device.control, reason: control.reason })
-        return
-      default: {
-        const never: never = control
-        throw new GatewayError('HT_ERR_INTERNAL', `unhandled control ${JSON.stringify(never)}`)
-      }
-    }
-  }
-
-  /**
-   * [HT-3.3] The device left for `gateway`, which announces it online next (its presence). If that
-   * does not come within {@link TAKEOVER_CONFIRM_MS} — a takeover notice from an instance that then
-   * died, or one forged — the retained presence would say "online" for good: it is set offline
-   * (`takeover_unconfirmed`). Needs the device's status topic: held devices have it (store-and-
-   * forward on).
-   */
-  private awaitTakeover(device: Attached, gateway: string): void {
-    const id = device.session.deviceId!
-    if (!this.held.has(id)) return
-    clearTimeout(this.takenOver.get(id)?.timer)
-    const timer = setTimeout(() => {
-      this.takenOver.delete(id)
-      if (this.devices.has(id)) return // back here meanwhile
-      bump(this.stats.takeovers, 'unconfirmed')
-      this.logger.warn('taken over, but the other gateway never announced the device: marked offline', {
-        deviceId: id,
-        gateway,
-      })
-      const state = {
-        online: false,
-        at: Date.now(),
-        reason: 'takeover_unconfirmed',
-        gateway: this.gatewayId,
-        by: gateway,
-      }
-      this.publish(
-        device.lane.mqtt,
-        device.status,
-        JSON.stringify(state),
-        this.config.qos.presence,
-        true,
-        (err) => {
-          if (err) this.logger.warn('offline presence not published', { deviceId: id, error: err.message })
-        },
-      )
-    }, TAKEOVER_CONFIRM_MS)
-    timer.unref()
-    this.takenOver.set(id, { gateway, timer })
-  }
-
-  /** `redirectAllow`, else `overflowRedirect` (the peer logins overflow to), else nothing. */
-  private mayRedirect(host: string, port: number): boolean {
-    const list = this.config.redirectAllow
-    if (this.redirectAllow?.from !== list) {
-      const allowed = list.length > 0 ? list : [this.config.overflowRedirect ?? '']
-      const keys = new Set(
-        allowed.flatMap((v) => {
-          const hp = parseHostPort(v)
-          return hp === undefined ? [] : [hostPortKey(hp.host, hp.port)]
-        }),
-      )
-      this.redirectAllow = { from: list, keys }
-    }
-    return this.redirectAllow.keys.has(hostPortKey(host, port))
   }
 
   /** The sessions of the devices logged in here (for the admin API). */
@@ -1140,12 +943,6 @@ export class Bridge implements SessionHost {
     )
   }
 
-  /** A message not delivered, and why (`not_json`, `too_large`, `not_reading`, `oversize`). */
-  countDrop(why: string): void {
-    this.stats.dropped++
-    bump(this.stats.droppedBy, why)
-  }
-
   /** Resolves once every publish handed to the broker has settled, or after `timeoutMs`. */
   drain(timeoutMs: number): Promise<boolean> {
     if (this.pending === 0) return Promise.resolve(true)
@@ -1161,7 +958,7 @@ export class Bridge implements SessionHost {
   /** Stops per-device unsubscribes: the whole connection is about to close. */
   beginShutdown(): void {
     this.closing = true
-    for (const pending of this.takenOver.values()) clearTimeout(pending.timer)
+    this.control.stop()
   }
 }
 
@@ -1169,11 +966,6 @@ function noop(): void {}
 
 function notConnected(): GatewayError {
   return new GatewayError('HT_ERR_BROKER_UNREACHABLE', 'not connected to the broker')
-}
-
-/** A redirect target as compared with `redirectAllow`: host names are case-insensitive. */
-function hostPortKey(host: string, port: number): string {
-  return `${host.toLowerCase()}:${port}`
 }
 
 type RateBudget = { take(now: number): boolean }
