@@ -94,10 +94,13 @@ const NOT_AUTHORIZED = 0x87
 
 /**
  * At most one flush of login and logout broker work (takeovers, SUBSCRIBE, UNSUBSCRIBE,
- * presence) per this many ms: a login ramp then costs the broker connection one packet of
- * subscriptions per window instead of one per login, while a lone login waits for nothing.
+ * presence) per this many ms: a login ramp then costs each broker connection one packet of
+ * subscriptions (and one write, one SUBACK) per window instead of one per login, while a lone
+ * login waits for nothing. With 8 connections a 2 ms window held one or two logins per connection
+ * in a ramp of 19,700 devices; 10 ms cut the gateway's CPU per login by about a fifth with
+ * Mosquitto and embedded (bench/README.md, "Results"), for at most 10 ms more per login in a ramp.
  */
-export const BROKER_BATCH_MS = 2
+export const BROKER_BATCH_MS = 10
 
 export interface BridgeOptions {
   readonly config: GatewayConfig
