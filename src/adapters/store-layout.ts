@@ -39,12 +39,14 @@ export function checkStoreLayout(
   if (!existsSync(dataDir)) return []
   const stores = findStores(dataDir)
   const previous = recordedLayout(dataDir, logger) ?? inferredLayout(stores)
+  const sharesMoved = workers > 1 && previous !== undefined && previous > 1 && previous !== workers
+  // Read once: `registry` may be an iterator.
+  const ids = sharesMoved ? new Set(registry) : new Set<string>()
   const stranded: StrandedStore[] = []
   for (const [index, path] of stores) {
     // index 0: the one-process store; k: worker k's.
     const inLayout = workers === 1 ? index === 0 : index >= 1 && index <= workers
     // Its own devices' store, under the same shares: read by the worker itself, and only there.
-    const sharesMoved = workers > 1 && previous !== undefined && previous > 1 && previous !== workers
     if (inLayout && !sharesMoved) continue
     let contents: ReturnType<typeof readStore>
     try {
@@ -66,7 +68,6 @@ export function checkStoreLayout(
     }
     // The registry's devices this worker held by its old share and holds no more: what it kept
     // for them is delivered only if they log in to it again.
-    const ids = new Set(registry)
     let messages = 0
     let devices = 0
     for (const [id, n] of contents.kept) {

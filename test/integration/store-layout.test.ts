@@ -61,22 +61,25 @@ describe('the data directory checked against the number of workers', () => {
       .filter((id) => laneIndex(id, 2) === 1)
       .slice(0, 2)
     expect(moving, 'registry ids that move from w1 to w2').to.have.length(2)
+    // And w2 kept for one of its old share that now falls to w1.
+    const toW1 = idsOf(1, 3, 20).find((id) => laneIndex(id, 2) === 0)!
     await writeStore(join(dir, 'w1'), Object.fromEntries([...staying, ...moving].map((id) => [id, 2])))
-    await writeStore(join(dir, 'w2'), {})
+    await writeStore(join(dir, 'w2'), { [toW1]: 3 })
     await writeStore(join(dir, 'w3'), { [moving[0]!]: 1 })
     writeFileSync(join(dir, LAYOUT_FILE), JSON.stringify({ workers: 3 }))
     const log = captureLogger()
-    const stranded = checkStoreLayout(dir, 2, [...staying, ...moving], log.logger)
+    // The registry as the gateway gives it: an iterator, read once for every store.
+    const registry = [...staying, ...moving, toW1]
+    const stranded = checkStoreLayout(dir, 2, registry.values(), log.logger)
     expect(stranded).to.deep.equal([
       { path: join(dir, 'w1', STORE_FILE), why: 'share_moved', messages: 4, devices: 2 },
+      { path: join(dir, 'w2', STORE_FILE), why: 'share_moved', messages: 3, devices: 1 },
       { path: join(dir, 'w3', STORE_FILE), why: 'other_layout', messages: 1, devices: 1 },
     ])
     expect(log.lines.some((l) => l.startsWith('warn workers changed') && l.includes('"previousWorkers":3')))
       .to.be.true
     // Recorded: the next start with two workers finds the shares as they are.
-    expect(checkStoreLayout(dir, 2, [...staying, ...moving], silentLogger).map((s) => s.why)).to.deep.equal([
-      'other_layout',
-    ])
+    expect(checkStoreLayout(dir, 2, registry, silentLogger).map((s) => s.why)).to.deep.equal(['other_layout'])
   })
 
   it('says nothing when the stores are those of this layout, and skips a store it cannot read', async () => {
