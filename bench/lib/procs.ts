@@ -142,9 +142,7 @@ export function cpuPercent(
   elapsedUs: number,
 ): Record<string, number> {
   const out: Record<string, number> = {}
-  for (const role of Object.keys(before)) {
-    out[role] = round(((after[role]!.cpuUs - before[role]!.cpuUs) / elapsedUs) * 100, 3)
-  }
+  for (const [role, us] of cpuUsByRole(before, after)) out[role] = round((us / elapsedUs) * 100, 3)
   return out
 }
 
@@ -159,13 +157,20 @@ export function cpuUsPer(
 ): Record<string, number> {
   const out: Record<string, number> = {}
   let all = 0
-  for (const role of Object.keys(before)) {
-    const us = after[role]!.cpuUs - before[role]!.cpuUs
+  for (const [role, us] of cpuUsByRole(before, after)) {
     all += us
     out[role] = round(us / Math.max(1, units), 3)
   }
   out.all = round(all / Math.max(1, units), 3)
   return out
+}
+
+/** Each role's CPU µs between two {@link sampleRoles} snapshots. */
+function cpuUsByRole(
+  before: Record<string, ProcSample>,
+  after: Record<string, ProcSample>,
+): [role: string, us: number][] {
+  return Object.keys(before).map((role) => [role, after[role]!.cpuUs - before[role]!.cpuUs])
 }
 
 /**

@@ -251,6 +251,7 @@ async function scaleRun(
     }
     const online = sum(logins.map((l) => l.online))
     const loginUs = Math.max(...logins.map((l) => l.lastLoginUs)) - Math.min(...logins.map((l) => l.startUs))
+    const loginCpuUs = cpuUsPer(cpuBefore, cpuAfter, online)
 
     await sleep(1000)
     const mem1 = await gw.memory(true)
@@ -348,11 +349,8 @@ async function scaleRun(
       restart_connect_errors: errors,
       gateway_start_s: round((listenUs - killUs) / 1e6, 4),
       login_cpu_pct: cpuPercent(cpuBefore, cpuAfter, rampUs),
-      login_cpu_us: cpuUsPer(cpuBefore, cpuAfter, online),
-      gateway_cpu_us_per_login: round(
-        (cpuAfter.gateway!.cpuUs - cpuBefore.gateway!.cpuUs) / Math.max(1, online),
-        3,
-      ),
+      login_cpu_us: loginCpuUs,
+      gateway_cpu_us_per_login: loginCpuUs.gateway!,
       direct_online: direct.online,
       direct_login_s: round(direct.loginUs / 1e6, 4),
       direct_logins_per_s: round(direct.online / (direct.loginUs / 1e6), 4),

@@ -28,20 +28,20 @@ export interface StrandedStore {
 /**
  * Checks `dataDir`'s stores against `workers` (1: one process) and logs at warn what will not be
  * delivered from them; then records `workers`. `registry`: the registry's device ids (a worker
- * holds those of its share, and keeps for the others only once it served them).
+ * holds those of its share, and keeps for the others only once it served them), asked for only
+ * when the shares moved.
  */
 export function checkStoreLayout(
   dataDir: string,
   workers: number,
-  registry: Iterable<string>,
+  registry: () => Iterable<string>,
   logger: Logger,
 ): StrandedStore[] {
   if (!existsSync(dataDir)) return []
   const stores = findStores(dataDir)
   const previous = recordedLayout(dataDir, logger) ?? inferredLayout(stores)
   const sharesMoved = workers > 1 && previous !== undefined && previous > 1 && previous !== workers
-  // Read once: `registry` may be an iterator.
-  const ids = sharesMoved ? new Set(registry) : new Set<string>()
+  const ids = sharesMoved ? new Set(registry()) : new Set<string>()
   const stranded: StrandedStore[] = []
   for (const [index, path] of stores) {
     // index 0: the one-process store; k: worker k's.

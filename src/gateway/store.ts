@@ -27,7 +27,7 @@ export function checkDataDir(config: GatewayConfig, workers: number, logger: Log
   checkStoreLayout(
     config.dataDir,
     workers,
-    new DeviceRegistry(config.devices).ids(),
+    () => new DeviceRegistry(config.devices).ids(),
     logger.child({ component: 'store' }),
   )
 }

@@ -31,7 +31,7 @@ describe('the data directory checked against the number of workers', () => {
     await writeStore(join(dir, 'w1'), { 'dev-1': 2 })
     await writeStore(join(dir, 'w2'), { 'dev-2': 1 }, ['dev-9'])
     const log = captureLogger()
-    const stranded = checkStoreLayout(dir, 1, ['dev-1', 'dev-2'], log.logger)
+    const stranded = checkStoreLayout(dir, 1, () => ['dev-1', 'dev-2'], log.logger)
     expect(stranded).to.deep.equal([
       { path: join(dir, 'w1', STORE_FILE), why: 'other_layout', messages: 2, devices: 1 },
       { path: join(dir, 'w2', STORE_FILE), why: 'other_layout', messages: 1, devices: 2 },
@@ -47,7 +47,7 @@ describe('the data directory checked against the number of workers', () => {
   it("says what the one process's store keeps when workers start on its data directory", async () => {
     await writeStore(dir, { 'dev-3': 3 })
     await writeStore(join(dir, 'w1'), {})
-    const stranded = checkStoreLayout(dir, 2, ['dev-3'], silentLogger)
+    const stranded = checkStoreLayout(dir, 2, () => ['dev-3'], silentLogger)
     expect(stranded).to.deep.equal([
       { path: join(dir, STORE_FILE), why: 'other_layout', messages: 3, devices: 1 },
     ])
@@ -70,7 +70,7 @@ describe('the data directory checked against the number of workers', () => {
     const log = captureLogger()
     // The registry as the gateway gives it: an iterator, read once for every store.
     const registry = [...staying, ...moving, toW1]
-    const stranded = checkStoreLayout(dir, 2, registry.values(), log.logger)
+    const stranded = checkStoreLayout(dir, 2, () => registry.values(), log.logger)
     expect(stranded).to.deep.equal([
       { path: join(dir, 'w1', STORE_FILE), why: 'share_moved', messages: 4, devices: 2 },
       { path: join(dir, 'w2', STORE_FILE), why: 'share_moved', messages: 3, devices: 1 },
@@ -79,19 +79,21 @@ describe('the data directory checked against the number of workers', () => {
     expect(log.lines.some((l) => l.startsWith('warn workers changed') && l.includes('"previousWorkers":3')))
       .to.be.true
     // Recorded: the next start with two workers finds the shares as they are.
-    expect(checkStoreLayout(dir, 2, registry, silentLogger).map((s) => s.why)).to.deep.equal(['other_layout'])
+    expect(checkStoreLayout(dir, 2, () => registry, silentLogger).map((s) => s.why)).to.deep.equal([
+      'other_layout',
+    ])
   })
 
   it('says nothing when the stores are those of this layout, and skips a store it cannot read', async () => {
     await writeStore(join(dir, 'w1'), { 'dev-1': 1 })
     await writeStore(join(dir, 'w2'), { 'dev-2': 1 })
     const quiet = captureLogger()
-    expect(checkStoreLayout(dir, 2, ['dev-1', 'dev-2'], quiet.logger)).to.deep.equal([])
+    expect(checkStoreLayout(dir, 2, () => ['dev-1', 'dev-2'], quiet.logger)).to.deep.equal([])
     expect(quiet.lines.filter((l) => l.startsWith('warn'))).to.deep.equal([])
     mkdirSync(join(dir, 'w3'))
     writeFileSync(join(dir, 'w3', STORE_FILE), 'this is not SQLite'.repeat(100))
     const log = captureLogger()
-    expect(checkStoreLayout(dir, 2, [], log.logger)).to.deep.equal([])
+    expect(checkStoreLayout(dir, 2, () => [], log.logger)).to.deep.equal([])
     expect(log.lines.find((l) => l.startsWith('warn downlink store not checked'))).to.contain(
       join(dir, 'w3', STORE_FILE),
     )

@@ -52,7 +52,6 @@ interface Running {
   readonly admin: number
 }
 
-/** GET (or another method on) the primary's admin listener: status and JSON body (or text). */
 /**
  * A device's online presence published by `run`'s workers: Mosquitto keeps the suite's retained
  * presences, and a test before may have left one saying "online" at its own gateway (killed before
@@ -62,6 +61,7 @@ function onlineAt(run: Running): (p: Presence) => boolean {
   return (p) => p.online && p.gateway.startsWith(`${run.gatewayId}-w`)
 }
 
+/** GET (or another method on) the primary's admin listener: status and JSON body (or text). */
 async function call(
   run: Running,
   path: string,
