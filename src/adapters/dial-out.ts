@@ -116,6 +116,14 @@ export class DialOut {
       socket.destroy(new Error(`no connection within ${connectTimeout} s`)),
     )
     socket.once('connect', () => {
+      if (selfConnected(socket)) {
+        // Nothing listens there, and the kernel gave the attempt the port it dialed as its own
+        // source (TCP simultaneous open): the gateway would be its own "device", echoing itself.
+        socket.destroy(
+          Object.assign(new Error('connected to itself: nothing listens there'), { code: 'ESELFCONNECT' }),
+        )
+        return
+      }
       socket.setTimeout(0)
       socket.setKeepAlive(true, TCP_KEEPALIVE_MS)
       this.enter(t, 'connected')
@@ -158,4 +166,12 @@ export class DialOut {
     t.state = state
     t.since = Date.now()
   }
+}
+
+/**
+ * Whether a connection is to itself: a local port dialed while nothing listens on it can be given
+ * that same port as its source, and Linux then connects the socket to itself.
+ */
+export function selfConnected(socket: Socket): boolean {
+  return socket.localPort === socket.remotePort && socket.localAddress === socket.remoteAddress
 }

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 
 /** A port free on 127.0.0.1 right now (for servers that must be restarted on the same port). */
@@ -9,6 +10,32 @@ export function freePort(): Promise<number> {
       const { port } = server.address() as { port: number }
       server.close(() => resolve(port))
     })
+  })
+}
+
+/**
+ * A port nothing listens on, below the kernel's range of source ports: dialed again and again, a
+ * free port inside that range is now and then given to the attempt as its own source, and the
+ * socket connects to itself (TCP simultaneous open) instead of being refused.
+ */
+export async function refusedPort(): Promise<number> {
+  let low = 32768
+  try {
+    low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0])
+  } catch {
+    // not Linux: its default range starts higher still
+  }
+  for (let port = low - 1; port > 1024; port--) {
+    if (await listensFree(port)) return port
+  }
+  throw new Error(`no free port below ${low}`)
+}
+
+function listensFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)))
   })
 }
 

@@ -9,13 +9,13 @@ import { existsSync } from 'node:fs'
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net'
 import path from 'node:path'
 import { expect } from 'chai'
-import type { DialOutView } from '../../src/adapters/dial-out.js'
+import { type DialOutView, selfConnected } from '../../src/adapters/dial-out.js'
 import type { Gateway } from '../../src/index.js'
 import { ORIGINAL } from '../firmware/support/vendor.js'
 import { useCleanups } from '../helpers/cleanups.js'
 import { DEVICES, startGateway, suiteGateways } from '../helpers/gateway.js'
 import { Inbox, waitUntil } from '../helpers/inbox.js'
-import { freePort } from '../helpers/net.js'
+import { freePort, refusedPort } from '../helpers/net.js'
 import { OriginalDevice } from '../helpers/original-device.js'
 
 type Presence = { online: boolean; reason?: string; dialect?: string; dialOut?: boolean }
@@ -167,7 +167,7 @@ describe('dial-out devices: the gateway dials devices that listen', function () 
   })
 
   it('keeps trying an unreachable address, backing off, and lists it as away', async () => {
-    const port = await freePort()
+    const port = await refusedPort()
     const gw = await gateway({ dialOut: [{ id: 'gone-1', host: '127.0.0.1', port, framing: 'raw' }] })
     const view = await dialedUntil(
       gw,
@@ -178,6 +178,30 @@ describe('dial-out devices: the gateway dials devices that listen', function () 
     expect(view).to.deep.include({ lastError: 'ECONNREFUSED', online: false })
     expect(Date.parse(view.nextTry!)).to.be.greaterThan(Date.now() - 100)
     expect(gw.stats().online).to.equal(0)
+  })
+
+  it('does not take a connection to itself for a device (a free local port dialed as its own source)', async () => {
+    // What the kernel does now and then when the dialed port is a free one of its source ports:
+    // made here at once by dialing from that very port.
+    const port = await freePort()
+    const self = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1', localPort: port })
+    await new Promise((resolve, reject) => self.once('connect', resolve).once('error', reject))
+    const other = await new Promise<Socket>((resolve, reject) => {
+      const server = createServer((s) => {
+        s.destroy()
+        server.close()
+      }).listen(0, '127.0.0.1', () => {
+        const c = connect((server.address() as AddressInfo).port, '127.0.0.1')
+        c.once('connect', () => resolve(c)).once('error', reject)
+      })
+    })
+    try {
+      expect(selfConnected(self)).to.equal(true)
+      expect(selfConnected(other)).to.equal(false)
+    } finally {
+      self.destroy()
+      other.destroy()
+    }
   })
 
   it('gives up an attempt after connectTimeout (a device that never accepts), and tries again', async function () {
